@@ -52,6 +52,7 @@ from drivers.wire import (
     HEADER_WORDS,
     HEC_ADDR_FLAGS,
     HEC_LEN,
+    HEC_SAMPLE_CONST,
     HEC_SEQ,
     HEC_VER_MSG,
     KNOWN_MSG_IDS,
@@ -71,6 +72,8 @@ BULK_BLOCK_BYTES = 1 << 20
 _SYNC0 = SYNC[0]
 _TO_DEVICE = int(Flags.TO_DEVICE)
 _EMPTY_SAMPLES = np.empty(0, dtype=SAMPLE_RECORD_DTYPE)
+#: Sequence-counter key (direction * 256 + address) by the ADDR|FLAGS word.
+_SEQ_KEY = [(w & _TO_DEVICE) << 8 | w >> 8 for w in range(65536)]
 
 
 @dataclass(slots=True)
@@ -219,6 +222,7 @@ class StreamDecoder:
         mv = memoryview(buf)
         last_seq = c.last_seq
         gaps = c.gaps
+        seq_key = _SEQ_KEY
         starts: list[int] = []
         frames_out = out[1]
         while True:
@@ -233,14 +237,33 @@ class StreamDecoder:
             if cand + HEADER_SIZE > n:
                 break
             ver_msg, addr_flags, seq, length, hec_byte = unpack_header(buf, cand + 2)
-            expected_hec = HEC_VER_MSG[ver_msg] ^ HEC_ADDR_FLAGS[addr_flags]
-            if expected_hec ^ HEC_SEQ[seq] ^ HEC_LEN[length] != hec_byte:
+            if ver_msg == SAMPLE_VER_MSG and length == SAMPLE_LEN:
+                # The common case, with the SAMPLE-constant part of the HEC folded in.
+                if HEC_SAMPLE_CONST ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] != hec_byte:
+                    c.hec += 1
+                else:
+                    end = cand + SAMPLE_FRAME_SIZE
+                    if end > n:
+                        break
+                    if crc_hqx(mv[cand:end], 0xFFFF) != 0:
+                        c.crc += 1
+                    else:
+                        pos = end
+                        key = seq_key[addr_flags]
+                        last = last_seq[key]
+                        if last >= 0 and (seq - last) & 0xFFFF != 1:
+                            gaps[key] += 1
+                        last_seq[key] = seq
+                        starts.append(cand)
+                        continue
+            elif (
+                HEC_VER_MSG[ver_msg] ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] ^ HEC_LEN[length]
+                != hec_byte
+            ):
                 c.hec += 1
             elif ver_msg >> 8 != VERSION:
                 c.version += 1
-            elif not (ver_msg == SAMPLE_VER_MSG and length == SAMPLE_LEN) and not legal_length(
-                ver_msg & 0xFF, length
-            ):
+            elif not legal_length(ver_msg & 0xFF, length):
                 c.illegal += 1
             else:
                 end = cand + HEADER_SIZE + length + CRC_SIZE
@@ -250,14 +273,11 @@ class StreamDecoder:
                     c.crc += 1
                 else:
                     pos = end
-                    key = (addr_flags & _TO_DEVICE) << 8 | addr_flags >> 8
+                    key = seq_key[addr_flags]
                     last = last_seq[key]
                     if last >= 0 and (seq - last) & 0xFFFF != 1:
                         gaps[key] += 1
                     last_seq[key] = seq
-                    if ver_msg == SAMPLE_VER_MSG:
-                        starts.append(cand)
-                        continue
                     msg = ver_msg & 0xFF
                     if msg in KNOWN_MSG_IDS:
                         payload = bytes(mv[cand + HEADER_SIZE : end - CRC_SIZE])
