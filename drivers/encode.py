@@ -45,7 +45,9 @@ def encode_samples(
     """SAMPLE frames for equal-length arrays (scalars broadcast), as a record array.
 
     ``seq`` is taken modulo 65536.  Call ``.tobytes()`` on the result for the
-    byte stream, frames in array order.
+    byte stream, frames in array order.  Combine results by assigning into an
+    array of ``WIRE_SAMPLE_DTYPE`` (or join their bytes): ``np.concatenate``
+    and ``np.stack`` silently convert the big-endian fields to native order.
     """
     n = len(t_us)
     rec = np.empty(n, dtype=WIRE_SAMPLE_DTYPE)
