@@ -1,0 +1,277 @@
+"""``cabinwatch emulate SCENARIO``: the HIL emulator on a pty, TCP, a serial port or a file.
+
+On start-up one line per link goes to stdout, flushed, for a client or a test to
+read: ``link=NAME pty=/dev/pts/N alias=PATH``, ``link=NAME tcp=HOST:PORT``,
+``link=NAME port=DEVICE`` or ``link=NAME out=FILE``.  A link-fault disconnect and
+reconnect print ``event=down link=NAME t=..`` and ``event=up link=NAME ...``
+(with the new pty path).  A summary goes to stderr at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from firmware_host.errors import CabinwatchError, ConfigError
+from hil.emulator import Emulator
+from hil.endpoints import (
+    Endpoint,
+    FileEndpoint,
+    PtyEndpoint,
+    SerialPortEndpoint,
+    TcpEndpoint,
+)
+from hil.runner import fast_forward
+from hil.runner import run as run_loop
+from hil.scenario import list_scenarios, load_scenario
+from hil.truth import TruthWriter
+
+#: ``--start`` is available (``cabinwatch demo`` asks).
+SUPPORTS_START = True
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "emulate",
+        help="run the HIL emulator (physics + transducers) on a pty, TCP, a port or a file",
+        description="Run a scenario's leaking modules and transducers and serve their byte "
+        "stream. SCENARIO is a shipped scenario's name ("
+        + ", ".join(list_scenarios())
+        + ") or the path of a scenario file (docs/scenarios.md).",
+    )
+    p.add_argument(
+        "scenario", metavar="SCENARIO", nargs="?", help="shipped scenario name or .toml path"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--pty",
+        action="store_true",
+        help="one pseudo-terminal per link (raw mode); prints its path",
+    )
+    where.add_argument(
+        "--tcp",
+        metavar="[HOST:]PORT",
+        help="TCP server per link (PORT, PORT+1, ...; 0 = any free port; "
+        "host 127.0.0.1 unless given)",
+    )
+    where.add_argument(
+        "--port",
+        metavar="DEVICE[,DEVICE...]",
+        help="real serial ports, one per link in scenario order",
+    )
+    where.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the byte stream to FILE (STEM.LINK.EXT per link if several)",
+    )
+    p.add_argument(
+        "--speed",
+        default=None,
+        help="times real time, or 'max' (default: max for --out, 1 otherwise)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop at simulated time S (default: the scenario's duration)",
+    )
+    p.add_argument(
+        "--start",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="play the scenario to simulated time S silently, then serve from there",
+    )
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument(
+        "--truth",
+        metavar="FILE",
+        help="write the truth (JSON lines) to FILE (default FILE.truth.jsonl with --out)",
+    )
+    p.add_argument(
+        "--truth-rate",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="truth records per simulated second (default 1, or 0.1 for runs longer "
+        "than a simulated day)",
+    )
+    p.add_argument(
+        "--baud",
+        type=int,
+        default=None,
+        help="pace each link to this baud rate (8N1), as a real UART would",
+    )
+    p.add_argument(
+        "--hold",
+        type=int,
+        default=65536,
+        metavar="BYTES",
+        help="bytes held for a slow reader before whole blocks are dropped",
+    )
+    p.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
+    p.set_defaults(func=run)
+
+
+def _parse_tcp(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise CabinwatchError(f"--tcp: bad port {port!r} (use HOST:PORT or PORT)") from None
+    if not 0 <= port_n <= 65535:
+        raise CabinwatchError(f"--tcp: port {port_n} out of range")
+    return host or "127.0.0.1", port_n
+
+
+def _parse_speed(value: str | None, default: float | None) -> float | None:
+    if value is None:
+        return default
+    if value.lower() == "max":
+        return None
+    try:
+        s = float(value)
+    except ValueError:
+        raise CabinwatchError(f"--speed: {value!r} is not a number or 'max'") from None
+    if not (s > 0 and math.isfinite(s)):
+        raise CabinwatchError("--speed must be > 0")
+    return s
+
+
+def _out_path(base: str, link: str, several: bool) -> str:
+    if not several:
+        return base
+    p = Path(base)
+    return str(p.with_name(f"{p.stem}.{link}{p.suffix or '.bin'}"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        for name in list_scenarios():
+            print(name)
+        return 0
+    if not args.scenario:
+        raise CabinwatchError("a SCENARIO is needed (see --list)")
+    scenario = load_scenario(args.scenario)
+    if not (args.pty or args.tcp or args.port or args.out):
+        raise CabinwatchError("choose where the bytes go: --pty, --tcp, --port or --out")
+    speed = _parse_speed(args.speed, None if args.out else 1.0)
+    duration = scenario.duration_s if args.duration is None else args.duration
+    if not (duration > 0 and math.isfinite(duration)):
+        raise CabinwatchError("--duration must be > 0")
+    if not (0 <= args.start < duration):
+        raise CabinwatchError("--start must be >= 0 and before the end (--duration)")
+    truth_rate = args.truth_rate
+    if truth_rate is None:
+        truth_rate = 1.0 if duration <= 86400.0 else 0.1
+    if truth_rate < 0 or not math.isfinite(truth_rate):
+        raise CabinwatchError("--truth-rate must be >= 0")
+    if args.baud is not None and args.baud <= 0:
+        raise CabinwatchError("--baud must be > 0")
+    devices = args.port.split(",") if args.port else []
+    if args.port and len(devices) != len(scenario.links):
+        raise ConfigError(
+            scenario.path,
+            "links",
+            f"--port needs one device per link ({', '.join(scenario.link_names)}), "
+            f"comma-separated; got {len(devices)}",
+        )
+    truth_path = args.truth or (args.out + ".truth.jsonl" if args.out else None)
+    emu = Emulator(scenario, seed=args.seed, truth_rate_hz=truth_rate if truth_path else 0.0)
+
+    several = len(emu.links) > 1
+    endpoints: dict[str, Endpoint] = {}
+    kw = {"baud": args.baud, "hold_bytes": args.hold}
+    stop = threading.Event()
+    alias_dir: str | None = None
+    old_handlers = {}
+
+    def _stop(signum, frame):
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old_handlers[sig] = signal.signal(sig, _stop)
+        except ValueError:  # not the main thread (in-process tests)
+            pass
+    truth_fh = None
+    try:
+        if args.start > 0:
+            fast_forward(emu, args.start, stop=stop)
+        for i, link in enumerate(emu.links):
+            if args.pty:
+                if alias_dir is None:
+                    alias_dir = tempfile.mkdtemp(prefix="cabinwatch-emulate-")
+                ep: Endpoint = PtyEndpoint(link, alias_dir=alias_dir, **kw)
+            elif args.tcp:
+                host, port = _parse_tcp(args.tcp)
+                ep = TcpEndpoint(link, host, port + i if port else 0, **kw)
+            elif args.port:
+                ep = SerialPortEndpoint(link, devices[i], **kw)
+            else:
+                ep = FileEndpoint(link, _out_path(args.out, link, several))
+            try:
+                ep.open()
+            except OSError as exc:
+                raise CabinwatchError(f"{ep.kind} for link {link}: {exc}") from None
+            except Exception as exc:  # pyserial's SerialException for a bad --port
+                raise CabinwatchError(f"{ep.kind} for link {link}: {exc}") from None
+            endpoints[link] = ep
+        if truth_path:
+            try:
+                truth_fh = open(truth_path, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise CabinwatchError(f"{truth_path}: {exc.strerror}") from None
+        truth = TruthWriter(truth_fh, scenario, emu.seed, truth_rate) if truth_fh else None
+        for ep in endpoints.values():
+            print(ep.describe(), flush=True)
+
+        def on_event(event, ep):
+            state = "up" if event.up else "down"
+            extra = f" {ep.describe()}" if event.up else ""
+            print(f"event={state} link={event.link} t={event.t_s:.3f}{extra}", flush=True)
+
+        stats = run_loop(
+            emu, endpoints, duration, speed=speed, truth=truth, stop=stop, on_event=on_event
+        )
+        summary = {
+            "scenario": scenario.name,
+            "seed": emu.seed,
+            "sim_s": round(stats.sim_s, 3),
+            "wall_s": round(stats.wall_s, 3),
+            "speed": round(stats.speed, 1) if math.isfinite(stats.speed) else None,
+            "frames": emu.frames_out,
+            "endpoints": {n: ep.counters() for n, ep in endpoints.items()},
+            "links": emu.link_counters(),
+        }
+        print("emulate: " + json.dumps(summary), file=sys.stderr, flush=True)
+    finally:
+        for ep in endpoints.values():
+            cleanup = getattr(ep, "cleanup", ep.close)
+            cleanup()
+        if alias_dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(alias_dir)
+        if truth_fh is not None:
+            truth_fh.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from firmware_host.cli import main
+
+    sys.exit(main(["emulate", *sys.argv[1:]]))
+
+
+__all__ = ["register", "run"]

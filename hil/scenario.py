@@ -1,0 +1,668 @@
+"""Scenario files (TOML): volumes, hatches, leaks, thermal, sensors, faults, timeline.
+
+``load_scenario(name_or_path)`` reads a shipped scenario (``hil/scenarios/NAME.toml``)
+or a file, checks every key and returns frozen dataclasses.  Any mistake raises
+``firmware_host.errors.ConfigError(path, key, problem)``: one line naming the file,
+the key (``leaks[0].volume``) and the problem.  The format is documented in
+docs/scenarios.md.
+
+Times are seconds when given as numbers, or strings with units: ``"90s"``,
+``"15min"``, ``"8h"``, ``"2d"``, ``"1d 6h 30min"``, ``"250ms"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from firmware_host.errors import ConfigError
+
+SCENARIO_DIR = Path(__file__).with_name("scenarios")
+R_AIR = 287.05  # J/(kg K)
+ORBIT_PERIOD_S = 92 * 60.0
+KELVIN = 273.15
+
+_TIME_TOKEN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|s|h|d)")
+_TIME_FULL = re.compile(r"\s*(?:(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|min|s|h|d)\s*)+")
+_UNIT_S = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+LEAK_KINDS = ("orifice", "crack")
+SENSOR_FAULT_KINDS = (
+    "stuck",
+    "spike",
+    "step",
+    "drift",
+    "dropout",
+    "noisy",
+    "reboot",
+    "out_of_range",
+)
+LINK_FAULT_KINDS = ("bitflip", "drop", "garbage", "disconnect")
+EVENT_KINDS = ("hatch", "temperature_step")
+
+
+def parse_time(value: Any) -> float:
+    """Seconds from a number or a string with units; ValueError if neither."""
+    if isinstance(value, bool):
+        raise ValueError("a time must be a number of seconds or a string like '8h'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and _TIME_FULL.fullmatch(value):
+        return sum(float(n) * _UNIT_S[u] for n, u in _TIME_TOKEN.findall(value))
+    raise ValueError(f"bad time {value!r}: use seconds or a string like '90s', '15min', '8h', '2d'")
+
+
+# --- the model ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thermal:
+    """Prescribed gas temperature of one volume (see hil.thermal)."""
+
+    setpoint_c: float
+    orbit_amplitude_k: float = 0.0
+    orbit_period_s: float = ORBIT_PERIOD_S
+    orbit_phase_deg: float = 0.0
+    slow_amplitude_k: float = 0.0
+    slow_period_s: float = 86400.0
+    slow_phase_deg: float = 0.0
+    drift_k_per_day: float = 0.0
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    volume_m3: float
+    pressure_pa: float
+    thermal: Thermal
+
+    @property
+    def temperature_c(self) -> float:
+        return self.thermal.setpoint_c
+
+
+@dataclass(frozen=True)
+class Hatch:
+    name: str
+    volume_a: str
+    volume_b: str
+    open: bool
+    conductance_kg_s_pa: float
+
+    @property
+    def initially_open(self) -> bool:
+        return self.open
+
+
+@dataclass(frozen=True)
+class LeakChange:
+    """From ``t_s`` the leak's parameters become these (None: unchanged).
+
+    With ``ramp`` the change is linear from the previous change (or the onset)
+    to ``t_s`` instead of a step at ``t_s``.
+    """
+
+    t_s: float
+    diameter_mm: float | None = None
+    cd: float | None = None
+    k_kg_s_pa2: float | None = None
+    ramp: bool = False
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A leak into vacuum: ``orifice`` (choked, diameter and Cd) or ``crack``
+    (viscous, mdot = k P^2).  Active from ``onset_s`` until ``end_s``."""
+
+    name: str
+    volume: str
+    kind: str
+    onset_s: float
+    end_s: float
+    diameter_mm: float = 0.0
+    cd: float = 0.61
+    k_kg_s_pa2: float = 0.0
+    changes: tuple[LeakChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class Inflow:
+    """Make-up gas: ``kg_s`` into ``volume`` from ``start_s`` to ``end_s``."""
+
+    name: str
+    volume: str
+    start_s: float
+    end_s: float
+    kg_s: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """A timeline event: a hatch opening/closing or a temperature step."""
+
+    t_s: float
+    kind: str
+    target: str
+    open: bool | None = None
+    delta_k: float = 0.0
+    tau_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
+class Sensor:
+    name: str
+    link: str
+    addr: int
+    volume: str
+    rate_hz: float = 1.0
+    noise_pa: float = 2.0
+    resolution_pa: float = 0.1
+    bias_pa: float = 0.0
+    drift_pa_per_day: float = 0.0
+    lag_s: float = 0.5
+    temp_noise_k: float = 0.02
+    temp_resolution_k: float = 0.01
+    temp_bias_k: float = 0.0
+    temp_lag_s: float = 20.0
+    clock_ppm: float = 0.0
+    power_on_s: float = 0.0
+    warmup_s: float = 0.0
+    boot_s: float = 2.0
+    range_min_pa: float = 50000.0
+    range_max_pa: float = 110000.0
+    max_rate_hz: float = 20.0
+    autostart: bool = True
+    model: str = "PTB330-EMU"
+    serial: int = 0
+    firmware: int = 0x0102
+
+
+@dataclass(frozen=True)
+class SensorFault:
+    sensor: str
+    kind: str
+    start_s: float
+    end_s: float
+    magnitude_pa: float = 0.0
+    rate_pa_per_day: float = 0.0
+    factor: float = 1.0
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class LinkFault:
+    """A link fault: at ``start_s`` once (``count``/``length``), or over
+    [start_s, end_s) at a rate (``rate`` per byte or ``per_hour`` bursts)."""
+
+    link: str
+    kind: str
+    start_s: float
+    end_s: float
+    count: int = 1
+    rate: float = 0.0
+    per_hour: float = 0.0
+    length: int = 16
+    duration_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str
+    description: str
+    seed: int
+    duration_s: float
+    max_step_s: float
+    nominal_pressure_pa: float | None
+    min_pressure_pa: float | None
+    volumes: tuple[Volume, ...]
+    hatches: tuple[Hatch, ...]
+    leaks: tuple[Leak, ...]
+    inflows: tuple[Inflow, ...]
+    events: tuple[Event, ...]
+    links: tuple[Link, ...]
+    sensors: tuple[Sensor, ...]
+    faults: tuple[SensorFault, ...] = ()
+    link_faults: tuple[LinkFault, ...] = ()
+
+    def volume(self, name: str) -> Volume:
+        return next(v for v in self.volumes if v.name == name)
+
+    def hatch_events(self) -> list[tuple[float, str, bool]]:
+        """Operator inputs: (t_s, hatch name, is_open), in time order."""
+        return [(e.t_s, e.target, bool(e.open)) for e in self.events if e.kind == "hatch"]
+
+    def total_volume_m3(self) -> float:
+        return sum(v.volume_m3 for v in self.volumes)
+
+    @property
+    def link_names(self) -> list[str]:
+        return [lk.name for lk in self.links]
+
+
+# --- reading -------------------------------------------------------------------
+
+_REQUIRED = object()
+
+
+class _Table:
+    """One TOML table being read: typed getters, and unknown keys rejected."""
+
+    def __init__(self, path: str, key: str, data: Any):
+        if not isinstance(data, dict):
+            raise ConfigError(path, key, "must be a table")
+        self.path, self.key, self.data = path, key, data
+        self.used: set[str] = set()
+
+    def _name(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def err(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, self._name(name), problem)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = _REQUIRED) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is _REQUIRED:
+                raise self.err(name, "missing")
+            return default
+        return self.data[name]
+
+    def str(self, name: str, default: Any = _REQUIRED) -> Any:
+        v = self.raw(name, default)
+        if v is not default and not isinstance(v, str):
+            raise self.err(name, "must be a string")
+        return v
+
+    def bool(self, name: str, default: Any = _REQUIRED) -> Any:
+        v = self.raw(name, default)
+        if v is not default and not isinstance(v, bool):
+            raise self.err(name, "must be true or false")
+        return v
+
+    def num(self, name: str, default: Any = _REQUIRED, *, min: float | None = None,
+            positive: bool = False) -> Any:
+        v = self.raw(name, default)
+        if v is default:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise self.err(name, "must be a finite number")
+        if positive and v <= 0:
+            raise self.err(name, f"must be > 0 (got {v})")
+        if min is not None and v < min:
+            raise self.err(name, f"must be >= {min} (got {v})")
+        return float(v)
+
+    def int(self, name: str, default: Any = _REQUIRED, *, lo: int | None = None,
+            hi: int | None = None) -> Any:
+        v = self.raw(name, default)
+        if v is default:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.err(name, "must be an integer")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise self.err(name, f"must be in {lo}..{hi} (got {v})")
+        return v
+
+    def time(self, name: str, default: Any = _REQUIRED, *, allow_negative: bool = False) -> Any:
+        v = self.raw(name, default)
+        if v is default:
+            return v
+        try:
+            t = parse_time(v)
+        except ValueError as exc:
+            raise self.err(name, str(exc)) from None
+        if not math.isfinite(t):
+            raise self.err(name, "must be finite")
+        if t < 0 and not allow_negative:
+            raise self.err(name, f"must not be before time 0 (got {t} s)")
+        return t
+
+    def tables(self, name: str) -> list[_Table]:
+        v = self.raw(name, [])
+        if not isinstance(v, list):
+            raise self.err(name, "must be an array of tables ([[...]])")
+        return [_Table(self.path, f"{self._name(name)}[{i}]", item) for i, item in enumerate(v)]
+
+    def sub(self, name: str) -> _Table:
+        return _Table(self.path, self._name(name), self.raw(name, {}))
+
+    def done(self) -> None:
+        for k in self.data:
+            if k not in self.used:
+                raise self.err(k, "unknown key")
+
+
+def list_scenarios() -> list[str]:
+    """Names of the shipped scenarios."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def resolve_path(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists() or "/" in name_or_path:
+        return p
+    shipped = SCENARIO_DIR / f"{name_or_path}.toml"
+    if shipped.exists():
+        return shipped
+    raise ConfigError(
+        name_or_path,
+        "scenario",
+        "no such file and no shipped scenario of that name (shipped: "
+        + ", ".join(list_scenarios())
+        + ")",
+    )
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A shipped scenario by name, or a scenario file by path."""
+    path = resolve_path(name_or_path)
+    spath = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(spath, "file", exc.strerror or str(exc)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(spath, "toml", str(exc)) from None
+    return parse_scenario(data, spath, default_name=path.stem)
+
+
+def _sensor_fields(t: _Table, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Sensor keys shared by ``[[sensors]]`` and ``[sensor_defaults]``."""
+    out: dict[str, Any] = {}
+
+    def pick(name: str, getter, **kw):
+        if t.has(name):
+            out[name] = getter(name, **kw)
+        elif name in defaults:
+            out[name] = defaults[name]
+
+    for name in ("rate_hz", "max_rate_hz"):
+        pick(name, t.num, positive=True)
+    for name in ("noise_pa", "resolution_pa", "lag_s", "temp_noise_k", "temp_resolution_k",
+                 "temp_lag_s", "warmup_s", "boot_s"):
+        pick(name, t.num, min=0.0)
+    for name in ("bias_pa", "drift_pa_per_day", "temp_bias_k", "clock_ppm",
+                 "range_min_pa", "range_max_pa"):
+        pick(name, t.num)
+    pick("power_on_s", t.time)
+    pick("autostart", t.bool)
+    pick("model", t.str)
+    pick("link", t.str)
+    pick("firmware", t.int, lo=0, hi=0xFFFF)
+    return out
+
+
+def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Scenario:
+    top = _Table(path, "", data)
+    meta = top.sub("scenario")
+    name = meta.str("name", default_name)
+    description = meta.str("description", "")
+    seed = meta.int("seed", 0, lo=0, hi=2**63 - 1)
+    duration_s = meta.time("duration")
+    if duration_s <= 0:
+        raise meta.err("duration", "must be > 0")
+    max_step_s = meta.time("max_step", 15.0)
+    if max_step_s <= 0:
+        raise meta.err("max_step", "must be > 0")
+    nominal_p = meta.num("nominal_pressure_pa", None, positive=True)
+    min_p = meta.num("min_pressure_pa", None, positive=True)
+    meta.done()
+
+    # volumes
+    volumes: list[Volume] = []
+    for t in top.tables("volumes"):
+        vname = t.str("name")
+        if any(v.name == vname for v in volumes):
+            raise t.err("name", f"duplicate volume {vname!r}")
+        vol = t.num("volume_m3", positive=True)
+        p = t.num("pressure_pa", nominal_p or 101325.0, positive=True)
+        th = Thermal(
+            setpoint_c=t.num("temperature_c", 22.0, min=-KELVIN + 1),
+            orbit_amplitude_k=t.num("orbit_amplitude_k", 0.0, min=0.0),
+            orbit_period_s=t.time("orbit_period", ORBIT_PERIOD_S),
+            orbit_phase_deg=t.num("orbit_phase_deg", 0.0),
+            slow_amplitude_k=t.num("slow_amplitude_k", 0.0, min=0.0),
+            slow_period_s=t.time("slow_period", 86400.0),
+            slow_phase_deg=t.num("slow_phase_deg", 0.0),
+            drift_k_per_day=t.num("drift_k_per_day", 0.0),
+        )
+        if th.orbit_period_s <= 0 or th.slow_period_s <= 0:
+            raise t.err("orbit_period", "periods must be > 0")
+        t.done()
+        volumes.append(Volume(vname, vol, p, th))
+    if not volumes:
+        raise ConfigError(path, "volumes", "at least one [[volumes]] table is needed")
+    vnames = {v.name for v in volumes}
+    vol_by_name = {v.name: v for v in volumes}
+
+    def volume_ref(t: _Table, key: str) -> str:
+        v = t.str(key)
+        if v not in vnames:
+            raise t.err(key, f"unknown volume {v!r} (volumes: {', '.join(sorted(vnames))})")
+        return v
+
+    # hatches
+    hatches: list[Hatch] = []
+    for t in top.tables("hatches"):
+        hname = t.str("name")
+        if any(h.name == hname for h in hatches):
+            raise t.err("name", f"duplicate hatch {hname!r}")
+        a, b = volume_ref(t, "a"), volume_ref(t, "b")
+        if a == b:
+            raise t.err("b", "a hatch joins two different volumes")
+        is_open = t.bool("open", True)
+        if t.has("conductance_kg_s_pa"):
+            g = t.num("conductance_kg_s_pa", positive=True)
+            if t.has("area_m2"):
+                raise t.err("area_m2", "give area_m2 or conductance_kg_s_pa, not both")
+        else:
+            area = t.num("area_m2", 0.64, positive=True)
+            # Orifice flow Cd A sqrt(2 rho dP) linearised at dP = 1 kPa.
+            rho = 1.2
+            g = 0.61 * area * math.sqrt(2 * rho / 1000.0)
+        t.done()
+        hatches.append(Hatch(hname, a, b, is_open, g))
+    hnames = {h.name for h in hatches}
+
+    # leaks
+    leaks: list[Leak] = []
+    for t in top.tables("leaks"):
+        lname = t.str("name", f"leak{len(leaks)}")
+        vname = volume_ref(t, "volume")
+        kind = t.str("kind")
+        if kind not in LEAK_KINDS:
+            raise t.err("kind", f"unknown leak kind {kind!r} (kinds: {', '.join(LEAK_KINDS)})")
+        onset = t.time("onset", 0.0)
+        end = t.time("end", math.inf)
+        if end <= onset:
+            raise t.err("end", "must be after onset")
+        p_ref = t.num("p_ref_pa", vol_by_name[vname].pressure_pa, positive=True)
+
+        def leak_params(tt: _Table, required: bool, kind=kind, p_ref=p_ref):
+            d = cd = k = None
+            if kind == "orifice":
+                d = tt.num("diameter_mm", _REQUIRED if required else None, min=0.0)
+                cd = tt.num("cd", 0.61 if required else None, positive=True)
+                if cd is not None and cd > 1.0:
+                    raise tt.err("cd", "a discharge coefficient is at most 1")
+            else:
+                if tt.has("k_kg_s_pa2") and tt.has("kg_per_day"):
+                    raise tt.err("kg_per_day", "give k_kg_s_pa2 or kg_per_day, not both")
+                if tt.has("kg_per_day"):
+                    k = tt.num("kg_per_day", min=0.0) / 86400.0 / p_ref**2
+                else:
+                    k = tt.num("k_kg_s_pa2", _REQUIRED if required else None, min=0.0)
+            return d, cd, k
+
+        d, cd, k = leak_params(t, True)
+        changes: list[LeakChange] = []
+        for ct in t.tables("changes"):
+            ts = ct.time("t")
+            if ts < onset or ts > end:
+                raise ct.err("t", "a change must fall between the leak's onset and end")
+            if changes and ts < changes[-1].t_s:
+                raise ct.err("t", "changes must be in time order")
+            cd_, cc, ck = leak_params(ct, False)
+            ramp = ct.bool("ramp", False)
+            ct.done()
+            changes.append(LeakChange(ts, cd_, cc, ck, ramp))
+        t.done()
+        if any(lk.name == lname for lk in leaks):
+            raise t.err("name", f"duplicate leak {lname!r}")
+        leaks.append(Leak(lname, vname, kind, onset, end, d or 0.0, cd or 0.61, k or 0.0,
+                          tuple(changes)))
+
+    # inflows
+    inflows: list[Inflow] = []
+    for t in top.tables("inflows"):
+        iname = t.str("name", f"inflow{len(inflows)}")
+        vname = volume_ref(t, "volume")
+        start = t.time("start")
+        if t.has("end") and t.has("duration"):
+            raise t.err("duration", "give end or duration, not both")
+        end = start + t.time("duration") if t.has("duration") else t.time("end")
+        if end <= start:
+            raise t.err("end", "must be after start")
+        if t.has("kg_s") and t.has("total_kg"):
+            raise t.err("total_kg", "give kg_s or total_kg, not both")
+        if t.has("total_kg"):
+            kg_s = t.num("total_kg", positive=True) / (end - start)
+        else:
+            kg_s = t.num("kg_s", positive=True)
+        t.done()
+        inflows.append(Inflow(iname, vname, start, end, kg_s))
+
+    # events
+    events: list[Event] = []
+    for t in top.tables("events"):
+        ts = t.time("t")
+        if ts > duration_s:
+            raise t.err("t", f"after the scenario's duration ({duration_s} s)")
+        kind = t.str("kind")
+        if kind == "hatch":
+            h = t.str("hatch")
+            if h not in hnames:
+                raise t.err("hatch", f"unknown hatch {h!r}")
+            ev = Event(ts, kind, h, open=t.bool("open"))
+        elif kind == "temperature_step":
+            ev = Event(ts, kind, volume_ref(t, "volume"), delta_k=t.num("delta_k"),
+                       tau_s=t.time("tau", 300.0))
+        else:
+            raise t.err("kind", f"unknown event kind {kind!r} (kinds: {', '.join(EVENT_KINDS)})")
+        t.done()
+        events.append(ev)
+    events.sort(key=lambda e: e.t_s)
+
+    # links and sensors
+    links: dict[str, Link] = {}
+    for t in top.tables("links"):
+        lname = t.str("name")
+        if lname in links:
+            raise t.err("name", f"duplicate link {lname!r}")
+        links[lname] = Link(lname, t.int("baud", 115200, lo=300, hi=100_000_000))
+        t.done()
+    dt_ = top.sub("sensor_defaults")
+    defaults = _sensor_fields(dt_, {})
+    dt_.done()
+    sensors: list[Sensor] = []
+    addrs: set[tuple[str, int]] = set()
+    for t in top.tables("sensors"):
+        fields = _sensor_fields(t, defaults)
+        sname = t.str("name", f"s{len(sensors) + 1}")
+        addr = t.int("addr", lo=1, hi=247)
+        vname = volume_ref(t, "volume")
+        link = fields.pop("link", "bus0")
+        serial = t.int("serial", 100000 + len(sensors) + 1, lo=0, hi=2**32 - 1)
+        t.done()
+        if (link, addr) in addrs:
+            raise t.err("addr", f"address {addr} already used on link {link!r}")
+        if any(s.name == sname for s in sensors):
+            raise t.err("name", f"duplicate sensor {sname!r}")
+        addrs.add((link, addr))
+        links.setdefault(link, Link(link))
+        s = Sensor(name=sname, link=link, addr=addr, volume=vname, serial=serial, **fields)
+        if s.range_max_pa <= s.range_min_pa:
+            raise t.err("range_max_pa", "must be above range_min_pa")
+        if s.rate_hz > s.max_rate_hz:
+            raise t.err("rate_hz", f"above max_rate_hz ({s.max_rate_hz})")
+        if len(s.model.encode("ascii", "replace")) > 16:
+            raise t.err("model", "at most 16 ASCII characters")
+        sensors.append(s)
+    snames = {s.name for s in sensors}
+
+    faults: list[SensorFault] = []
+    for t in top.tables("faults"):
+        sname = t.str("sensor")
+        if sname not in snames:
+            raise t.err("sensor", f"unknown sensor {sname!r}")
+        kind = t.str("kind")
+        if kind not in SENSOR_FAULT_KINDS:
+            raise t.err("kind", f"unknown sensor fault {kind!r} "
+                        f"(kinds: {', '.join(SENSOR_FAULT_KINDS)})")
+        start = t.time("start")
+        end = start + t.time("duration") if t.has("duration") else t.time("end", math.inf)
+        if end < start:
+            raise t.err("end", "must not be before start")
+        f = SensorFault(
+            sname, kind, start, end,
+            magnitude_pa=t.num("magnitude_pa", 0.0),
+            rate_pa_per_day=t.num("rate_pa_per_day", 0.0),
+            factor=t.num("factor", 10.0 if kind == "noisy" else 1.0, min=0.0),
+            count=t.int("count", 1, lo=1, hi=10**6),
+        )
+        t.done()
+        faults.append(f)
+
+    link_faults: list[LinkFault] = []
+    for t in top.tables("link_faults"):
+        lname = t.str("link")
+        if lname not in links:
+            raise t.err("link", f"unknown link {lname!r}")
+        kind = t.str("kind")
+        if kind not in LINK_FAULT_KINDS:
+            raise t.err("kind", f"unknown link fault {kind!r} "
+                        f"(kinds: {', '.join(LINK_FAULT_KINDS)})")
+        start = t.time("start")
+        end = start + t.time("duration_window") if t.has("duration_window") else t.time(
+            "end", start)
+        if end < start:
+            raise t.err("end", "must not be before start")
+        lf = LinkFault(
+            lname, kind, start, end,
+            count=t.int("count", 1, lo=1, hi=10**6),
+            rate=t.num("rate", 0.0, min=0.0),
+            per_hour=t.num("per_hour", 0.0, min=0.0),
+            length=t.int("length", 16, lo=1, hi=65536),
+            duration_s=t.time("duration", 5.0),
+        )
+        if lf.rate > 1:
+            raise t.err("rate", "a per-byte probability is at most 1")
+        t.done()
+        link_faults.append(lf)
+
+    if not sensors:
+        raise ConfigError(path, "sensors", "at least one [[sensors]] table is needed")
+    top.done()
+    return Scenario(
+        name=name, path=path, description=description, seed=seed, duration_s=duration_s,
+        max_step_s=max_step_s, nominal_pressure_pa=nominal_p, min_pressure_pa=min_p,
+        volumes=tuple(volumes), hatches=tuple(hatches), leaks=tuple(leaks),
+        inflows=tuple(inflows), events=tuple(events), links=tuple(links.values()),
+        sensors=tuple(sensors), faults=tuple(faults), link_faults=tuple(link_faults),
+    )
