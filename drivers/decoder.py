@@ -239,33 +239,26 @@ class StreamDecoder:
             ver_msg, addr_flags, seq, length, hec_byte = unpack_header(buf, cand + 2)
             if ver_msg == SAMPLE_VER_MSG and length == SAMPLE_LEN:
                 # The common case, with the SAMPLE-constant part of the HEC folded in.
-                if HEC_SAMPLE_CONST ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] != hec_byte:
+                header_ok = (
+                    HEC_SAMPLE_CONST ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] == hec_byte
+                )
+                if not header_ok:
                     c.hec += 1
-                else:
-                    end = cand + SAMPLE_FRAME_SIZE
-                    if end > n:
-                        break
-                    if crc_hqx(mv[cand:end], 0xFFFF) != 0:
-                        c.crc += 1
-                    else:
-                        pos = end
-                        key = seq_key[addr_flags]
-                        last = last_seq[key]
-                        if last >= 0 and (seq - last) & 0xFFFF != 1:
-                            gaps[key] += 1
-                        last_seq[key] = seq
-                        starts.append(cand)
-                        continue
             elif (
                 HEC_VER_MSG[ver_msg] ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] ^ HEC_LEN[length]
                 != hec_byte
             ):
                 c.hec += 1
+                header_ok = False
             elif ver_msg >> 8 != VERSION:
                 c.version += 1
+                header_ok = False
             elif not legal_length(ver_msg & 0xFF, length):
                 c.illegal += 1
+                header_ok = False
             else:
+                header_ok = True
+            if header_ok:
                 end = cand + HEADER_SIZE + length + CRC_SIZE
                 if end > n:
                     break
@@ -278,6 +271,9 @@ class StreamDecoder:
                     if last >= 0 and (seq - last) & 0xFFFF != 1:
                         gaps[key] += 1
                     last_seq[key] = seq
+                    if ver_msg == SAMPLE_VER_MSG:
+                        starts.append(cand)
+                        continue
                     msg = ver_msg & 0xFF
                     if msg in KNOWN_MSG_IDS:
                         payload = bytes(mv[cand + HEADER_SIZE : end - CRC_SIZE])

@@ -25,6 +25,7 @@ COMMANDS = (
     "firmware_host.commands.decode",
     "firmware_host.commands.plot",
     "firmware_host.commands.config",
+    "firmware_host.commands.ctl",
 )
 
 

@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 raise InputFileError(args.capture, exc.strerror or str(exc)) from None
             batch = decoder.feed(chunk) if chunk else decoder.flush()
             if not args.quiet and len(batch):
-                out.write(
-                    "".join(json.dumps(f.to_json_dict()) + "\n" for f in batch.iter_frames())
-                )
+                out.write("".join(json.dumps(f.to_json_dict()) + "\n" for f in batch.iter_frames()))
             if not chunk:
                 break
     finally:

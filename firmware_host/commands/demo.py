@@ -1,47 +1,257 @@
-"""``cabinwatch demo``: the main job on the built-in emulator.
+"""``cabinwatch demo``: the real monitor against the emulator on a pseudo-terminal.
 
-Provisional form until the emulator and the monitor land: it generates a
-transducer byte stream (a slow leak with 1 % line noise), decodes it with the
-real decoder and reports what came through and the pressure slope it implies.
+The emulator runs in its own process (``cabinwatch emulate SCENARIO --pty``),
+sped up; the monitor opens the pseudo-terminal with pyserial exactly as it
+opens a USB adapter on a board, identifies and starts the transducers, and
+runs its loop on a clock sped up by the same factor.  The scenario's hatch
+operations reach the monitor as an operator's inputs.  At the end: when each
+leak was detected, the estimates against the emulator's truth, and a PNG plot.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-import numpy as np
+from firmware_host.errors import CabinwatchError
 
-from drivers.decoder import StreamDecoder
-from drivers.encode import WIRE_SAMPLE_DTYPE, encode_samples
+#: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
+#: interesting part fits in well under a minute of wall time.
+PRESETS = {
+    "soyuz-ms09-2018": (2.5 * 3600, 3000.0, 100.0),
+    "rapid-depress": (0.0, 600.0, 20.0),
+    "zvezda-prk": (0.0, 6 * 3600.0, 600.0),
+}
+DEFAULT_PRESET = (0.0, 1800.0, 60.0)
+#: The emulator's write period in wall seconds (hil.runner's tick).
+EMULATOR_BURST_S = 0.02
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the monitor against the built-in emulator")
-    p.add_argument("--seconds", type=float, default=600.0, help="simulated seconds (default 600)")
+    p = sub.add_parser(
+        "demo",
+        help="run the monitor against the built-in emulator (the main job)",
+        description=(
+            "Start the emulator with a scenario on a pseudo-terminal (or TCP), run the real "
+            "monitor against it through pyserial, show the live display, and end with a summary "
+            "against the truth and a PNG plot."
+        ),
+    )
+    p.add_argument("--scenario", default="soyuz-ms09-2018", help="scenario (default soyuz)")
+    p.add_argument("--realtime", action="store_true", help="run at real-time speed")
+    p.add_argument("--tcp", action="store_true", help="connect over TCP (socket://) not a pty")
+    p.add_argument("--speed", type=float, help="times real time (default: per scenario)")
+    p.add_argument("--start", type=float, help="scenario time to start at, s")
+    p.add_argument("--duration", type=float, help="simulated seconds to run")
+    p.add_argument("--out", default="out/demo", help="directory for archive, capture, plot")
+    p.add_argument("--no-display", action="store_true", help="plain lines instead of the view")
     p.set_defaults(func=run)
 
 
+def _emulator_supports_start() -> bool:
+    from firmware_host.commands import emulate
+
+    return getattr(emulate, "SUPPORTS_START", False)
+
+
 def run(args: argparse.Namespace) -> int:
-    rng = np.random.default_rng(2018)
-    rate_hz, n_sensors = 10.0, 3
-    n = int(args.seconds * rate_hz)
-    t = np.arange(n) / rate_hz
-    slope_pa_s = -0.045  # a 2 mm hole in 916 m3 (../shared/PHYSICS.md)
-    frames = np.empty((n, n_sensors), dtype=WIRE_SAMPLE_DTYPE)  # interleaved in time
-    for i in range(n_sensors):
-        p = 101_325 + slope_pa_s * t + rng.normal(0, 3.0, n)
-        t_us = (t * 1e6).astype(np.uint64)
-        frames[:, i] = encode_samples(i + 1, np.arange(n), t_us, p, 22.0 + 0 * t)
-    stream = np.frombuffer(frames.tobytes(), dtype=np.uint8)
-    where = np.sort(rng.integers(0, len(stream), len(stream) // 100))
-    stream = np.insert(stream, where, rng.integers(0, 256, len(where)).astype(np.uint8))
-    dec = StreamDecoder()
-    got = dec.feed(stream.tobytes()).samples
-    print(f"decoded {len(got)} of {n * n_sensors} SAMPLEs through 1 % line noise")
-    for addr in range(1, n_sensors + 1):
-        s = got[got["addr"] == addr]
-        fit = np.polyfit(s["t_us"] / 1e6, s["pressure_pa"], 1)[0]
-        print(f"sensor {addr}: dP/dt = {fit * 60:+.2f} Pa/min (true {slope_pa_s * 60:+.2f})")
-    print(json.dumps(dec.counters().to_json_dict()))
+    from hil.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    start, duration, speed = PRESETS.get(scenario.name, DEFAULT_PRESET)
+    if not _emulator_supports_start():
+        start = 0.0
+    start = args.start if args.start is not None else start
+    duration = args.duration if args.duration is not None else duration
+    speed = 1.0 if args.realtime else (args.speed or speed)
+    if speed <= 0 or duration <= 0 or start < 0:
+        raise CabinwatchError("--speed and --duration must be positive, --start not negative")
+    duration = min(duration, scenario.duration_s - start)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("archive.sqlite*"):
+        stale.unlink()
+    truth_path = out / "truth.jsonl"
+    cmd = [sys.executable, "-m", "firmware_host.cli", "emulate", args.scenario,
+           "--speed", str(speed), "--duration", str(start + duration * 1.05 + 5 * speed),
+           "--truth", str(truth_path)]
+    cmd += ["--tcp", "127.0.0.1:0"] if args.tcp else ["--pty"]
+    if start > 0:
+        cmd += ["--start", str(start)]
+    print(f"demo: {scenario.name}: {scenario.description}")
+    print(f"demo: emulator at {speed:g}x real time from t={start:.0f} s for {duration:.0f} s "
+          f"({duration / speed:.0f} s of wall time), over {'TCP' if args.tcp else 'a pty'}")
+    emu = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        urls = _read_endpoints(emu, scenario.link_names)
+        return _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, emu)
+    finally:
+        if emu.poll() is None:
+            os.killpg(emu.pid, signal.SIGTERM)
+            try:
+                emu.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(emu.pid, signal.SIGKILL)
+
+
+def _read_endpoints(emu: subprocess.Popen, links: list[str]) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while len(urls) < len(links):
+        line = emu.stdout.readline()
+        if not line:
+            err = emu.stderr.read().strip().splitlines()
+            raise CabinwatchError("the emulator stopped: " + (err[-1] if err else "no output"))
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if "link" in fields and "pty" in fields:
+            urls[fields["link"]] = fields["pty"]
+        elif "link" in fields and "tcp" in fields:
+            urls[fields["link"]] = f"socket://{fields['tcp']}"
+        if time.monotonic() > deadline:
+            raise CabinwatchError("the emulator did not report its endpoints within 30 s")
+    return urls
+
+
+def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, emu) -> int:
+    from firmware_host.config import config_from_dict
+    from firmware_host.runtime.app import MonitorApp, ScaledClock
+    from firmware_host.runtime.derive import config_dict_from_scenario
+    from firmware_host.runtime.display import LiveDisplay
+    from firmware_host.runtime.runconfig import runtime_from_monitor
+    from firmware_host.runtime.simulate import EstimateTrace
+
+    data = config_dict_from_scenario(scenario)
+    # The emulator writes in 20 ms bursts of wall time: at speed X a burst spans
+    # X * 20 ms of simulated time, which staleness must not mistake for silence.
+    fastest_hz = max(s.rate_hz for s in scenario.sensors)
+    data["health"] = {"stale_periods": max(3.0, (3 * EMULATOR_BURST_S * speed + 0.5) * fastest_hz)}
+    data["links"] = {name: {"url": url} for name, url in urls.items()}
+    data["outputs"] = {"directory": str(out), "telemetry": "", "control_socket": "cabinwatch.sock"}
+    rc = runtime_from_monitor(config_from_dict(data, f"{scenario.path} (demo)"))
+    clock = ScaledClock(speed, start_ns=int(start * 1e9))
+    display = None
+    if not args.no_display:
+        display = LiveDisplay(sys.stdout, period_s=1.0, plain_period_s=max(5.0, 600 / speed))
+    trace = EstimateTrace([v.name for v in rc.monitor.volumes])
+    events = []
+    next_trace = [0.0]
+
+    def on_tick(result) -> None:
+        events.extend(result.events)
+        if result.t_s >= next_trace[0]:
+            next_trace[0] = math.floor(result.t_s) + 1.0
+            trace.record(result)
+
+    app = MonitorApp(rc, clock=clock, display=display, on_tick=on_tick,
+                     title=f"cabinwatch demo: {scenario.name} at {speed:g}x")
+    hatch_inputs = [h for h in scenario.hatch_events() if h[0] > start]
+    # The hatch states at the start of the window, as the crew left them.
+    for t, name, is_open in scenario.hatch_events():
+        if t <= start:
+            app.core.set_hatch(name, is_open, start)
+    app.install_signal_handlers()
+
+    def operator() -> bool:
+        now = clock.now_ns() / 1e9
+        while hatch_inputs and hatch_inputs[0][0] <= now:
+            t, name, is_open = hatch_inputs.pop(0)
+            app.core.set_hatch(name, is_open, now)
+            print(f"demo: operator sets hatch {name} {'open' if is_open else 'closed'} "
+                  f"at t={now:.0f} s")
+        return emu.poll() is not None
+
+    app.start()
+    try:
+        app.run(until_s=start + duration, stop=operator)
+    finally:
+        app.close()
+    if display is not None:
+        display.show(app.view(), force=True)
+    if emu.poll() is None:
+        os.killpg(emu.pid, signal.SIGTERM)
+        emu.wait(timeout=10)
+    return _summary(scenario, rc, app, events, trace, truth_path, start, duration, out)
+
+
+def _summary(scenario, rc, app, events, trace, truth_path, start, duration, out) -> int:
+    from firmware_host.runtime.plotting import plot_archive
+    from firmware_host.runtime.scoring import score
+    from firmware_host.runtime.simulate import SimulationResult
+
+    truth = _read_truth_series(truth_path)
+    print()
+    print(f"demo summary: {scenario.name}, t = {start:.0f} .. {start + duration:.0f} s")
+    if truth is None or not len(truth):
+        print("  (no truth records from the emulator: estimates not scored)")
+    else:
+        result = SimulationResult(scenario, rc.monitor, start + duration, events, trace, truth,
+                                  app.loop.health(), {})
+        s = score(result)
+        for leak in s["leaks"]:
+            if leak["onset_s"] > start + duration or (leak["end_s"] or math.inf) < start:
+                continue
+            if leak["detected_s"] is None:
+                print(f"  leak {leak['name']} in {leak['volume']} (onset {leak['onset_s']:.0f} s): "
+                      "not detected in this window")
+                continue
+            print(f"  leak {leak['name']} in {leak['volume']} opened at t={leak['onset_s']:.0f} s; "
+                  f"{leak['first_level']} after {leak['latency_s']:.0f} s")
+            if leak["mass_rate_est_kg_day"] is not None:
+                print(f"    at t={leak['settle_s']:.0f} s: leak {leak['mass_rate_est_kg_day']:.2f}"
+                      f" kg/day (truth {leak['mass_rate_true_kg_day']:.2f}), hole "
+                      f"{leak['hole_est_mm']:.2f} mm (truth {leak['hole_true_mm']:.2f})")
+        print(f"  false alarms: {len(s['false_alarms'])}")
+    health = {n: d.health() for n, d in app.drivers.items()}
+    for name, h in health.items():
+        dec = h.decoder
+        print(f"  link {name}: {h.samples_in} samples, {dec.errors_total if dec else 0} "
+              f"decoder errors, {h.reconnects} reconnects")
+    lh = app.loop.health()
+    print(f"  loop: {lh.ticks} ticks, {lh.overruns} overruns")
+    png = out / "demo.png"
+    tr = None
+    if truth is not None and len(truth):
+        tr = {v: (truth.t_s, truth.p_pa[:, i]) for i, v in enumerate(truth.volume_names)
+              if v in {vol.name for vol in rc.monitor.volumes}}
+    if rc.outputs.archive and rc.outputs.archive.exists():
+        plot_archive(rc.outputs.archive, png, title=f"cabinwatch demo: {scenario.name}", truth=tr)
+        print(f"  plot: {png}")
+        print(f"  archive: {rc.outputs.archive}")
     return 0
+
+
+def _read_truth_series(path: Path):
+    import numpy as np
+
+    from hil.truth import TruthSeries, read_truth
+
+    try:
+        header, records = read_truth(str(path))
+    except (OSError, ValueError, IndexError):
+        return None
+    records = [r for r in records if r.get("type") == "truth"]
+    if not records:
+        return None
+
+    def arr(key):
+        return np.array([r[key] for r in records], dtype=float)
+
+    return TruthSeries(
+        volume_names=[v["name"] for v in header["volumes"]],
+        hatch_names=[h["name"] for h in header["hatches"]],
+        t_s=arr("t_s"),
+        p_pa=arr("p_pa"),
+        t_k=arr("t_k"),
+        mass_kg=arr("mass_kg"),
+        leak_kg_s=arr("leak_kg_s"),
+        leaked_kg=arr("leaked_kg"),
+        inflowed_kg=arr("inflowed_kg"),
+        hatch_open=arr("hatch_open"),
+    )

@@ -1,0 +1,38 @@
+"""``cabinwatch config check FILE``: validate a configuration without running."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config",
+        help="validate a configuration file",
+        description="Validate a monitor configuration (TOML) without running anything.",
+    )
+    cmds = p.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
+    check = cmds.add_parser("check", help="validate FILE; one line per mistake, exit 2")
+    check.add_argument("file")
+    check.add_argument("--no-links", action="store_true",
+                       help="the file is for analyze/simulate: [links] tables are not required")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from firmware_host.runtime.runconfig import load_runtime_config
+
+    cfg = load_runtime_config(args.file, require_links=not args.no_links)
+    m = cfg.monitor
+    hatches = ", ".join(f"{h.name}={'open' if h.open else 'closed'}" for h in m.hatches) or "none"
+    print(f"{args.file}: OK")
+    print(f"  volumes: {', '.join(f'{v.name} ({v.volume_m3:g} m3)' for v in m.volumes)}")
+    print(f"  sensors: {len(m.sensors)} on links {', '.join(sorted(cfg.links)) or '(none)'}")
+    print(f"  hatches: {hatches}")
+    print(f"  limit set: {m.limit_set} (of {', '.join(m.limit_sets)}); loop {m.rate_hz:g} Hz")
+    for name, link in cfg.links.items():
+        print(f"  link {name}: {link.url} at {link.baudrate} baud, driver {link.driver}")
+    out = cfg.outputs
+    print(f"  archive: {out.archive or 'none'}; telemetry: {out.telemetry or 'none'}; "
+          f"capture: {out.capture or 'none'}")
+    return 0

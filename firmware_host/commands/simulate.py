@@ -1,0 +1,129 @@
+"""``cabinwatch simulate``: emulator and monitor in one process, scored against the truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from firmware_host.config import load_config
+from firmware_host.errors import CabinwatchError
+from firmware_host.runtime.derive import config_from_scenario
+from firmware_host.runtime.scoring import score
+from firmware_host.runtime.simulate import run_simulation
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="run a scenario through the emulator and the monitor, as fast as possible",
+        description=(
+            "Run the emulator and the monitor in one process through the encoded byte stream, "
+            "as fast as the machine allows, and score the monitor against the emulator's truth. "
+            "Without --config the monitor's configuration is derived from the scenario's "
+            "volumes, hatches and sensors (never from its leaks or faults)."
+        ),
+    )
+    p.add_argument("scenario", help="a shipped scenario's name or a scenario file")
+    p.add_argument("--config", help="monitor configuration (TOML) instead of the derived one")
+    p.add_argument("--json", action="store_true", help="events as JSON lines, then a summary")
+    p.add_argument("--duration", type=float, help="stop at this simulated time, s")
+    p.add_argument("--start", type=float, default=0.0,
+                   help="play the scenario to this time without the monitor, then start it")
+    p.add_argument("--seed", type=int, help="override the scenario's seed")
+    p.add_argument("--settle", type=float, default=1800.0,
+                   help="seconds after a leak's onset at which estimates are scored (1800)")
+    p.add_argument("--archive", help="also write the SQLite archive here")
+    p.add_argument("--telemetry", help="also write JSON-lines telemetry here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hil.scenario import load_scenario
+
+    if args.duration is not None and args.duration <= args.start:
+        raise CabinwatchError(f"--duration ({args.duration}) must be after --start ({args.start})")
+    if args.start < 0:
+        raise CabinwatchError(f"--start must not be negative, not {args.start}")
+    scenario = load_scenario(args.scenario)
+    config = load_config(args.config) if args.config else config_from_scenario(scenario)
+    listeners = []
+    if args.archive:
+        from firmware_host.runtime.archive import Archive
+
+        archive = Archive(args.archive)
+        archive.write_meta("config_source", config.source)
+        archive.write_meta("scenario", scenario.name)
+        listeners.append(archive)
+    if args.telemetry:
+        from firmware_host.runtime.telemetry import TelemetryWriter
+
+        listeners.append(TelemetryWriter(args.telemetry))
+
+    out = sys.stdout
+
+    def on_event(ev) -> None:
+        if args.json:
+            out.write(json.dumps({"type": "event", **ev.to_json_dict()}) + "\n")
+        else:
+            value = "" if ev.value != ev.value else f" value={ev.value:.4g} {ev.unit}"
+            out.write(
+                f"{ev.t_s:10.1f} s  {ev.level.name:<9} {ev.transition.name:<16} "
+                f"{ev.source:<14} {ev.kind.name}{value}\n"
+            )
+
+    def on_tick(result) -> None:
+        for listener in listeners:
+            listener.record_tick(result)
+
+    t0 = time.perf_counter()
+    try:
+        result = run_simulation(
+            scenario,
+            config,
+            duration_s=args.duration,
+            start_s=args.start,
+            seed=args.seed,
+            on_event=on_event,
+            on_tick=on_tick if listeners else None,
+        )
+    finally:
+        for listener in listeners:
+            listener.close()
+    wall = time.perf_counter() - t0
+    summary = score(result, settle_s=args.settle)
+    summary["wall_seconds"] = round(wall, 3)
+    summary["speed_x_realtime"] = round(result.sim_seconds / wall, 1) if wall > 0 else None
+    if args.json:
+        out.write(json.dumps({"type": "summary", **summary}) + "\n")
+    else:
+        _print_summary(summary, out)
+    return 0
+
+
+def _print_summary(s: dict, out) -> None:
+    out.write(
+        f"\n{s['scenario']}: {s['sim_seconds']:.0f} simulated s in {s['wall_seconds']:.1f} s "
+        f"({s['speed_x_realtime']}x real time)\n"
+    )
+    for leak in s["leaks"]:
+        det = (
+            f"detected after {leak['latency_s']:.0f} s ({leak['first_level']})"
+            if leak["detected_s"] is not None
+            else "NOT detected"
+        )
+        out.write(f"  leak {leak['name']} in {leak['volume']} at {leak['onset_s']:.0f} s: {det}\n")
+        if leak["mass_rate_est_kg_day"] is not None:
+            out.write(
+                f"    at {leak['settle_s']:.0f} s: mass rate {leak['mass_rate_est_kg_day']:.3g} "
+                f"kg/day (true {leak['mass_rate_true_kg_day']:.3g}, "
+                f"{leak['mass_rate_error_pct']:+.1f} %), hole {leak['hole_est_mm']:.3g} mm "
+                f"(true {leak['hole_true_mm']:.3g}), regime {leak['regime_est']}\n"
+            )
+    for f in s["faults"]:
+        got = f"advisory after {f['latency_s']:.1f} s" if f["advisory_s"] is not None else "MISSED"
+        out.write(f"  fault {f['kind']} on {f['sensor']} at {f['start_s']:.0f} s: {got}\n")
+    out.write(f"  false alarms (CAUTION and above with no leak): {len(s['false_alarms'])}\n")
+    for fa in s["false_alarms"][:10]:
+        out.write(f"    {fa['t_s']:.0f} s {fa['level']} {fa['kind']} on {fa['source']}\n")

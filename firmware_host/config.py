@@ -1,0 +1,462 @@
+"""Monitor configuration: volumes, sensors, hatches, windows, limit sets.
+
+``load_config(path)`` reads TOML (``tomllib``); ``config_from_dict(data, source)``
+validates a plain dict.  Every mistake raises ``ConfigError(path, dotted key,
+problem)``; unknown keys are rejected, except the top-level tables ``links``,
+``outputs`` and ``display``, which belong to the runtime and are kept verbatim
+in ``MonitorConfig.extra``.
+
+Units are in the names: ``_pa`` pascal, ``_s`` seconds, ``_hz`` hertz, ``_m3``
+cubic metres, ``_kg_day`` kilograms per day, ``_pa_min`` pascal per minute.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from firmware_host.errors import ConfigError
+
+#: 520 mmHg, a quoted physiological limit on the ISS (PHYSICS.md).
+DEFAULT_P_MIN_PA = 69_300.0
+DEFAULT_WINDOWS_S = (10.0, 60.0, 600.0, 7200.0)
+#: Top-level tables owned by the runtime, passed through untouched.
+PASSTHROUGH_TABLES = ("links", "outputs", "display")
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    """A pressurized volume (module, tunnel) of ``volume_m3`` cubic metres."""
+
+    name: str
+    volume_m3: float
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """One transducer: ``addr`` on ``link``, mounted in ``volume``.
+
+    ``rate_hz`` is the expected output rate (for staleness); ``range_pa`` the
+    calibrated range (min, max) in pascal.
+    """
+
+    link: str
+    addr: int
+    volume: str
+    rate_hz: float = 10.0
+    range_pa: tuple[float, float] = (0.0, 130_000.0)
+
+    @property
+    def sensor_id(self) -> str:
+        """``"link:addr"``, the name used in events."""
+        return f"{self.link}:{self.addr}"
+
+
+@dataclass(frozen=True)
+class HatchConfig:
+    """A hatch between two volumes; ``open`` is its initial state."""
+
+    name: str
+    volume_a: str
+    volume_b: str
+    open: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One named limit set.  Times in s, rates as named.
+
+    * CAUTION (leak): fused mass loss above ``caution_leak_kg_day`` and at least
+      ``caution_sigma`` standard errors above zero.
+    * WARNING: straight-line reserve time below ``warning_reserve_s``.
+    * EMERGENCY: pressure falling faster than ``emergency_rate_pa_min`` by
+      ``emergency_sigma`` standard errors, or reserve below ``emergency_reserve_s``.
+    * Each level is raised after its persistence and clears after the
+      condition has been below the limit by the ``hysteresis`` fraction for
+      ``clear_s``.  With two or more healthy sensors in a volume at least two
+      must vote: each one's own estimate above ``vote_fraction`` of the limit
+      and ``vote_sigma`` standard errors from zero.
+    """
+
+    caution_leak_kg_day: float = 5.0
+    caution_sigma: float = 5.0
+    caution_persistence_s: float = 10.0
+    warning_reserve_s: float = 12 * 3600.0
+    warning_persistence_s: float = 10.0
+    emergency_rate_pa_min: float = 67.0
+    emergency_sigma: float = 3.0
+    emergency_reserve_s: float = 3600.0
+    emergency_persistence_s: float = 1.0
+    advisory_persistence_s: float = 0.0
+    hysteresis: float = 0.2
+    clear_s: float = 30.0
+    vote_fraction: float = 0.5
+    vote_sigma: float = 2.0
+
+
+def default_limit_sets() -> dict[str, Limits]:
+    """``flight`` (defaults) and ``ground-test`` (leak checks with open vents off)."""
+    return {
+        "flight": Limits(),
+        "ground-test": Limits(caution_leak_kg_day=50.0, warning_reserve_s=3600.0),
+    }
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """Ring buffer and estimator tuning.
+
+    A window of W s goes on the finest tier (loop period, 1 s, 60 s) where it
+    spans at most ``max_window_slots`` slots.  ``raw_keep_s``/``mid_keep_s``/
+    ``slow_keep_s`` are the minimum history per tier.  Running sums are rebuilt
+    exactly every ``rebase_s``.  ``consistency_sigma``: a longer window is used
+    for the best estimate only while its slope agrees with the shorter one.
+    ``temp_lag_s``/``pressure_lag_s``: time constants of the sensors' temperature
+    and pressure readings; compensation delays the pressure slope by the
+    difference so both describe the same moment.  ``slow_period_s``: period of
+    the full estimation (fusion, health, leak alarms); the raw tier and the
+    rapid-depressurization alarm run every tick.  That alarm looks at the raw-tier
+    windows up to ``emergency_max_window_s`` plus an extra short window of
+    ``emergency_window_s`` (0: none), each only where a sensor has at least
+    ``emergency_min_samples`` samples in it.
+    """
+
+    max_window_slots: int = 1000
+    raw_keep_s: float = 60.0
+    mid_keep_s: float = 3600.0
+    slow_keep_s: float = 86400.0
+    rebase_s: float = 600.0
+    discharge_coefficient: float = 0.61
+    consistency_sigma: float = 4.0
+    min_fill: float = 0.95
+    emergency_max_window_s: float = 60.0
+    emergency_window_s: float = 4.0
+    emergency_min_samples: int = 8
+    regime_min_decay: float = 0.08
+    regime_max_sigma: float = 0.25
+    hatch_settle_s: float = 30.0
+    clock_drift_ppm: float = 200.0
+    temp_lag_s: float = 20.0
+    slow_period_s: float = 1.0
+    pressure_lag_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Sensor health thresholds.
+
+    Stale after ``stale_periods`` expected sample periods without data; stuck
+    after ``stuck_samples`` identical pressures; spike when a sample differs
+    from the median of it and its ``spike_max_samples`` neighbours on each side
+    by more than ``spike_pa`` (or ``spike_temp_k``; up to that many outliers in
+    a row, at the cost of that many samples of delay); noisy when its residual
+    scatter is ``noisy_ratio`` times both that of the quietest sensor of its
+    volume and its own usual scatter (learnt over ``noisy_learn_s``);
+    disagreement when a sensor's level differs from its volume's median by
+    ``disagree_pa`` or its slope, in any window up to ``disagree_max_window_s``,
+    by more than ``disagree_rate_pa_s`` and ``disagree_sigma`` standard errors
+    (``disagree_window_s``: the window whose scatter tells a noisy sensor).  A fault
+    stays for at least ``fault_hold_s``; a sensor rejoins after ``recover_s``
+    healthy.
+    """
+
+    stale_periods: float = 3.0
+    stuck_samples: int = 20
+    spike_pa: float = 150.0
+    spike_temp_k: float = 2.0
+    spike_max_samples: int = 3
+    noisy_ratio: float = 4.0
+    noisy_learn_s: float = 600.0
+    disagree_pa: float = 100.0
+    disagree_rate_pa_s: float = 0.005
+    disagree_sigma: float = 5.0
+    disagree_window_s: float = 60.0
+    disagree_max_window_s: float = 600.0
+    fault_hold_s: float = 5.0
+    recover_s: float = 30.0
+    temp_range_c: tuple[float, float] = (-40.0, 85.0)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Everything the monitor core needs; see module docstring for units."""
+
+    volumes: tuple[VolumeConfig, ...]
+    sensors: tuple[SensorConfig, ...]
+    hatches: tuple[HatchConfig, ...] = ()
+    p_min_pa: float = DEFAULT_P_MIN_PA
+    t_ref_k: float = 295.15
+    windows_s: tuple[float, ...] = DEFAULT_WINDOWS_S
+    rate_hz: float = 10.0
+    limit_sets: dict[str, Limits] = field(default_factory=default_limit_sets)
+    limit_set: str = "flight"
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str = "<built-in>"
+
+    @property
+    def limits(self) -> Limits:
+        """The active limit set."""
+        return self.limit_sets[self.limit_set]
+
+    def volume(self, name: str) -> VolumeConfig:
+        for v in self.volumes:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+
+# --- validation --------------------------------------------------------------
+
+_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, key, problem)
+
+    def table(self, value: Any, key: str) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def no_unknown(self, data: dict, allowed: set[str] | list[str], prefix: str) -> None:
+        for k in data:
+            if k not in allowed:
+                raise self.fail(_join(prefix, k), "unknown key")
+
+    def scalar(self, value: Any, kind: type, key: str) -> Any:
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.fail(key, "must be a number")
+            if not math.isfinite(value):
+                raise self.fail(key, "must be finite")
+            return float(value)
+        if kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(key, "must be an integer")
+            return value
+        if not isinstance(value, kind):
+            raise self.fail(key, f"must be {_TYPE_NAMES.get(kind, kind.__name__)}")
+        return value
+
+    def positive(self, value: Any, key: str, allow_zero: bool = False) -> float:
+        v = self.scalar(value, float, key)
+        if v < 0 or (v == 0 and not allow_zero):
+            raise self.fail(key, "must be positive" if not allow_zero else "must not be negative")
+        return v
+
+    def pair(self, value: Any, key: str) -> tuple[float, float]:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise self.fail(key, "must be a list of two numbers [min, max]")
+        lo = self.scalar(value[0], float, f"{key}[0]")
+        hi = self.scalar(value[1], float, f"{key}[1]")
+        if not lo < hi:
+            raise self.fail(key, "min must be below max")
+        return lo, hi
+
+    def dataclass_table(self, cls: type, data: Any, key: str, base: Any = None) -> Any:
+        """Fill dataclass ``cls`` (all fields defaulted) from table ``data``."""
+        data = self.table(data, key)
+        names = {f.name: f for f in fields(cls)}
+        self.no_unknown(data, set(names), key)
+        base = base if base is not None else cls()
+        kwargs = {}
+        for name, value in data.items():
+            default = getattr(base, name)
+            k = _join(key, name)
+            if isinstance(default, tuple):
+                kwargs[name] = self.pair(value, k)
+            elif isinstance(default, int) and not isinstance(default, bool):
+                v = self.scalar(value, int, k)
+                if v <= 0:
+                    raise self.fail(k, "must be positive")
+                kwargs[name] = v
+            elif isinstance(default, float):
+                kwargs[name] = self.positive(value, k, allow_zero=True)
+            else:
+                kwargs[name] = self.scalar(value, type(default), k)
+        return _replace(base, kwargs)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _replace(obj: Any, kwargs: dict) -> Any:
+    from dataclasses import replace
+
+    return replace(obj, **kwargs)
+
+
+_TOP_KEYS = {
+    "p_min_pa",
+    "t_ref_k",
+    "windows_s",
+    "limit_set",
+    "loop",
+    "estimator",
+    "health",
+    "volumes",
+    "sensors",
+    "hatches",
+    "limits",
+    *PASSTHROUGH_TABLES,
+}
+
+
+def config_from_dict(data: dict, source: str) -> MonitorConfig:
+    """Validate ``data`` (as parsed from TOML) into a ``MonitorConfig``.
+
+    ``source`` names the file in error messages.  Raises ``ConfigError``.
+    """
+    c = _Checker(source)
+    data = c.table(data, "(top level)")
+    c.no_unknown(data, _TOP_KEYS, "")
+
+    # volumes
+    raw_vols = data.get("volumes")
+    if not isinstance(raw_vols, list) or not raw_vols:
+        raise c.fail("volumes", "at least one [[volumes]] entry is required")
+    volumes: list[VolumeConfig] = []
+    for i, rv in enumerate(raw_vols):
+        key = f"volumes[{i}]"
+        rv = c.table(rv, key)
+        c.no_unknown(rv, {"name", "volume_m3"}, key)
+        for req in ("name", "volume_m3"):
+            if req not in rv:
+                raise c.fail(_join(key, req), "missing")
+        name = c.scalar(rv["name"], str, _join(key, "name"))
+        if not name:
+            raise c.fail(_join(key, "name"), "must not be empty")
+        if any(v.name == name for v in volumes):
+            raise c.fail(_join(key, "name"), f"duplicate volume {name!r}")
+        volumes.append(VolumeConfig(name, c.positive(rv["volume_m3"], _join(key, "volume_m3"))))
+    vol_names = {v.name for v in volumes}
+
+    # sensors
+    raw_sens = data.get("sensors")
+    if not isinstance(raw_sens, list) or not raw_sens:
+        raise c.fail("sensors", "at least one [[sensors]] entry is required")
+    sensors: list[SensorConfig] = []
+    seen: set[tuple[str, int]] = set()
+    for i, rs in enumerate(raw_sens):
+        key = f"sensors[{i}]"
+        rs = c.table(rs, key)
+        c.no_unknown(rs, {"link", "addr", "volume", "rate_hz", "range_pa"}, key)
+        for req in ("link", "addr", "volume"):
+            if req not in rs:
+                raise c.fail(_join(key, req), "missing")
+        link = c.scalar(rs["link"], str, _join(key, "link"))
+        if not link or ":" in link:
+            raise c.fail(_join(key, "link"), "must be a non-empty name without ':'")
+        addr = c.scalar(rs["addr"], int, _join(key, "addr"))
+        if not 1 <= addr <= 247:
+            raise c.fail(_join(key, "addr"), "must be 1-247")
+        if (link, addr) in seen:
+            raise c.fail(_join(key, "addr"), f"duplicate sensor {link}:{addr}")
+        seen.add((link, addr))
+        vol = c.scalar(rs["volume"], str, _join(key, "volume"))
+        if vol not in vol_names:
+            raise c.fail(_join(key, "volume"), f"unknown volume {vol!r}")
+        rate = c.positive(rs.get("rate_hz", 10.0), _join(key, "rate_hz"))
+        rng = c.pair(rs.get("range_pa", (0.0, 130_000.0)), _join(key, "range_pa"))
+        sensors.append(SensorConfig(link, addr, vol, rate, rng))
+
+    # hatches
+    hatches: list[HatchConfig] = []
+    raw_h = data.get("hatches", [])
+    if not isinstance(raw_h, list):
+        raise c.fail("hatches", "must be an array of tables [[hatches]]")
+    for i, rh in enumerate(raw_h):
+        key = f"hatches[{i}]"
+        rh = c.table(rh, key)
+        c.no_unknown(rh, {"name", "volume_a", "volume_b", "open"}, key)
+        for req in ("name", "volume_a", "volume_b"):
+            if req not in rh:
+                raise c.fail(_join(key, req), "missing")
+        name = c.scalar(rh["name"], str, _join(key, "name"))
+        if any(h.name == name for h in hatches):
+            raise c.fail(_join(key, "name"), f"duplicate hatch {name!r}")
+        a = c.scalar(rh["volume_a"], str, _join(key, "volume_a"))
+        b = c.scalar(rh["volume_b"], str, _join(key, "volume_b"))
+        for k, v in (("volume_a", a), ("volume_b", b)):
+            if v not in vol_names:
+                raise c.fail(_join(key, k), f"unknown volume {v!r}")
+        if a == b:
+            raise c.fail(_join(key, "volume_b"), "a hatch joins two different volumes")
+        is_open = c.scalar(rh.get("open", True), bool, _join(key, "open"))
+        hatches.append(HatchConfig(name, a, b, is_open))
+
+    p_min = c.positive(data.get("p_min_pa", DEFAULT_P_MIN_PA), "p_min_pa")
+    t_ref = c.positive(data.get("t_ref_k", 295.15), "t_ref_k")
+
+    windows = data.get("windows_s", list(DEFAULT_WINDOWS_S))
+    if not isinstance(windows, list) or not windows:
+        raise c.fail("windows_s", "must be a non-empty list of seconds")
+    win = tuple(c.positive(w, f"windows_s[{i}]") for i, w in enumerate(windows))
+    if list(win) != sorted(set(win)):
+        raise c.fail("windows_s", "must be strictly increasing")
+
+    loop = c.table(data.get("loop", {}), "loop")
+    c.no_unknown(loop, {"rate_hz"}, "loop")
+    rate_hz = c.positive(loop.get("rate_hz", 10.0), "loop.rate_hz")
+    if win[0] * rate_hz < 3:
+        raise c.fail("windows_s[0]", "shortest window must span at least 3 loop ticks")
+
+    estimator = c.dataclass_table(EstimatorConfig, data.get("estimator", {}), "estimator")
+    health = c.dataclass_table(HealthConfig, data.get("health", {}), "health")
+
+    limit_sets = default_limit_sets()
+    raw_limits = c.table(data.get("limits", {}), "limits")
+    for name, table in raw_limits.items():
+        key = _join("limits", name)
+        lim = c.dataclass_table(Limits, table, key, base=limit_sets.get(name, Limits()))
+        if not 0 <= lim.hysteresis < 1:
+            raise c.fail(_join(key, "hysteresis"), "must be a fraction in [0, 1)")
+        if not 0 < lim.vote_fraction <= 1:
+            raise c.fail(_join(key, "vote_fraction"), "must be a fraction in (0, 1]")
+        limit_sets[name] = lim
+    active = c.scalar(data.get("limit_set", "flight"), str, "limit_set")
+    if active not in limit_sets:
+        raise c.fail("limit_set", f"unknown limit set {active!r} (have {sorted(limit_sets)})")
+
+    extra = {k: data[k] for k in PASSTHROUGH_TABLES if k in data}
+    return MonitorConfig(
+        volumes=tuple(volumes),
+        sensors=tuple(sensors),
+        hatches=tuple(hatches),
+        p_min_pa=p_min,
+        t_ref_k=t_ref,
+        windows_s=win,
+        rate_hz=rate_hz,
+        limit_sets=limit_sets,
+        limit_set=active,
+        estimator=estimator,
+        health=health,
+        extra=extra,
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> MonitorConfig:
+    """Read and validate a TOML configuration file.  Raises ``ConfigError``."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(p), "(file)", exc.strerror or str(exc)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), "(file)", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), "(syntax)", str(exc)) from None
+    return config_from_dict(data, str(p))

@@ -1,0 +1,1 @@
+"""The runtime around the monitor core: outputs, display, and the programs people run."""

@@ -1,0 +1,273 @@
+"""The monitor as it runs on a board: links -> loop -> core -> outputs, with an operator.
+
+``MonitorApp(rc)`` opens every configured link with its driver (a raw capture
+of every byte on the way in), sets up the transducers (IDENTIFY, SET_RATE,
+START, again after every reconnect), runs the core on the fixed-rate loop at
+wall-clock speed (or a scaled clock for a fast HIL bench) and feeds the
+archive, the telemetry, the live display and systemd's watchdog.  Operators act
+through the display's keys and the control socket (``cabinwatch ctl``).
+SIGTERM and Ctrl-C stop it cleanly: the loop finishes its tick, then every
+output is flushed and closed.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from drivers.capture import RotatingCapture
+from drivers.driver import NativeDriver
+from drivers.frames import IdentityFrame
+from drivers.session import DeviceConfig, SessionManager
+from firmware_host.clock import Clock, WallClock
+from firmware_host.core import MonitorCore, TickResult
+from firmware_host.loop import RateLoop, SampleBatch
+from firmware_host.runtime.archive import Archive
+from firmware_host.runtime.control import ControlServer, apply_to_core
+from firmware_host.runtime.display import LiveDisplay, View
+from firmware_host.runtime.runconfig import RuntimeConfig
+from firmware_host.runtime.sdnotify import Notifier
+from firmware_host.runtime.telemetry import TelemetryWriter
+
+NS = 1_000_000_000
+DRIVERS = {"native": NativeDriver}
+
+
+class ScaledClock:
+    """Wall time run ``speed`` times faster, for an HIL bench with a sped-up emulator."""
+
+    def __init__(self, speed: float, start_ns: int = 0):
+        self.speed = float(speed)
+        self._wall0 = time.monotonic_ns()
+        self._start = int(start_ns)
+
+    def now_ns(self) -> int:
+        return self._start + int((time.monotonic_ns() - self._wall0) * self.speed)
+
+    def from_monotonic_s(self, t_s: float) -> float:
+        """This clock's time (s) at monotonic wall time ``t_s``."""
+        return (self._start + (t_s * 1e9 - self._wall0) * self.speed) / NS
+
+    def sleep_until_ns(self, deadline_ns: int) -> None:
+        remaining = (deadline_ns - self.now_ns()) / self.speed
+        if remaining > 0:
+            time.sleep(remaining / NS)
+
+
+def _clock_from_monotonic(clock: Clock) -> Callable[[float], float]:
+    """Maps the drivers' receive times (``time.monotonic``) onto the loop's clock."""
+    if hasattr(clock, "from_monotonic_s"):
+        return clock.from_monotonic_s
+    return lambda t_s: t_s  # WallClock is monotonic time itself
+
+
+class MonitorApp:
+    """One monitor process; see the module docstring."""
+
+    def __init__(
+        self,
+        rc: RuntimeConfig,
+        *,
+        clock: Clock | None = None,
+        display: LiveDisplay | None = None,
+        telemetry: TelemetryWriter | None = None,
+        on_tick: Callable[[TickResult], None] | None = None,
+        notifier: Notifier | None = None,
+        title: str = "cabinwatch monitor",
+    ):
+        self.rc = rc
+        self.clock = clock or WallClock()
+        self.display = display
+        self.title = title
+        self._extra_on_tick = on_tick
+        self.notifier = notifier or Notifier()
+        self.core = MonitorCore(rc.monitor)
+        self.stop_event = threading.Event()
+        out = rc.outputs
+        self.archive = Archive(out.archive) if out.archive else None
+        if telemetry is None and out.telemetry:
+            telemetry = TelemetryWriter(out.telemetry, rate_hz=out.telemetry_rate_hz)
+        self.telemetry = telemetry
+        self.control = ControlServer(out.control_socket) if out.control_socket else None
+        self.captures: dict[str, RotatingCapture] = {}
+        self.drivers: dict[str, NativeDriver] = {}
+        self.sessions: dict[str, SessionManager] = {}
+        self.link_events: list = []
+        self._identities: dict[tuple[str, int], IdentityFrame] = {}
+        self._last = None
+        # Drivers keep their own timing (partial-frame timeouts, reconnect
+        # backoff) on the wall clock, whatever the loop's clock runs at.
+        self._to_loop_s = _clock_from_monotonic(self.clock)
+        for name, link in rc.links.items():
+            sink = None
+            if out.capture:
+                cap = RotatingCapture(
+                    out.capture / name,
+                    max_bytes=out.capture_max_bytes,
+                    keep=out.capture_keep or None,
+                )
+                self.captures[name] = cap
+                sink = cap
+            driver = DRIVERS[link.driver](name, link.url, baudrate=link.baudrate,
+                                          clock=time.monotonic, raw_sink=sink)
+            self.drivers[name] = driver
+            if link.configure:
+                devices = [
+                    DeviceConfig(s.addr, int(round(s.rate_hz * 1000)))
+                    for s in rc.monitor.sensors
+                    if s.link == name
+                ]
+                self.sessions[name] = SessionManager(driver, devices)
+        if self.archive is not None:
+            self.archive.write_meta("config_source", rc.source)
+            self.archive.write_meta("started_unix_s", time.time())
+            self.archive.write_meta("links", {n: lk.url for n, lk in rc.links.items()})
+            try:
+                with open(rc.source, encoding="utf-8") as fh:
+                    self.archive.write_meta("config_toml", fh.read())
+            except OSError:
+                pass
+        self.loop = RateLoop(self.core, self.clock, rc.monitor.rate_hz, self._source,
+                             self._on_tick)
+
+    def _clock_s(self) -> float:
+        return self.clock.now_ns() / NS
+
+    # -- the loop's source and listener ------------------------------------
+    def _source(self, now_s: float) -> list[SampleBatch]:
+        if self.control is not None:
+            self.control.poll(lambda req: apply_to_core(self.core, req, now_s))
+        if self.display is not None:
+            self._keys(self.display.read_keys(), now_s)
+        batches = []
+        for name, driver in self.drivers.items():
+            batch = driver.drain()
+            if len(batch.samples):
+                t = now_s if batch.host_time_s is None else self._to_loop_s(batch.host_time_s)
+                batches.append(SampleBatch(name, batch.samples, min(t, now_s)))
+            for ev in batch.events:
+                self.link_events.append(ev)
+                kind = getattr(ev.kind, "name", str(ev.kind))
+                detail = getattr(ev, "message", "")
+                if self.archive is not None:
+                    self.archive.record_link_event(now_s, name, kind, detail)
+                if self.telemetry is not None:
+                    self.telemetry.record_link_event(now_s, name, kind, detail)
+            for frame in batch.frames:
+                if isinstance(frame, IdentityFrame):
+                    self._identity(now_s, name, frame)
+        return batches
+
+    def _identity(self, now_s: float, link: str, frame: IdentityFrame) -> None:
+        key = (link, frame.addr)
+        if self._identities.get(key) == frame:
+            return
+        self._identities[key] = frame
+        if self.archive is not None:
+            self.archive.record_identity(now_s, link, frame)
+
+    def _keys(self, keys: str, now_s: float) -> None:
+        hatches = list(self.core.hatch_open)
+        for k in keys:
+            if k in "aA":
+                self.core.acknowledge(None, now_s=now_s)
+            elif k.isdigit() and 1 <= int(k) <= len(hatches):
+                name = hatches[int(k) - 1]
+                self.core.set_hatch(name, not self.core.hatch_open[name], now_s)
+            elif k in "qQ":
+                self.stop_event.set()
+
+    def _on_tick(self, result: TickResult) -> None:
+        self._last = result
+        if self.archive is not None:
+            self.archive.record_tick(result)
+        if self.telemetry is not None:
+            self.telemetry.record_tick(result)
+        if self.display is not None:
+            for ev in result.events:
+                self.display.event(ev)
+            if self.display.due():
+                self.display.show(self.view())
+        if self._extra_on_tick is not None:
+            self._extra_on_tick(result)
+        self.notifier.watchdog(all(d.health().reader_alive for d in self.drivers.values()))
+
+    def view(self) -> View:
+        r = self._last
+        links = {}
+        for name, d in self.drivers.items():
+            h = d.health()
+            dec = h.decoder
+            errs = dec.errors_total if dec is not None else 0
+            links[name] = (
+                f"{h.state.value} {h.samples_in} samples {errs} errors "
+                f"{h.reconnects} reconnects {h.gaps} gaps"
+            )
+        lh = self.loop.health()
+        loop = (
+            f"{lh.ticks} ticks, late p50 {_ms(lh.lateness_p50_s)} p99 {_ms(lh.lateness_p99_s)}, "
+            f"worst tick {_ms(lh.worst_tick_s)}, {lh.overruns} overruns"
+        )
+        return View(
+            t_s=r.t_s if r else 0.0,
+            title=self.title,
+            volumes=r.volumes if r else (),
+            sensors=r.sensors if r else (),
+            hatches=dict(self.core.hatch_open),
+            alarms=self.core.active_alarms(),
+            links=links,
+            loop=loop,
+        )
+
+    # -- running -----------------------------------------------------------
+    def start(self) -> None:
+        for driver in self.drivers.values():
+            driver.start()
+        for manager in self.sessions.values():
+            manager.start()
+        self.notifier.ready(f"monitoring {len(self.drivers)} link(s)")
+
+    def run(self, *, until_s: float | None = None, stop: Callable[[], bool] | None = None):
+        """Tick until ``until_s`` (clock seconds), ``stop()``, a signal or the q key."""
+
+        def should_stop() -> bool:
+            return self.stop_event.is_set() or (stop is not None and stop())
+
+        return self.loop.run(until_s=until_s, stop=should_stop)
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, frame) -> None:
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def close(self) -> None:
+        self.notifier.stopping()
+        for manager in self.sessions.values():
+            manager.stop()
+        for driver in self.drivers.values():
+            driver.stop()
+        if self.archive is not None:
+            self.archive.write_meta("loop_health", self.loop.health().to_json_dict())
+            self.archive.write_meta(
+                "link_health", {n: d.health().to_json_dict() for n, d in self.drivers.items()}
+            )
+            self.archive.close()
+        if self.telemetry is not None:
+            self.telemetry.record_loop(self._clock_s(), self.loop.health())
+            self.telemetry.close()
+        for cap in self.captures.values():
+            cap.close()
+        if self.control is not None:
+            self.control.close()
+        if self.display is not None:
+            self.display.close()
+        self.notifier.close()
+
+
+def _ms(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x * 1000:.1f} ms"

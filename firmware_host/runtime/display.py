@@ -1,0 +1,219 @@
+"""The operator's live view: volumes, sensors, alarms, links and the loop, in 80 columns.
+
+``render(view)`` is pure (a list of lines, tested without a terminal).
+``LiveDisplay`` redraws it in place on a terminal (ANSI, at most every
+``period_s``) and reads single keypresses: ``a`` acknowledges every alarm,
+``1``-``9`` toggle hatch N, ``q`` quits.  When stdout is not a terminal it
+degrades to one plain status line per volume every ``plain_period_s`` and
+every alarm transition as it happens.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MMHG_PA = 133.322
+WIDTH = 80
+LEVEL_MARK = {"ADVISORY": "adv", "CAUTION": "CAUT", "WARNING": "WARN", "EMERGENCY": "EMER"}
+
+
+@dataclass
+class View:
+    """What the display shows; filled by the runtime from the core, links and loop."""
+
+    t_s: float = 0.0
+    title: str = "cabinwatch"
+    volumes: tuple = ()  # VolumeEstimate
+    sensors: tuple = ()  # SensorEstimate
+    hatches: dict[str, bool] = field(default_factory=dict)
+    alarms: list = field(default_factory=list)  # ActiveAlarm
+    links: dict[str, str] = field(default_factory=dict)  # link name -> one-line status
+    loop: str = ""
+    note: str = ""
+
+
+def fmt_duration(s: float) -> str:
+    """A reserve time for people: '3d04h', '5h12m', '12m30s', '45s', or 'none' (not falling)."""
+    if s is None or not math.isfinite(s) or s > 99 * 86400:
+        return "none"
+    s = max(0.0, s)
+    if s >= 86400:
+        return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
+    if s >= 3600:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    if s >= 60:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{s:.0f}s"
+
+
+def _f(x: float, fmt: str, width: int) -> str:
+    if x is None or not math.isfinite(x):
+        return "-".rjust(width)
+    return format(x, fmt).rjust(width)
+
+
+def _best_slope(v) -> float:
+    for w in v.dpdt:
+        if w.window_s == v.best_window_s:
+            return w.dpdt_comp_pa_s
+    return math.nan
+
+
+def render(view: View) -> list[str]:
+    """The screen as lines of at most 80 characters."""
+    lines = [f"{view.title}  t={view.t_s:,.0f} s"[:WIDTH]]
+    lines.append("volume       kPa   mmHg  Pa/min  mmHg/h  kg/day  hole mm  reserve  n")
+    for v in view.volumes:
+        slope = _best_slope(v)
+        leak = v.mass_rate_kg_day
+        hole = v.hole_mm if leak is not None and math.isfinite(leak) and leak > 0 else math.nan
+        reserve = min(v.reserve_s_linear, v.reserve_s_orifice)
+        lines.append(
+            f"{v.volume[:10]:<10}"
+            f"{_f(v.pressure_pa / 1000, '.3f', 8)}"
+            f"{_f(v.pressure_pa / MMHG_PA, '.1f', 7)}"
+            f"{_f(slope * 60, '+.2f', 8)}"
+            f"{_f(slope * 3600 / MMHG_PA, '+.3f', 8)}"
+            f"{_f(leak, '.2f', 8)}"
+            f"{_f(hole, '.2f', 9)}"
+            f"{fmt_duration(reserve):>9}"
+            f"{v.n_healthy_sensors:>3}"[:WIDTH]
+        )
+    if view.hatches:
+        parts = [
+            f"{i}:{name}={'open' if is_open else 'CLOSED'}"
+            for i, (name, is_open) in enumerate(view.hatches.items(), 1)
+        ]
+        lines.extend(_wrap("hatches  ", parts))
+    if view.sensors:
+        parts = []
+        for s in view.sensors:
+            age = s.last_sample_age_s
+            age_txt = "-" if age is None or not math.isfinite(age) else f"{age:.1f}s"
+            reasons = "/".join(r.name.lower() for r in s.reasons)
+            state = s.health.name.lower() + (f"({reasons})" if reasons else "")
+            parts.append(f"{s.sensor_id} {state} {age_txt}")
+        lines.extend(_wrap("sensors  ", parts))
+    if view.alarms:
+        lines.append("alarms:")
+        for a in sorted(view.alarms, key=lambda a: (-int(a.level), a.raised_t_s))[:8]:
+            val = "" if a.value is None or not math.isfinite(a.value) else f" {a.value:.4g}"
+            lim = "" if a.limit is None or not math.isfinite(a.limit) else f" (limit {a.limit:.4g})"
+            lines.append(
+                f"  {LEVEL_MARK.get(a.level.name, a.level.name):<5}{a.state.name.lower():<12}"
+                f"{a.key}{val} {a.unit}{lim}"[:WIDTH]
+            )
+        if len(view.alarms) > 8:
+            lines.append(f"  ... and {len(view.alarms) - 8} more")
+    else:
+        lines.append("alarms: none")
+    for name, status in view.links.items():
+        lines.append(f"link {name}: {status}"[:WIDTH])
+    if view.loop:
+        lines.append(f"loop: {view.loop}"[:WIDTH])
+    lines.append((view.note or "keys: a=acknowledge all  1-9=toggle hatch  q=quit")[:WIDTH])
+    return lines
+
+
+def _wrap(head: str, parts: list[str]) -> list[str]:
+    out, cur = [], head
+    for p in parts:
+        if len(cur) + len(p) + 2 > WIDTH and cur.strip():
+            out.append(cur.rstrip())
+            cur = " " * len(head)
+        cur += p + "  "
+    out.append(cur.rstrip())
+    return out
+
+
+def plain_lines(view: View) -> list[str]:
+    """One status line per volume, for logs and pipes."""
+    out = []
+    for v in view.volumes:
+        slope = _best_slope(v)
+        reserve = min(v.reserve_s_linear, v.reserve_s_orifice)
+        out.append(
+            f"t={view.t_s:.0f}s {v.volume} P={_f(v.pressure_pa / 1000, '.3f', 0)}kPa "
+            f"dP/dt={_f(slope * 60, '+.2f', 0)}Pa/min "
+            f"leak={_f(v.mass_rate_kg_day, '.2f', 0)}kg/day "
+            f"hole={_f(v.hole_mm, '.2f', 0)}mm reserve={fmt_duration(reserve)} "
+            f"alarms={len(view.alarms)}"
+        )
+    return out
+
+
+class LiveDisplay:
+    """Draws ``render(view)`` on a terminal, or plain lines elsewhere; reads keys."""
+
+    def __init__(
+        self,
+        out=None,
+        *,
+        period_s: float = 1.0,
+        plain_period_s: float = 10.0,
+        keys: bool = True,
+        wall_clock: Callable[[], float] = time.monotonic,
+    ):
+        self.out = out or sys.stdout
+        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
+        self.period_s = period_s if self.tty else plain_period_s
+        self._wall = wall_clock
+        self._last = -math.inf
+        self._keys = keys and self.tty and sys.stdin.isatty()
+        self._saved_term = None
+        if self._keys:
+            try:
+                import termios
+                import tty
+
+                fd = sys.stdin.fileno()
+                self._saved_term = termios.tcgetattr(fd)
+                tty.setcbreak(fd)
+            except (ImportError, OSError):
+                self._keys = False
+
+    def due(self) -> bool:
+        return self._wall() - self._last >= self.period_s
+
+    def show(self, view: View, force: bool = False) -> None:
+        if not (force or self.due()):
+            return
+        self._last = self._wall()
+        if self.tty:
+            self.out.write("\x1b[H\x1b[2J" + "\n".join(render(view)) + "\n")
+        else:
+            self.out.write("\n".join(plain_lines(view)) + "\n")
+        self.out.flush()
+
+    def event(self, ev) -> None:
+        """Alarm transitions scroll on a plain stream (the terminal view shows them itself)."""
+        if not self.tty:
+            self.out.write(
+                f"t={ev.t_s:.0f}s {ev.level.name} {ev.transition.name} {ev.key}: {ev.message}\n"
+            )
+
+    def read_keys(self) -> str:
+        """Keys pressed since the last call (never blocks)."""
+        if not self._keys:
+            return ""
+        keys = ""
+        fd = sys.stdin.fileno()
+        while select.select([fd], [], [], 0)[0]:
+            ch = os.read(fd, 32)
+            if not ch:
+                break
+            keys += ch.decode("ascii", errors="ignore")
+        return keys
+
+    def close(self) -> None:
+        if self._saved_term is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved_term)
+            self._saved_term = None

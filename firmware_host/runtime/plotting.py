@@ -1,0 +1,97 @@
+"""Plots of an archive: pressure, dP/dt, reserve time and alarms over time (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from firmware_host.errors import InputFileError  # noqa: E402
+from firmware_host.runtime.archive import open_archive  # noqa: E402
+
+LEVEL_COLORS = {"ADVISORY": "tab:gray", "CAUTION": "gold", "WARNING": "darkorange",
+                "EMERGENCY": "red"}
+MMHG_PA = 133.322
+#: Reserve times beyond this (h) are not drawn: nothing is running out.
+RESERVE_MAX_H = 1000.0
+
+
+def plot_archive(archive: str | Path, out_png: str | Path, title: str | None = None,
+                 truth: dict | None = None) -> Path:
+    """Draw the archive into ``out_png``; ``truth`` optionally overlays the true pressure
+    per volume as ``{volume: (t_s array, pressure_pa array)}``."""
+    db = open_archive(archive)
+    rows = db.execute(
+        "SELECT t_s, volume, pressure_pa, dpdt_pa_s, reserve_s_linear, reserve_s_orifice, "
+        "mass_rate_kg_day FROM estimates ORDER BY t_s"
+    ).fetchall()
+    events = db.execute(
+        "SELECT t_s, level, transition FROM events ORDER BY t_s"
+    ).fetchall()
+    db.close()
+    if not rows:
+        raise InputFileError(str(archive), "archive holds no estimates to plot")
+    t0 = rows[0][0]
+    by_vol: dict[str, list] = {}
+    for r in rows:
+        by_vol.setdefault(r[1], []).append(r)
+    hours = max(r[0] for r in rows) - t0 > 3 * 3600
+    scale, unit = (3600.0, "h") if hours else (60.0, "min")
+
+    fig, axes = plt.subplots(4, 1, figsize=(10, 10), sharex=True)
+    any_reserve = False
+    ax_p, ax_d, ax_m, ax_r = axes
+    for vol, rs in sorted(by_vol.items()):
+        a = np.array([[x if x is not None else np.nan for x in (r[0], r[2], r[3], r[4], r[5],
+                                                                 r[6])] for r in rs])
+        t = (a[:, 0] - t0) / scale
+        ax_p.plot(t, a[:, 1] / 1000, label=vol)
+        ax_d.plot(t, a[:, 2] * 60, label=vol)
+        ax_m.plot(t, a[:, 5], label=vol)
+        reserve = np.fmin(a[:, 3], a[:, 4]) / 3600
+        reserve[~np.isfinite(reserve) | (reserve <= 0) | (reserve > RESERVE_MAX_H)] = np.nan
+        any_reserve |= bool(np.isfinite(reserve).any())
+        ax_r.plot(t, reserve, label=vol)
+    if truth:
+        for vol, (tt, pp) in truth.items():
+            ax_p.plot((np.asarray(tt) - t0) / scale, np.asarray(pp) / 1000, "k:", lw=0.8,
+                      label=f"{vol} (truth)")
+    ax_p.set_ylabel("pressure (kPa)")
+    sec = ax_p.secondary_yaxis("right", functions=(lambda k: k * 1000 / MMHG_PA,
+                                                   lambda m: m * MMHG_PA / 1000))
+    sec.set_ylabel("mmHg")
+    ax_d.set_ylabel("dP/dt (Pa/min)")
+    ax_d.axhline(0, color="k", lw=0.5)
+    ax_m.set_ylabel("leak (kg/day)")
+    ax_r.set_ylabel(f"reserve (h, < {RESERVE_MAX_H:g})")
+    if any_reserve:
+        ax_r.set_yscale("log")
+    ax_r.set_xlabel(f"time ({unit})")
+    shown = set()
+    for t_s, level, transition in events:
+        if transition != "RAISED" or level == "ADVISORY":
+            continue
+        x = (t_s - t0) / scale
+        label = level if level not in shown else None
+        shown.add(level)
+        for ax in axes:
+            ax.axvline(x, color=LEVEL_COLORS.get(level, "k"), lw=1.2, ls="--",
+                       label=label if ax is ax_p else None)
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    ax_p.legend(loc="best", fontsize=8, ncol=2)
+    fig.suptitle(title or f"cabinwatch archive {Path(archive).name}")
+    fig.tight_layout()
+    out = Path(out_png)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=90)
+    except OSError as exc:
+        raise InputFileError(str(out_png), exc.strerror or str(exc)) from None
+    finally:
+        plt.close(fig)
+    return out

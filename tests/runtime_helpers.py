@@ -1,0 +1,222 @@
+"""Helpers for the runtime tests: the CLI in a subprocess, a TOML writer, the emulator.
+
+Every subprocess is started in its own session and killed by process group at the
+end; every file goes below the test's ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "firmware_host.cli"]
+#: hil.runner's tick: the emulator writes in bursts of this much wall time.
+EMULATOR_BURST_S = 0.02
+
+
+def run_cli(*args: str, timeout: float = 60.0, cwd: str | Path | None = None):
+    """``cabinwatch ARGS`` to completion; a CompletedProcess with text stdout/stderr."""
+    return subprocess.run(
+        [*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def assert_one_line_error(proc, *needles: str) -> str:
+    """Exit 2, nothing on stdout, exactly one stderr line (no traceback) holding ``needles``."""
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+# -- TOML ---------------------------------------------------------------------
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML for {v!r}")
+
+
+def _is_table_array(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def to_toml(data: dict, prefix: str = "") -> str:
+    """A small TOML writer: scalars, lists, tables, nested tables, arrays of tables."""
+    lines = []
+    for k, v in data.items():
+        if not isinstance(v, dict) and not _is_table_array(v):
+            lines.append(f"{k} = {_toml_value(v)}")
+    for k, v in data.items():
+        name = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            lines.append(f"\n[{name}]")
+            lines.append(to_toml(v, name))
+        elif _is_table_array(v):
+            for item in v:
+                lines.append(f"\n[[{name}]]")
+                lines.append(to_toml(item, name))
+    return "\n".join(x for x in lines if x) + "\n"
+
+
+def write_toml(path: Path, data: dict) -> Path:
+    path.write_text(to_toml(data), encoding="utf-8")
+    return path
+
+
+def monitor_config(scenario, urls: dict[str, str], out_dir: Path, *, speed: float = 1.0,
+                   control_socket: str = "") -> dict:
+    """The monitor config dict for ``scenario``'s hardware on ``urls``, outputs in ``out_dir``.
+
+    The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does: a
+    20 ms burst of wall time spans ``speed`` times more simulated time.
+    """
+    from firmware_host.runtime.derive import config_dict_from_scenario
+
+    data = config_dict_from_scenario(scenario)
+    fastest_hz = max(s.rate_hz for s in scenario.sensors)
+    data["health"] = {
+        "stale_periods": float(max(3.0, (3 * EMULATOR_BURST_S * speed + 0.5) * fastest_hz))
+    }
+    data["links"] = {name: {"url": url} for name, url in urls.items()}
+    data["outputs"] = {
+        "directory": str(out_dir),
+        "archive": "archive.sqlite",
+        "telemetry": "",
+        "capture": "capture",
+        "control_socket": control_socket,
+    }
+    data["display"] = {"enabled": False}
+    return data
+
+
+# -- the emulator in another process ------------------------------------------
+
+
+class EmulatorProcess:
+    """``cabinwatch emulate ...`` in its own process group; stdout lines collected."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen(
+            [*CLI, "emulate", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._t = threading.Thread(target=self._pump, daemon=True)
+        self._t.start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def wait_line(self, pattern: str, timeout: float = 20.0) -> re.Match:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in list(self.lines):
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            if self.proc.poll() is not None and not self._t.is_alive():
+                break
+            time.sleep(0.02)
+        err = ""
+        if self.proc.poll() is not None:
+            err = self.proc.stderr.read()
+        raise AssertionError(f"emulator: no line {pattern!r}: {self.lines} {err}")
+
+    def endpoints(self, links: list[str], timeout: float = 20.0) -> dict[str, str]:
+        """pyserial URLs of every link: the pty alias (stable across reopen) or socket://."""
+        urls = {}
+        for link in links:
+            m = self.wait_line(rf"^link={re.escape(link)} (\S+)=(\S+)(?: alias=(\S+))?",
+                               timeout)
+            kind, value, alias = m.group(1), m.group(2), m.group(3)
+            if kind == "tcp":
+                urls[link] = f"socket://{value}"
+            elif kind == "pty":
+                urls[link] = alias or value
+            else:
+                raise AssertionError(f"unexpected endpoint {m.group(0)}")
+        return urls
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left in the group
+        for fh in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(Exception):
+                fh.close()
+        self._t.join(timeout=2)
+
+
+def query(db_path: Path, sql: str, *params):
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+# -- a real core fed by the in-process emulator ----------------------------------
+
+
+def run_ticks(scenario_name: str, duration_s: float, loop_rate_hz: float | None = None):
+    """(core, every TickResult, config): ``scenario_name`` run for ``duration_s`` simulated
+    seconds through the encoded byte stream, the real decoder, loop and core."""
+    from firmware_host.clock import SimClock
+    from firmware_host.core import MonitorCore
+    from firmware_host.loop import NS, RateLoop
+    from firmware_host.runtime.derive import config_from_scenario
+    from firmware_host.runtime.simulate import EmulatorSource
+    from hil.emulator import Emulator
+    from hil.scenario import load_scenario
+
+    scenario = load_scenario(scenario_name)
+    if loop_rate_hz is None:
+        config = config_from_scenario(scenario)
+    else:
+        config = config_from_scenario(scenario, loop_rate_hz=loop_rate_hz)
+    core = MonitorCore(config)
+    source = EmulatorSource(Emulator(scenario, truth_rate_hz=0.0),
+                            hatch_inputs=scenario.hatch_events(), on_hatch=core.set_hatch)
+    results = []
+    loop = RateLoop(core, SimClock(0), config.rate_hz, source, results.append)
+    loop.start_ns = int(round(NS / config.rate_hz))
+    loop.run(until_s=duration_s)
+    return core, results, config
+
+
+def run_core(scenario_name: str, duration_s: float):
+    """(core, last TickResult, config) of ``run_ticks``."""
+    core, results, config = run_ticks(scenario_name, duration_s)
+    return core, results[-1], config

@@ -1,0 +1,130 @@
+"""``cabinwatch simulate``: JSON lines, the scored leak, the archive and its plot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from firmware_host.cli import main
+from firmware_host.runtime.derive import config_from_scenario
+from firmware_host.runtime.scoring import score
+from firmware_host.runtime.simulate import run_simulation
+from hil.scenario import load_scenario
+from tests.runtime_helpers import assert_one_line_error, query, run_cli
+
+pytestmark = pytest.mark.timeout(90)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def rapid(tmp_path_factory):
+    """``simulate rapid-depress --duration 300 --json --archive``: (process, objects, archive)."""
+    tmp = tmp_path_factory.mktemp("simulate")
+    archive = tmp / "run.sqlite"
+    proc = run_cli("simulate", "rapid-depress", "--duration", "300", "--json",
+                   "--archive", archive, "--telemetry", tmp / "telemetry.jsonl", timeout=80)
+    assert proc.returncode == 0, proc.stderr
+    objects = [json.loads(line) for line in proc.stdout.splitlines()]
+    return proc, objects, archive
+
+
+def test_telemetry_file(rapid):
+    _, objects, archive = rapid
+    lines = (archive.parent / "telemetry.jsonl").read_text().splitlines()
+    tele = [json.loads(line) for line in lines]
+    assert tele[0]["type"] == "header" and tele[0]["volumes"] == ["usos", "node3", "rs"]
+    estimates = [t for t in tele if t["type"] == "estimate"]
+    events = [t for t in tele if t["type"] == "event"]
+    assert len(estimates) == pytest.approx(300, abs=2)  # 1 Hz
+    assert set(estimates[-1]["volumes"]) == {"usos", "node3", "rs"}
+    assert [(e["t_s"], e["key"], e["transition"]) for e in events] == [
+        (o["t_s"], o["key"], o["transition"]) for o in objects[:-1]]
+
+
+def test_json_lines_events_then_summary(rapid):
+    proc, objects, _ = rapid
+    assert objects, "no output"
+    assert all(o["type"] == "event" for o in objects[:-1])
+    assert objects[-1]["type"] == "summary"
+    assert len(objects) > 3
+    times = [o["t_s"] for o in objects[:-1]]
+    assert times == sorted(times)
+    for ev in objects[:-1]:
+        assert {"t_s", "key", "source", "level", "kind", "transition", "value", "limit",
+                "unit", "message"} <= ev.keys()
+
+
+def test_summary_scores_the_leak(rapid):
+    _, objects, _ = rapid
+    s = objects[-1]
+    assert {"scenario", "sim_seconds", "leaks", "false_alarms", "counters"} <= s.keys()
+    assert s["scenario"] == "rapid-depress" and s["sim_seconds"] == 300.0
+    assert len(s["leaks"]) == 1
+    leak = s["leaks"][0]
+    for key in ("volume", "onset_s", "detected_s", "latency_s", "first_level",
+                "mass_rate_true_kg_day", "mass_rate_est_kg_day", "hole_true_mm", "hole_est_mm"):
+        assert key in leak
+    assert leak["volume"] == "node3" and leak["onset_s"] == 120.0
+    assert leak["first_level"] == "EMERGENCY"
+    assert 120.0 <= leak["detected_s"] <= 140.0
+    assert leak["latency_s"] == pytest.approx(leak["detected_s"] - leak["onset_s"])
+    assert leak["hole_true_mm"] == pytest.approx(25.0, rel=0.01)
+    assert leak["hole_est_mm"] == pytest.approx(leak["hole_true_mm"], rel=0.2)
+    assert leak["mass_rate_est_kg_day"] == pytest.approx(leak["mass_rate_true_kg_day"], rel=0.2)
+    assert s["false_alarms"] == []
+    frames = s["counters"]["decoder"]["bus0"]["frames"]["SAMPLE"]
+    assert frames == pytest.approx(300 * 10 * 5, rel=0.01)
+    # the summary's first raise is among the events printed before it
+    assert any(o["type"] == "event" and o["level"] == "EMERGENCY" and o["source"] == "node3"
+               and o["transition"] == "RAISED" and o["t_s"] == leak["detected_s"]
+               for o in objects)
+
+
+def test_archive_and_plot(rapid, tmp_path):
+    _, objects, archive = rapid
+    n_events = len(objects) - 1
+    assert query(archive, "SELECT count(*) FROM events")[0][0] == n_events
+    assert query(archive, "SELECT count(DISTINCT volume), count(*) FROM estimates")[0] == (3, 900)
+    assert query(archive, "SELECT value FROM meta WHERE key='scenario'") == [("rapid-depress",)]
+    png = tmp_path / "plots" / "x.png"
+    proc = run_cli("plot", archive, "--out", png, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(png)
+    data = png.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
+
+
+def test_plot_missing_archive(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    assert main(["plot", str(missing), "--out", str(tmp_path / "x.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [f"cabinwatch plot: {missing}: no such archive file"]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_not_an_archive(tmp_path, capsys):
+    bogus = tmp_path / "bogus.sqlite"
+    bogus.write_text("hello\n" * 1000)
+    assert main(["plot", str(bogus), "--out", str(tmp_path / "x.png")]) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == 1, err
+    assert lines[0].startswith(f"cabinwatch plot: {bogus}: not a cabinwatch archive")
+
+
+def test_unknown_scenario():
+    proc = run_cli("simulate", "nosuch", "--duration", "10", timeout=60)
+    assert_one_line_error(proc, "nosuch")
+    assert proc.stdout == ""
+
+
+def test_link_faults_raise_no_false_alarm():
+    """link-faults has no leak: losing the lab's three sensors (link usos down from 600 to
+    620 s) must not raise a leak alarm on the fgb, whose pressure is steady."""
+    scenario = load_scenario("link-faults")
+    result = run_simulation(scenario, config_from_scenario(scenario), duration_s=640.0)
+    summary = score(result)
+    assert summary["leaks"] == []
+    assert summary["false_alarms"] == [], summary["false_alarms"]
