@@ -1003,7 +1003,11 @@ class MonitorCore:
             se_c = scale[:, vch] * np.sqrt(
                 se_pd**2 + (p_now[vch] * seT_eff[:, vch] / T_eff[:, vch]) ** 2 + extra[:, vch] ** 2
             )
-        temp_k = T_eff[0]
+        # the gas temperature now: the shortest window that has one (a short window
+        # can be empty of temperature samples on a tick; a longer one still tells)
+        has_t = np.isfinite(T_eff)
+        cols = np.arange(T_eff.shape[1])
+        temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
         q_now = p_now * tref / temp_k
         # best window: the most precise filled window whose slope agrees with the shorter ones
         V = len(self.volume_names)

@@ -203,10 +203,12 @@ def _summary(scenario, rc, app, events, trace, truth_path, start, duration, out)
                 continue
             print(f"  leak {leak['name']} in {leak['volume']} opened at t={leak['onset_s']:.0f} s; "
                   f"{leak['first_level']} after {leak['latency_s']:.0f} s")
-            if leak["mass_rate_est_kg_day"] is not None:
-                print(f"    at t={leak['settle_s']:.0f} s: leak {leak['mass_rate_est_kg_day']:.2f}"
-                      f" kg/day (truth {leak['mass_rate_true_kg_day']:.2f}), hole "
-                      f"{leak['hole_est_mm']:.2f} mm (truth {leak['hole_true_mm']:.2f})")
+            if leak["settle_s"] is not None:
+                print(f"    at t={leak['settle_s']:.0f} s: leak "
+                      f"{_fmt(leak['mass_rate_est_kg_day'], '.2f')} kg/day (truth "
+                      f"{_fmt(leak['mass_rate_true_kg_day'], '.2f')}), hole "
+                      f"{_fmt(leak['hole_est_mm'], '.2f')} mm (truth "
+                      f"{_fmt(leak['hole_true_mm'], '.2f')})")
         print(f"  false alarms: {len(s['false_alarms'])}")
     health = {n: d.health() for n, d in app.drivers.items()}
     for name, h in health.items():
@@ -225,6 +227,10 @@ def _summary(scenario, rc, app, events, trace, truth_path, start, duration, out)
         print(f"  plot: {png}")
         print(f"  archive: {rc.outputs.archive}")
     return 0
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
 
 
 def _read_truth_series(path: Path):
