@@ -122,7 +122,7 @@ def _read_endpoints(emu: subprocess.Popen, links: list[str]) -> dict[str, str]:
 def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, emu) -> int:
     from firmware_host.config import config_from_dict
     from firmware_host.runtime.app import MonitorApp, ScaledClock
-    from firmware_host.runtime.derive import config_dict_from_scenario
+    from firmware_host.runtime.derive import config_dict_from_scenario, config_toml
     from firmware_host.runtime.display import LiveDisplay
     from firmware_host.runtime.runconfig import runtime_from_monitor
     from firmware_host.runtime.simulate import EstimateTrace
@@ -134,7 +134,13 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
     data["health"] = {"stale_periods": max(3.0, (3 * EMULATOR_BURST_S * speed + 0.5) * fastest_hz)}
     data["links"] = {name: {"url": url} for name, url in urls.items()}
     data["outputs"] = {"directory": str(out), "telemetry": "", "control_socket": "cabinwatch.sock"}
-    rc = runtime_from_monitor(config_from_dict(data, f"{scenario.path} (demo)"))
+    config_path = out / "config.toml"
+    config_path.write_text(
+        f"# The configuration the demo derived for {scenario.name}; "
+        f"analyze its captures with --config {config_path}\n" + config_toml(data),
+        encoding="utf-8",
+    )
+    rc = runtime_from_monitor(config_from_dict(data, str(config_path)))
     clock = ScaledClock(speed, start_ns=int(start * 1e9))
     display = None
     if not args.no_display:
@@ -226,6 +232,8 @@ def _summary(scenario, rc, app, events, trace, truth_path, start, duration, out)
         plot_archive(rc.outputs.archive, png, title=f"cabinwatch demo: {scenario.name}", truth=tr)
         print(f"  plot: {png}")
         print(f"  archive: {rc.outputs.archive}")
+    print(f"  configuration: {out / 'config.toml'} (cabinwatch analyze "
+          f"{out / 'capture'}/LINK.000000.bin --config {out / 'config.toml'})")
     return 0
 
 

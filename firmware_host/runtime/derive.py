@@ -6,6 +6,9 @@ faults or link faults, which the monitor has to find for itself.
 
 from __future__ import annotations
 
+import json
+import math
+
 from firmware_host.config import MonitorConfig, config_from_dict
 
 #: Loop rate of derived configurations (Hz): the simulated runs tick once a
@@ -42,3 +45,39 @@ def config_from_scenario(scenario, *, loop_rate_hz: float = DERIVED_LOOP_RATE_HZ
     """``MonitorConfig`` for ``scenario``'s volumes, hatches and sensors."""
     data = config_dict_from_scenario(scenario, loop_rate_hz=loop_rate_hz)
     return config_from_dict(data, f"{scenario.path} (derived)")
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"TOML has no {value}")
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: same escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def config_toml(data: dict) -> str:
+    """A configuration dict (as ``config_dict_from_scenario`` builds) as TOML text."""
+    lines: list[str] = []
+    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
+    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            continue
+        nested = {k: v for k, v in value.items() if isinstance(v, dict)}
+        flat = {k: v for k, v in value.items() if not isinstance(v, dict)}
+        if flat or not nested:
+            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in flat.items()]
+        for name, table in nested.items():
+            lines += ["", f"[{key}.{name}]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    for key, value in data.items():
+        if isinstance(value, list):
+            for table in value:
+                lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
