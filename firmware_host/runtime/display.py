@@ -53,9 +53,18 @@ def fmt_duration(s: float) -> str:
 
 
 def _f(x: float, fmt: str, width: int) -> str:
+    """``x`` in ``fmt``, with fewer decimals if that is what fits in ``width``."""
     if x is None or not math.isfinite(x):
         return "-".rjust(width)
-    return format(x, fmt).rjust(width)
+    text = format(x, fmt)
+    while width and len(text) > width and "." in fmt:
+        head, tail = fmt.rsplit(".", 1)
+        decimals = int(tail[:-1])
+        if decimals == 0:
+            break
+        fmt = f"{head}.{decimals - 1}{tail[-1]}"
+        text = format(x, fmt)
+    return text.rjust(width)
 
 
 def _best_slope(v) -> float:
@@ -68,22 +77,26 @@ def _best_slope(v) -> float:
 def render(view: View) -> list[str]:
     """The screen as lines of at most 80 characters."""
     lines = [f"{view.title}  t={view.t_s:,.0f} s"[:WIDTH]]
-    lines.append("volume       kPa   mmHg  Pa/min  mmHg/h  kg/day  hole mm  reserve  n")
+    lines.append("volume          kPa   mmHg   Pa/min   mmHg/h   kg/day hole mm  reserve  n")
     for v in view.volumes:
         slope = _best_slope(v)
         leak = v.mass_rate_kg_day
         hole = v.hole_mm if leak is not None and math.isfinite(leak) and leak > 0 else math.nan
         reserve = min(v.reserve_s_linear, v.reserve_s_orifice)
         lines.append(
-            f"{v.volume[:10]:<10}"
-            f"{_f(v.pressure_pa / 1000, '.3f', 8)}"
-            f"{_f(v.pressure_pa / MMHG_PA, '.1f', 7)}"
-            f"{_f(slope * 60, '+.2f', 8)}"
-            f"{_f(slope * 3600 / MMHG_PA, '+.3f', 8)}"
-            f"{_f(leak, '.2f', 8)}"
-            f"{_f(hole, '.2f', 9)}"
-            f"{fmt_duration(reserve):>9}"
-            f"{v.n_healthy_sensors:>3}"[:WIDTH]
+            " ".join(
+                (
+                    f"{v.volume[:10]:<10}",
+                    _f(v.pressure_pa / 1000, ".3f", 8),
+                    _f(v.pressure_pa / MMHG_PA, ".1f", 6),
+                    _f(slope * 60, "+.2f", 8),
+                    _f(slope * 3600 / MMHG_PA, "+.3f", 8),
+                    _f(leak, ".2f", 8),
+                    _f(hole, ".2f", 7),
+                    f"{fmt_duration(reserve):>8}",
+                    f"{v.n_healthy_sensors:>2}",
+                )
+            )[:WIDTH]
         )
     if view.hatches:
         parts = [
@@ -103,11 +116,11 @@ def render(view: View) -> list[str]:
     if view.alarms:
         lines.append("alarms:")
         for a in sorted(view.alarms, key=lambda a: (-int(a.level), a.raised_t_s))[:8]:
-            val = "" if a.value is None or not math.isfinite(a.value) else f" {a.value:.4g}"
-            lim = "" if a.limit is None or not math.isfinite(a.limit) else f" (limit {a.limit:.4g})"
+            val = _quantity(a.value, a.unit)
+            lim = _quantity(a.limit, a.unit)
             lines.append(
-                f"  {LEVEL_MARK.get(a.level.name, a.level.name):<5}{a.state.name.lower():<12}"
-                f"{a.key}{val} {a.unit}{lim}"[:WIDTH]
+                f"  {LEVEL_MARK.get(a.level.name, a.level.name):<5}{a.state.name.lower():<13}"
+                f"{a.key} {val}{f' (limit {lim})' if lim else ''}".rstrip()[:WIDTH]
             )
         if len(view.alarms) > 8:
             lines.append(f"  ... and {len(view.alarms) - 8} more")
@@ -119,6 +132,15 @@ def render(view: View) -> list[str]:
         lines.append(f"loop: {view.loop}"[:WIDTH])
     lines.append((view.note or "keys: a=acknowledge all  1-9=toggle hatch  q=quit")[:WIDTH])
     return lines
+
+
+def _quantity(x: float, unit: str) -> str:
+    """An alarmed value for people: durations as 1h24m, the rest with its unit."""
+    if x is None or not math.isfinite(x):
+        return ""
+    if unit == "s":
+        return fmt_duration(x)
+    return f"{x:.4g} {unit}".rstrip()
 
 
 def _wrap(head: str, parts: list[str]) -> list[str]:
