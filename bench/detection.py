@@ -1,0 +1,761 @@
+"""Detection scorecard (issue 6): how fast, how small, how wrong, against the floor and two panels.
+
+``python -m bench.detection`` runs the full sweep, ``--quick`` a handful of
+cells (``make scorecard``).  Every run goes emulator -> bytes -> decoder ->
+loop -> monitor core (``run_simulation``) with the configuration derived from
+the scenario's hardware; the same bytes are tapped into the two baseline
+panels of ``bench.baselines``.  Results: a table and a pass/fail line per goal
+on stdout, and JSON (``--json PATH``) that ``--plots`` turns into the figures
+of docs/DETECTION.md.
+
+Leak cells (``bench.scenario_grid``): the monitor starts ``PRE_S`` (15 min)
+before the leak opens (the emulator fast-forwards the first 5 min); a run stops
+once every alarm level that is due has been raised and the estimate has
+settled, or at the cap.  False-alarm runs: ``nominal`` for ``--nominal-days``
+days and ``sensor-faults`` / ``link-faults`` stretched to ``--fault-days`` days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from bench.baselines import (
+    SlopePanel,
+    StepPanel,
+    floor_time_s,
+    slope_threshold_pa_s,
+    step_for_noise,
+)
+from bench.scenario_grid import (
+    ONSET_S,
+    P_MIN_PA,
+    PRE_S,
+    R_AIR,
+    Cell,
+    big_hole_cell,
+    build,
+    dpdt_pa_s,
+)
+from firmware_host.alarms import AlarmLevel, Transition
+from firmware_host.config import config_from_dict
+from firmware_host.runtime.derive import config_dict_from_scenario, config_from_scenario
+from firmware_host.runtime.scoring import score
+from firmware_host.runtime.simulate import run_simulation
+from hil.scenario import SCENARIO_DIR, parse_scenario
+
+LEVELS = ("CAUTION", "WARNING", "EMERGENCY")
+#: Loop of the long false-alarm runs (a derived config at 1 Hz runs 30 days in about an hour).
+FA_LOOP_HZ = 1.0
+FA_WINDOWS_S = (15.0, 60.0, 600.0, 7200.0)
+
+
+# --- leak cells ------------------------------------------------------------------
+
+
+def _due(cell: Cell, limits) -> dict[str, bool]:
+    """Which alarm levels the leak calls for at onset (flight limits)."""
+    s = dpdt_pa_s(cell.kg_day, cell.volume_m3)
+    reserve_lin = (101325.0 - P_MIN_PA) / s
+    return {
+        "CAUTION": cell.kg_day > limits.caution_leak_kg_day,
+        "WARNING": reserve_lin < limits.warning_reserve_s,
+        "EMERGENCY": (s * 60.0 > limits.emergency_rate_pa_min
+                      or reserve_lin < limits.emergency_reserve_s),
+    }
+
+
+def _true_reserve_s(kind: str, mdot: float, p: float, t_k: float, v_m3: float) -> float:
+    """Time to P_MIN at the present leak, by its own flow law (PHYSICS.md)."""
+    if p <= P_MIN_PA:
+        return 0.0
+    if mdot <= 0:
+        return math.inf
+    if kind == "orifice":
+        tau = p * v_m3 / (mdot * R_AIR * t_k)
+        return tau * math.log(p / P_MIN_PA)
+    k1 = mdot * R_AIR * t_k / (v_m3 * p * p)  # 1/P - 1/P0 = k' t
+    return (1.0 / P_MIN_PA - 1.0 / p) / k1
+
+
+def _settle_s(cell: Cell) -> float:
+    """When to read the estimate: 30 min, or half the time to P_MIN for fast leaks."""
+    s = dpdt_pa_s(cell.kg_day, cell.volume_m3)
+    reserve = (101325.0 - P_MIN_PA) / s
+    return float(min(1800.0, max(30.0, 0.5 * reserve)))
+
+
+def cell_config(cell: Cell, scenario):
+    """The derived configuration, with the cell's CAUTION limit if it sets one."""
+    if not cell.caution_kg_day:
+        return config_from_scenario(scenario)
+    data = config_dict_from_scenario(scenario)
+    data["limits"] = {"flight": {"caution_leak_kg_day": cell.caution_kg_day}}
+    return config_from_dict(data, f"{scenario.path} (derived, CAUTION {cell.caution_kg_day:g})")
+
+
+def run_cell(cell: Cell, cap_s: float) -> dict:
+    """Run one grid cell; the monitor's and both panels' figures for it."""
+    wall0 = time.perf_counter()
+    settle = _settle_s(cell)
+    s_true = dpdt_pa_s(cell.kg_day, cell.volume_m3)
+    scenario = build(cell, ONSET_S + max(cap_s, settle + 60.0))
+    config = cell_config(cell, scenario)
+    limits = config.limits
+    due = _due(cell, limits)
+    floor = floor_time_s(limits.caution_sigma, cell.noise_pa, cell.n_sensors, cell.rate_hz, s_true)
+    start = ONSET_S - PRE_S
+    period = 1.0 / config.rate_hz
+    step = StepPanel(step_for_noise(cell.noise_pa))
+    slope = SlopePanel(slope_threshold_pa_s(limits.caution_leak_kg_day, cell.volume_m3))
+    panels = (step, slope)
+    now = [start + period]
+    seen: set[str] = set()
+
+    def tap(link: str, data: bytes) -> None:
+        for pnl in panels:
+            pnl.feed(link, data, now[0])
+
+    at_settle: dict = {}
+
+    def on_tick(res) -> None:
+        now[0] = res.t_s + period
+        if not at_settle and res.t_s >= ONSET_S + settle and res.volumes:
+            v = res.volumes[0]
+            at_settle.update(t_s=res.t_s, linear=v.reserve_s_linear, orifice=v.reserve_s_orifice)
+
+    def on_event(ev) -> None:
+        if ev.transition == Transition.RAISED and ev.t_s >= ONSET_S:
+            seen.add(ev.level.name)
+
+    def stop() -> bool:
+        t = now[0] - period
+        if t < ONSET_S + settle + 30.0:
+            return False
+        need = [lvl for lvl in ("CAUTION", "EMERGENCY") if due[lvl]]
+        if not need:
+            return True  # below every limit: only the settled estimate is scored
+        if all(lvl in seen or (lvl == "CAUTION" and seen & {"WARNING", "EMERGENCY"})
+               for lvl in need):
+            # every due level raised; give the panels the floor's time too
+            return all(pnl.alarms and pnl.alarms[-1][0] >= ONSET_S for pnl in panels) or (
+                t >= ONSET_S + max(settle + 30.0, min(cap_s, 4 * floor + 120.0)))
+        return False
+
+    result = run_simulation(scenario, config, start_s=start, on_tick=on_tick,
+                            on_event=on_event, tap=tap, stop=stop)
+    sim_s = now[0] - period - start
+    sc = score(result, settle_s=settle)
+    (leak,) = sc["leaks"]
+    raised = [e for e in result.events if e.transition == Transition.RAISED]
+
+    def first(level: str) -> float | None:
+        t = next((e.t_s for e in raised if e.level.name == level and e.t_s >= ONSET_S), None)
+        return None if t is None else round(t - ONSET_S, 3)
+
+    lat = {lvl: first(lvl) for lvl in LEVELS}
+    pre_onset = sum(1 for e in raised if e.level >= AlarmLevel.CAUTION and e.t_s < ONSET_S)
+    # reserve-time error at the settle time: the displayed figure (the smaller of
+    # the straight-line and orifice-law reserves) and the orifice-law one alone
+    reserve = {"true_s": None, "shown_s": None, "shown_error_pct": None,
+               "orifice_s": None, "orifice_error_pct": None}
+    truth = result.truth
+    if at_settle and truth is not None and len(truth):
+        import numpy as np
+
+        row = max(0, int(np.searchsorted(truth.t_s, at_settle["t_s"], side="right")) - 1)
+        mdot = float(truth.leak_kg_s[row, 0])
+        true = _true_reserve_s(cell.kind, mdot, float(truth.p_pa[row, 0]),
+                               float(truth.t_k[row, 0]), cell.volume_m3)
+        shown = min(at_settle["linear"], at_settle["orifice"])
+        reserve.update(true_s=_fin(true), shown_s=_fin(shown), orifice_s=_fin(at_settle["orifice"]))
+        reserve["shown_error_pct"] = _err(shown, true)
+        reserve["orifice_error_pct"] = _err(at_settle["orifice"], true)
+    regime_end = result.trace.regime[-1][0] if result.trace.regime else None
+    out_panels = {}
+    for pnl in panels:
+        pre = [a for a in pnl.alarms if a[0] < ONSET_S]
+        post = [a for a in pnl.alarms if a[0] >= ONSET_S]
+        out_panels[pnl.name] = {
+            "pre_onset_alarms": len(pre),
+            "latency_s": round(post[0][0] - ONSET_S, 3) if post else None,
+            # a panel that already fires without a leak has not detected it
+            "detects": bool(post) and not pre,
+        }
+    return {
+        "cell": cell.to_dict(),
+        "label": cell.label,
+        "dpdt_pa_s": s_true,
+        "due": due,
+        "floor_s": floor,
+        "latency_s": leak["latency_s"],
+        "first_level": leak["first_level"],
+        "latency_by_level": lat,
+        "floor_ratio": (leak["latency_s"] / floor if leak["latency_s"] is not None
+                        and math.isfinite(floor) else None),
+        "settle_s": settle,
+        "mass_rate_true_kg_day": leak["mass_rate_true_kg_day"],
+        "mass_rate_est_kg_day": leak["mass_rate_est_kg_day"],
+        "mass_rate_error_pct": leak["mass_rate_error_pct"],
+        "hole_true_mm": leak["hole_true_mm"],
+        "hole_est_mm": leak["hole_est_mm"],
+        "hole_error_pct": leak["hole_error_pct"],
+        "regime_est": leak["regime_est"],
+        "regime_end": regime_end,
+        "reserve": reserve,
+        "reserve_error_pct": reserve["shown_error_pct"],
+        "false_alarms": len(sc["false_alarms"]),
+        "pre_onset_alarms": pre_onset,
+        "panels": out_panels,
+        "sim_s": round(sim_s, 1),
+        "wall_s": round(time.perf_counter() - wall0, 2),
+    }
+
+
+def _fin(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _err(est, true) -> float | None:
+    if est is None or true is None or not (math.isfinite(est) and math.isfinite(true)) or true <= 0:
+        return None
+    return round(100.0 * (est - true) / true, 2)
+
+
+# --- the grid --------------------------------------------------------------------
+
+SIZES_KG_DAY = (0.1, 1.0, 3.0, 10.0, 40.0, 300.0)
+
+
+def grid(quick: bool) -> list[Cell]:
+    """The cells of the sweep (``quick``: a handful, one seed)."""
+    if quick:
+        return [
+            Cell(900, "orifice", 10.0),
+            Cell(900, "orifice", 40.0, thermal_k=0.8),
+            Cell(900, "crack", 40.0, n_sensors=3, rate_hz=10),
+            Cell(900, "orifice", 3.0, caution_kg_day=1.0),
+            Cell(6, "orifice", 10.0, n_sensors=1, noise_pa=5.0),
+            Cell(6, "crack", 1.0, thermal_k=0.8),
+            big_hole_cell(6, rate_hz=10),
+            big_hole_cell(900, n_sensors=3, rate_hz=10),
+        ]
+    cells: list[Cell] = []
+    seeds = (1, 2)
+    # main axes: size x volume x kind, base sensors (2 x 2 Pa at 1 Hz), with and
+    # without a 0.8 K orbital cycle
+    for vol in (6, 900):
+        for kind in ("orifice", "crack"):
+            for kg in SIZES_KG_DAY:
+                for th in (0.0, 0.8):
+                    for seed in seeds:
+                        cells.append(Cell(vol, kind, kg, thermal_k=th, seed=seed))
+        for th in (0.0, 0.8):
+            for seed in seeds:
+                cells.append(big_hole_cell(vol, thermal_k=th, seed=seed))
+    # sensors: count, noise and rate, on orifice leaks in both volumes
+    for vol, sizes in ((900, (10.0, 40.0)), (6, (10.0,))):
+        for kg in sizes:
+            for m in (1, 2, 3):
+                for noise in (2.0, 5.0):
+                    for rate in (1.0, 10.0):
+                        if (m, noise, rate) == (2, 2.0, 1.0):
+                            continue  # in the main axes
+                        cells.append(Cell(vol, "orifice", kg, n_sensors=m, noise_pa=noise,
+                                          rate_hz=rate, thermal_k=0.8, seed=3))
+    for vol in (6, 900):
+        cells.append(big_hole_cell(vol, n_sensors=3, rate_hz=10.0, thermal_k=0.8, seed=3))
+    # leaks of 1.5-3 kg/day in 900 m3 with the CAUTION limit lowered to 1 kg/day
+    for kg in (1.5, 3.0):
+        for th in (0.0, 0.8):
+            cells.append(Cell(900, "orifice", kg, thermal_k=th, seed=4, caution_kg_day=1.0))
+    return cells
+
+
+# --- false-alarm runs ------------------------------------------------------------
+
+
+def _shipped(name: str, duration_s: float | None) -> object:
+    path = SCENARIO_DIR / f"{name}.toml"
+    data = tomllib.loads(path.read_text())
+    if duration_s is not None:
+        data["scenario"]["duration"] = float(duration_s)
+        # events past a shortened run are dropped (the parser rejects them)
+        from hil.scenario import parse_time
+
+        data["events"] = [e for e in data.get("events", []) if parse_time(e["t"]) <= duration_s]
+    return parse_scenario(data, str(path), name)
+
+
+def fa_config(scenario, loop_hz: float):
+    """The derived configuration; below 1 Hz the shortest window is lengthened to 3 ticks."""
+    data = config_dict_from_scenario(scenario, loop_rate_hz=loop_hz)
+    if loop_hz < 1.0:
+        data["windows_s"] = list(FA_WINDOWS_S)
+    return config_from_dict(data, f"{scenario.path} (derived, loop {loop_hz:g} Hz)")
+
+
+def run_false_alarms(name: str, days: float, loop_hz: float) -> dict:
+    """Run a no-leak scenario for ``days``; alarms raised per level, monitor and panels."""
+    wall0 = time.perf_counter()
+    scenario = _shipped(name, days * 86400.0)
+    config = fa_config(scenario, loop_hz)
+    vol = {v.name: v.volume_m3 for v in scenario.volumes}
+    noise = {f"{s.link}:{s.addr}": s.noise_pa for s in scenario.sensors}
+    svol = {f"{s.link}:{s.addr}": vol[s.volume] for s in scenario.sensors}
+    limits = config.limits
+    # one panel per sensor set-up: a step for its noise, a slope for its volume
+    steps = {sid: StepPanel(step_for_noise(n)) for sid, n in noise.items()}
+    slopes = {sid: SlopePanel(slope_threshold_pa_s(limits.caution_leak_kg_day, svol[sid]))
+              for sid in noise}
+    step_all = _Multi(steps)
+    slope_all = _Multi(slopes)
+    period = 1.0 / config.rate_hz
+    now = [period]
+
+    def tap(link: str, data: bytes) -> None:
+        step_all.feed(link, data, now[0])
+        slope_all.feed(link, data, now[0])
+
+    def on_tick(res) -> None:
+        now[0] = res.t_s + period
+
+    result = run_simulation(scenario, config, on_tick=on_tick, tap=tap)
+    sc = score(result)
+    by_level = {lvl: 0 for lvl in LEVELS}
+    for fa in sc["false_alarms"]:
+        by_level[fa["level"]] += 1
+    return {
+        "scenario": name,
+        "days": days,
+        "loop_hz": config.rate_hz,
+        "windows_s": list(config.windows_s),
+        "monitor": by_level,
+        "advisories": sc["raised_by_level"]["ADVISORY"],
+        "step panel": step_all.count(),
+        "slope panel": slope_all.count(),
+        "wall_s": round(time.perf_counter() - wall0, 1),
+    }
+
+
+class _Multi:
+    """Per-sensor panels sharing one decoder per link (each configured for its sensor)."""
+
+    def __init__(self, panels: dict):
+        from drivers.decoder import StreamDecoder
+
+        self.panels = panels
+        self.decoders: dict = {}
+        self._dec = StreamDecoder
+
+    def feed(self, link: str, data: bytes, now_s: float) -> None:
+        dec = self.decoders.get(link)
+        if dec is None:
+            dec = self.decoders[link] = self._dec()
+        recs = dec.feed(data, now_s).samples
+        for a, t, p in zip(recs["addr"].tolist(), (recs["t_us"] * 1e-6).tolist(),
+                           recs["pressure_pa"].tolist(), strict=True):
+            sid = f"{link}:{a}"
+            pnl = self.panels.get(sid)
+            if pnl is not None:
+                pnl._sample(sid, t, p, now_s)
+
+    def count(self) -> int:
+        return sum(len(p.alarms) for p in self.panels.values())
+
+
+# --- report ----------------------------------------------------------------------
+
+
+def _f(x, fmt="{:.0f}", none="-"):
+    return none if x is None else fmt.format(x)
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'cell':46s} {'floor':>6s} {'CAUT':>6s} {'EMER':>6s} {'ratio':>5s} "
+            f"{'rate%':>6s} {'hole%':>6s} {'resv%':>6s} {'FA':>2s} {'step':>7s} {'slope':>7s}")
+    lines = [head]
+    for r in rows:
+        lat = r["latency_by_level"]
+        caut = r["latency_s"]
+        if caut is None:
+            caut_s = "below" if not r["due"]["CAUTION"] else "none"
+        else:
+            caut_s = _f(caut)
+
+        def pnl(name, r=r):
+            p = r["panels"][name]
+            if p["pre_onset_alarms"]:
+                return f"FA{p['pre_onset_alarms']}"
+            return _f(p["latency_s"])
+
+        lines.append(
+            f"{r['label']:46s} {_f(r['floor_s']):>6s} {caut_s:>6s} "
+            f"{_f(lat['EMERGENCY']) if r['due']['EMERGENCY'] else '':>6s} "
+            f"{_f(r['floor_ratio'], '{:.2f}'):>5s} {_f(r['mass_rate_error_pct'], '{:+.1f}'):>6s} "
+            f"{_f(r['hole_error_pct'], '{:+.1f}'):>6s} {_f(r['reserve_error_pct'], '{:+.0f}'):>6s} "
+            f"{r['false_alarms'] + r['pre_onset_alarms']:>2d} {pnl('step panel'):>7s} "
+            f"{pnl('slope panel'):>7s}"
+        )
+    return "\n".join(lines)
+
+
+def goals(rows: list[dict], fa: list[dict], wall_s: float,
+          quick: bool) -> list[tuple[str, bool, str]]:
+    out = []
+    # 1. latency within 3x the floor for every leak above 1 kg/day in 900 m3
+    big = [r for r in rows if r["cell"]["volume_m3"] == 900 and r["cell"]["kg_day"] > 1.0]
+    bad = [r for r in big if r["floor_ratio"] is None or r["floor_ratio"] > 3.0]
+    below = [r for r in bad if not r["due"]["CAUTION"]]
+    out.append(("latency <= 3 x floor, leaks > 1 kg/day in 900 m3", not bad,
+                f"{len(big) - len(bad)}/{len(big)} cells; {len(below)} of the misses are below "
+                f"the CAUTION limit"))
+    # 2. zero false CAUTION/WARNING/EMERGENCY
+    n_leak_fa = sum(r["false_alarms"] + r["pre_onset_alarms"] for r in rows)
+    n_fa = sum(sum(f["monitor"].values()) for f in fa)
+    ran = ", ".join(f"{f['scenario']} {f['days']:g} d" for f in fa) or "no false-alarm runs"
+    out.append(("zero false CAUTION/WARNING/EMERGENCY", n_fa == 0 and n_leak_fa == 0,
+                f"{n_fa} in {ran}; {n_leak_fa} in the leak cells"))
+    # 3. mass rate and hole within 10 % once settled
+    est = [r for r in rows if r["mass_rate_error_pct"] is not None]
+    det = [r for r in est if r["latency_s"] is not None]
+    ok_all = [r for r in est if abs(r["mass_rate_error_pct"]) <= 10
+              and r["hole_error_pct"] is not None and abs(r["hole_error_pct"]) <= 10]
+    ok_det = [r for r in ok_all if r["latency_s"] is not None]
+    out.append(("mass rate and hole within 10 % once settled", len(ok_all) == len(est),
+                f"{len(ok_det)}/{len(det)} detected cells, {len(ok_all)}/{len(est)} all cells"))
+    # 4. both baselines beaten on latency and false alarms where they detect
+    lose = []
+    n_cmp = 0
+    for r in rows:
+        for name, p in r["panels"].items():
+            if not p["detects"]:
+                continue
+            n_cmp += 1
+            m = r["latency_s"]
+            if m is None or m > p["latency_s"] or r["false_alarms"] + r["pre_onset_alarms"] > 0:
+                lose.append(f"{name} in {r['label']}")
+    fa_lose = [f"{name} in {f['scenario']}" for f in fa for name in ("step panel", "slope panel")
+               if sum(f["monitor"].values()) > f[name]
+               or (sum(f["monitor"].values()) == f[name] and f[name] > 0)]
+    out.append(("baselines beaten (or tied) on latency and false alarms", not lose and not fa_lose,
+                f"{n_cmp - len(lose)}/{n_cmp} cell comparisons" + (
+                    "; lost: " + "; ".join(lose[:6] + fa_lose) if lose or fa_lose else "")))
+    limit = 120.0 if quick else 1200.0
+    out.append((f"{'quick' if quick else 'full'} sweep under {limit / 60:.0f} min", wall_s < limit,
+                f"{wall_s:.0f} s wall"))
+    return out
+
+
+def markdown(data: dict) -> str:
+    """The tables of docs/DETECTION.md from the results (``--markdown``)."""
+    rows, fa = data["cells"], data["false_alarms"]
+    out = []
+
+    def pnl(r, name):
+        p = r["panels"][name]
+        if p["pre_onset_alarms"]:
+            return f"fires ({p['pre_onset_alarms']} pre-onset)"
+        return "-" if p["latency_s"] is None else f"{p['latency_s']:.0f}"
+
+    def lat(r):
+        if r["latency_s"] is None:
+            return "below limit" if not r["due"]["CAUTION"] else "**not detected**"
+        return f"{r['latency_s']:.0f} ({r['first_level'][0]})"
+
+    def pct(x, fmt="{:+.1f}"):
+        return "-" if x is None else fmt.format(x)
+
+    def size(c):
+        if c["hole_mm"]:
+            return f"{c['hole_mm']:g} mm ({c['kg_day']:.0f} kg/d)"
+        return f"{c['kg_day']:g} kg/d"
+
+    head = ("| cell | floor s | latency s (level) | EMERG. s | ratio | rate err % | hole err % "
+            "| reserve err % (shown / orifice law) | false | step panel s | slope panel s |")
+    sep = "|" + "---|" * 11
+    groups = (
+        ("Main axes: 2 sensors x 2 Pa at 1 Hz", lambda c: (c["n_sensors"], c["noise_pa"],
+                                                          c["rate_hz"]) == (2, 2.0, 1.0)
+         and c["seed"] in (1, 2) and not c.get("caution_kg_day")),
+        ("Sensor count, noise and rate (0.8 K orbit, seed 3)", lambda c: c["seed"] == 3),
+        ("CAUTION limit lowered to 1 kg/day (900 m3, seed 4)",
+         lambda c: bool(c.get("caution_kg_day"))),
+    )
+    for title, pick in groups:
+        sel = [r for r in rows if pick(r["cell"])]
+        if not sel:
+            continue
+        out += [f"#### {title}", "", head, sep]
+        for r in sel:
+            c = r["cell"]
+            label = (f"{c['volume_m3']:g} m3 {c['kind']} {size(c)}, M{c['n_sensors']} "
+                     f"{c['noise_pa']:g} Pa {c['rate_hz']:g} Hz, {c['thermal_k']:g} K, "
+                     f"s{c['seed']}")
+            em = r["latency_by_level"]["EMERGENCY"]
+            em_s = ("-" if em is None else f"{em:.0f}") if r["due"]["EMERGENCY"] else ""
+            res = r["reserve"]
+            out.append(
+                f"| {label} | {r['floor_s']:.0f} | {lat(r)} | {em_s} | "
+                f"{pct(r['floor_ratio'], '{:.2f}')} | {pct(r['mass_rate_error_pct'])} | "
+                f"{pct(r['hole_error_pct'])} | {pct(res['shown_error_pct'], '{:+.0f}')} / "
+                f"{pct(res['orifice_error_pct'], '{:+.0f}')} | "
+                f"{r['false_alarms'] + r['pre_onset_alarms']} | {pnl(r, 'step panel')} | "
+                f"{pnl(r, 'slope panel')} |")
+        out.append("")
+    if fa:
+        out += ["| false-alarm run | days run | loop | monitor C / W / E | monitor ADVISORY "
+                "| step panel | slope panel | wall s |", "|" + "---|" * 8]
+        for f in fa:
+            m = f["monitor"]
+            out.append(f"| {f['scenario']} | {f['days']:.3g} | {f['loop_hz']:g} Hz | "
+                       f"{m['CAUTION']} / {m['WARNING']} / {m['EMERGENCY']} | {f['advisories']} | "
+                       f"{f['step panel']} | {f['slope panel']} | {f['wall_s']:.0f} |")
+    return "\n".join(out)
+
+
+def print_fa(fa: list[dict]) -> None:
+    print(f"{'false alarms':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
+          f"{'advis.':>6s} {'step':>6s} {'slope':>6s}")
+    for f in fa:
+        m = f["monitor"]
+        print(f"{f['scenario']:22s} {f['days']:6.3g} {f['loop_hz']:5g} "
+              f"{m['CAUTION']:>4d}/{m['WARNING']}/{m['EMERGENCY']:<7d} {f['advisories']:>6d} "
+              f"{f['step panel']:>6d} {f['slope panel']:>6d}")
+
+
+# --- figures ---------------------------------------------------------------------
+
+
+def draw(data: dict, outdir: Path) -> list[Path]:
+    """latency_vs_size.png, floor_ratio.png, false_alarms.png from the results."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = data["cells"]
+    paths = []
+    if rows:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+        for ax, vol in zip(axes, (6, 900), strict=True):
+            base = [r for r in rows if r["cell"]["volume_m3"] == vol
+                    and (r["cell"]["n_sensors"], r["cell"]["noise_pa"], r["cell"]["rate_hz"])
+                    == (2, 2.0, 1.0) and not r["cell"].get("caution_kg_day")]
+            kg = np.logspace(-1, 4, 200)
+            from bench.scenario_grid import dpdt_pa_s as _s
+
+            fl = np.array([floor_time_s(5.0, 2.0, 2, 1.0, _s(k, vol)) for k in kg])
+            ax.plot(kg, fl, "k-", lw=1.5, label="floor (2 x 2 Pa at 1 Hz, 5 sigma)")
+            ax.plot(kg, 3 * fl, "k--", lw=1, label="3 x floor")
+            ax.axvline(5.0, color="grey", ls=":", lw=1, label="CAUTION limit 5 kg/day")
+            for name, mk, col, get in (
+                ("monitor (first CAUTION+)", "o", "C0", lambda r: r["latency_s"]),
+                ("step panel", "s", "C1",
+                 lambda r: r["panels"]["step panel"]["latency_s"]
+                 if r["panels"]["step panel"]["detects"] else None),
+                ("slope panel", "^", "C2",
+                 lambda r: r["panels"]["slope panel"]["latency_s"]
+                 if r["panels"]["slope panel"]["detects"] else None),
+            ):
+                for kind, fill in (("orifice", col), ("crack", "none")):
+                    pts = [(r["cell"]["kg_day"], max(get(r), 0.5)) for r in base
+                           if r["cell"]["kind"] == kind and get(r) is not None]
+                    if pts:
+                        x, y = zip(*pts, strict=True)
+                        ax.scatter(x, y, marker=mk, facecolors=fill, edgecolors=col, s=40,
+                                   label=f"{name}, {kind}", zorder=3)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlim(0.07, 1e4)
+            ax.set_ylim(0.4, 2e4)
+            ax.set_xlabel("leak mass rate at onset (kg/day)")
+            ax.set_title(f"{vol} m3, 2 sensors x 2 Pa at 1 Hz, 0 and 0.8 K orbit")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("latency from onset to first alarm (s)")
+        for ax in axes:
+            ax.legend(fontsize=7, loc="upper right")
+        fig.suptitle("Detection latency against leak size (panels: credible detections only; "
+                     "latency 0 drawn at 0.5 s)", fontsize=10)
+        fig.tight_layout()
+        p = outdir / "latency_vs_size.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for vol, col in ((6, "C3"), (900, "C0")):
+            pts = [(r["cell"]["kg_day"], r["floor_ratio"]) for r in rows
+                   if r["cell"]["volume_m3"] == vol and r["floor_ratio"] is not None]
+            if pts:
+                x, y = zip(*pts, strict=True)
+                ax.scatter(x, y, color=col, s=25, alpha=0.7, label=f"{vol} m3 (every cell)")
+        ax.axhline(3.0, color="k", ls="--", lw=1, label="goal: 3 x floor")
+        ax.axhline(1.0, color="k", ls="-", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("leak mass rate at onset (kg/day)")
+        ax.set_ylabel("monitor latency / floor")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("Monitor latency relative to the white-noise floor (same noise, rate, M)")
+        fig.tight_layout()
+        p = outdir / "floor_ratio.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    fa = data["false_alarms"]
+    if fa:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        dets = ("monitor", "step panel", "slope panel")
+        w = 0.25
+        for j, det in enumerate(dets):
+            vals = [(sum(f["monitor"].values()) if det == "monitor" else f[det]) * 30.0 / f["days"]
+                    for f in fa]
+            xs = np.arange(len(fa)) + (j - 1) * w
+            ax.bar(xs, [max(v, 0.0) for v in vals], w, label=det, color=f"C{j}")
+            for x, v in zip(xs, vals, strict=True):
+                ax.text(x, max(v, 1.0) * 1.1, f"{v:.0f}", ha="center", fontsize=8)
+        ax.set_xticks(np.arange(len(fa)))
+        ax.set_xticklabels([f"{f['scenario']}\n({f['days']:.3g} d run)" for f in fa])
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_ylabel("false CAUTION+ alarms per 30 days")
+        ax.set_title("False CAUTION+ alarms per 30 days (count x 30 / days run)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = outdir / "false_alarms.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def _set_baseline(pre_s: float) -> None:
+    """Start the monitor ``pre_s`` before the leak (the onset moves to leave 5 min first)."""
+    import bench.scenario_grid as g
+
+    onset = max(g.ONSET_S, pre_s + 300.0)
+    for mod in (g, sys.modules[__name__]):
+        mod.ONSET_S, mod.PRE_S = onset, pre_s
+
+
+def _work(args):
+    cell, cap = args
+    return run_cell(cell, cap)
+
+
+def _fa_work(args):
+    return run_false_alarms(*args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.detection",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a handful of cells, one seed (< 2 min)")
+    ap.add_argument("--cap", type=float, default=None,
+                    help="longest run after onset, s (default 4 h full, 1 h quick)")
+    ap.add_argument("--nominal-days", type=float, default=None,
+                    help="days of nominal for false alarms (default 30 full, 2 h quick; 0: none)")
+    ap.add_argument("--fault-days", type=float, default=None,
+                    help="days of sensor-faults and link-faults (default 1 full, 1 h quick)")
+    ap.add_argument("--fa-loop-hz", type=float, default=FA_LOOP_HZ,
+                    help="loop rate of the false-alarm runs (default 1 Hz, the derived config)")
+    ap.add_argument("--no-cells", action="store_true", help="false-alarm runs only")
+    ap.add_argument("--baseline-s", type=float, default=PRE_S,
+                    help="the monitor starts this long before the leak (default 900 s)")
+    ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                    help="only the cells whose label contains every TEXT (e.g. 900m3 10kg/d)")
+    ap.add_argument("--jobs", type=int, default=max(1, min(mp.cpu_count(), 4)))
+    ap.add_argument("--json", type=Path, default=None, help="write all results here")
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None,
+                    help="no runs: tabulate (and with --plots draw) these --json results")
+    ap.add_argument("--markdown", type=Path, default=None,
+                    help="with --from-json: write the tables of docs/DETECTION.md here")
+    ap.add_argument("--plots", type=Path, nargs="?", const=Path("docs/detection"), default=None,
+                    help="draw the figures from --json's results into this directory")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    cap = args.cap if args.cap is not None else (3600.0 if quick else 4 * 3600.0)
+    nominal_days = (args.nominal_days if args.nominal_days is not None
+                    else (2 / 24 if quick else 30.0))
+    fault_days = args.fault_days if args.fault_days is not None else (1 / 24 if quick else 1.0)
+
+    if args.from_json is not None:
+        data = {"cells": [], "false_alarms": []}
+        for path in args.from_json:
+            part = json.loads(path.read_text())
+            data["cells"] += part["cells"]
+            data["false_alarms"] += part["false_alarms"]
+        if data["cells"]:
+            print(table(data["cells"]))
+        print_fa(data["false_alarms"])
+        if args.plots is not None:
+            draw(data, args.plots)
+        if args.markdown is not None:
+            args.markdown.write_text(markdown(data) + "\n")
+        print()
+        for name, ok, detail in goals(data["cells"], data["false_alarms"], 0.0, False)[:-1]:
+            print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+        return 0
+
+    if args.baseline_s != PRE_S:
+        _set_baseline(args.baseline_s)
+    wall0 = time.perf_counter()
+    cells = [] if args.no_cells else grid(quick)
+    if args.only:
+        cells = [c for c in cells if all(t in c.label for t in args.only)]
+    jobs = [("fa", (name, d, args.fa_loop_hz)) for name, d in
+            (("nominal", nominal_days), ("sensor-faults", fault_days), ("link-faults", fault_days))
+            if d > 0]
+    jobs += [("cell", (c, cap)) for c in cells]
+    # longest first, so the pool ends together
+    print(f"detection scorecard: {len(cells)} cells, false-alarm runs "
+          f"nominal {nominal_days:g} d, faults {fault_days:g} d each, loop {args.fa_loop_hz:g} Hz; "
+          f"{args.jobs} processes", flush=True)
+    rows: list[dict] = []
+    fa: list[dict] = []
+    ctx = mp.get_context("fork")
+    with ctx.Pool(args.jobs) as pool:
+        fa_res = [pool.apply_async(_fa_work, (a,)) for k, a in jobs if k == "fa"]
+        it = pool.imap_unordered(_work, [a for k, a in jobs if k == "cell"])
+        for r in it:
+            rows.append(r)
+            print(f"  {r['label']:46s} latency {_f(r['latency_s']):>6s} s "
+                  f"(floor {_f(r['floor_s'])} s)  wall {r['wall_s']:.1f} s", flush=True)
+        for f in fa_res:
+            res = f.get()
+            fa.append(res)
+            print(f"  false alarms {res['scenario']} {res['days']:g} d: {res}", flush=True)
+    wall = time.perf_counter() - wall0
+    order = {c.label: i for i, c in enumerate(cells)}
+    rows.sort(key=lambda r: order[r["label"]])
+    if rows:
+        print()
+        print(table(rows))
+    print()
+    print_fa(fa)
+    print()
+    ok_all = True
+    for name, ok, detail in goals(rows, fa, wall, quick):
+        ok_all &= ok
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+    print(f"wall time {wall:.0f} s")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"quick": quick, "cap_s": cap, "wall_s": wall,
+                                         "cells": rows, "false_alarms": fa}, indent=1))
+    if args.plots is not None:
+        draw({"cells": rows, "false_alarms": fa}, args.plots)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

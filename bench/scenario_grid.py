@@ -1,0 +1,128 @@
+"""Grid scenarios for the detection scorecard, built as TOML-shaped dicts.
+
+One leaking volume (6 m3, a Soyuz orbital module; or 900 m3, a station) at
+101.3 kPa and 22 C, its 1-3 sensors on one link, a leak that opens at
+``ONSET_S`` (the monitor starts ``PRE_S`` before it, so it has a baseline).
+Orifice leaks are sized by mass rate through the orifice law of PHYSICS.md
+(Cd 0.61 at 101.3 kPa, 295.15 K), crack leaks by ``kg_per_day`` (k = mdot / P^2).
+The dict goes through ``hil.scenario.parse_scenario`` like a TOML file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from hil.scenario import Scenario, parse_scenario
+
+R_AIR = 287.05
+GAMMA = 1.4
+CHOKE = (2.0 / (GAMMA + 1.0)) ** ((GAMMA + 1.0) / (2.0 * (GAMMA - 1.0)))
+P0_PA = 101325.0
+T0_C = 22.0
+T0_K = T0_C + 273.15
+CD = 0.61
+P_MIN_PA = 69300.0
+#: Leak onset (s from the scenario's start) and how long the monitor runs before it.
+ONSET_S = 1200.0
+PRE_S = 900.0
+#: The 25 mm hole of the grid (a micrometeoroid strike), given by diameter.
+BIG_HOLE_MM = 25.0
+
+
+def orifice_mass_rate(d_mm: float, p_pa: float = P0_PA, t_k: float = T0_K,
+                      cd: float = CD) -> float:
+    """kg/s through a sharp-edged hole of ``d_mm`` to vacuum (choked flow)."""
+    area = math.pi * (d_mm / 1000.0) ** 2 / 4.0
+    return cd * area * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE
+
+
+def orifice_diameter_mm(kg_day: float, p_pa: float = P0_PA, t_k: float = T0_K,
+                        cd: float = CD) -> float:
+    """The orifice law inverted: the hole (mm) that passes ``kg_day`` at ``p_pa``, ``t_k``."""
+    mdot = kg_day / 86400.0
+    area = mdot / (cd * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE)
+    return 1000.0 * math.sqrt(4.0 * area / math.pi)
+
+
+def dpdt_pa_s(kg_day: float, volume_m3: float, t_k: float = T0_K) -> float:
+    """Pressure fall rate (Pa/s, positive) of a leak of ``kg_day`` from ``volume_m3``."""
+    return kg_day / 86400.0 * R_AIR * t_k / volume_m3
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: a leak (or none) in one volume seen by ``n_sensors`` sensors."""
+
+    volume_m3: float
+    kind: str  # "orifice" | "crack"
+    kg_day: float  # initial mass rate at 101.3 kPa (for the 25 mm hole: what it passes)
+    n_sensors: int = 2
+    noise_pa: float = 2.0
+    rate_hz: float = 1.0
+    thermal_k: float = 0.0
+    seed: int = 1
+    hole_mm: float | None = None  # given diameter (orifice only); else from kg_day
+    caution_kg_day: float | None = None  # a lower CAUTION limit than the flight set's
+
+
+    @property
+    def label(self) -> str:
+        size = f"{self.hole_mm:g}mm" if self.hole_mm else f"{self.kg_day:g}kg/d"
+        lim = f" lim{self.caution_kg_day:g}" if self.caution_kg_day else ""
+        return (f"{self.volume_m3:g}m3 {self.kind} {size} M{self.n_sensors} "
+                f"{self.noise_pa:g}Pa {self.rate_hz:g}Hz dT{self.thermal_k:g} s{self.seed}{lim}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def big_hole_cell(volume_m3: float, **kw) -> Cell:
+    """A cell with the 25 mm orifice (its mass rate computed from the law)."""
+    return Cell(volume_m3, "orifice", orifice_mass_rate(BIG_HOLE_MM) * 86400.0,
+                hole_mm=BIG_HOLE_MM, **kw)
+
+
+def scenario_dict(cell: Cell, duration_s: float) -> dict:
+    """The TOML-shaped dict of ``cell``'s scenario, ``duration_s`` long."""
+    vol = {"name": "cabin", "volume_m3": cell.volume_m3, "temperature_c": T0_C}
+    if cell.thermal_k > 0:
+        vol["orbit_amplitude_k"] = cell.thermal_k
+        vol["orbit_phase_deg"] = 37.0 * cell.seed  # a different phase at onset per seed
+    leak: dict = {"name": "leak", "volume": "cabin", "kind": cell.kind, "onset": ONSET_S}
+    if cell.kind == "orifice":
+        leak["diameter_mm"] = cell.hole_mm or orifice_diameter_mm(cell.kg_day)
+        leak["cd"] = CD
+    else:
+        leak["kg_per_day"] = cell.kg_day
+    sensors = [
+        {"name": f"s{i + 1}", "link": "bus0", "addr": i + 1, "volume": "cabin",
+         "bias_pa": (-1.5, 2.5, 0.5)[i % 3]}
+        for i in range(cell.n_sensors)
+    ]
+    return {
+        "scenario": {
+            "name": "grid",
+            "description": cell.label,
+            "seed": cell.seed,
+            "duration": float(duration_s),
+            "max_step": 5.0,
+            "nominal_pressure_pa": P0_PA,
+            "min_pressure_pa": P_MIN_PA,
+        },
+        "volumes": [vol],
+        "leaks": [leak],
+        "links": [{"name": "bus0"}],
+        "sensor_defaults": {
+            "rate_hz": cell.rate_hz,
+            "noise_pa": cell.noise_pa,
+            "resolution_pa": 0.1,
+            "lag_s": 0.3,
+        },
+        "sensors": sensors,
+    }
+
+
+def build(cell: Cell, duration_s: float) -> Scenario:
+    """``cell``'s scenario through the same parser as a TOML file."""
+    return parse_scenario(scenario_dict(cell, duration_s), f"<grid {cell.label}>", "grid")
