@@ -14,6 +14,7 @@ in bulk (one ``encode_samples`` call per link per block).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +28,37 @@ from hil.physics import Network
 from hil.scenario import R_AIR, Scenario
 from hil.sensors import EmulatedSensor
 from hil.truth import Truth, TruthSeries, VolumeTruth
+
+
+@dataclass
+class LinkChunk:
+    """One link's bytes of an advance: ``data`` (after link faults), the byte
+    length of each frame in it, in order, and with ``advance_frames(bounds)``
+    the index of the bound at which each frame would have been emitted
+    (``release``, 0 for a plain ``advance``)."""
+
+    data: bytes
+    frame_len: np.ndarray
+    release: np.ndarray
+
+    def split(self, n_bounds: int) -> list[bytes]:
+        """The bytes a call of ``advance`` at each of ``n_bounds`` bounds returns."""
+        rel = self.release
+        if not len(rel):
+            return [b""] * n_bounds
+        end = np.cumsum(self.frame_len)
+        if np.all(rel[1:] >= rel[:-1]):  # frames in release order: slices
+            cut = np.concatenate(([0], end))[np.searchsorted(rel, np.arange(n_bounds),
+                                                             side="right")].tolist()
+            start = [0, *cut[:-1]]
+            data = self.data
+            return [data[a:b] for a, b in zip(start, cut, strict=True)]
+        # a frame released before one sorted ahead of it (clock rounding): gather
+        begin = (end - self.frame_len).tolist()
+        out: list[list[bytes]] = [[] for _ in range(n_bounds)]
+        for i, a, b in zip(rel.tolist(), begin, end.tolist(), strict=True):
+            out[i].append(self.data[a:b])
+        return [b"".join(x) for x in out]
 
 
 class Emulator:
@@ -67,6 +99,10 @@ class Emulator:
         self.bytes_out = dict.fromkeys(self.links, 0)
         self.commands_in = dict.fromkeys(self.links, 0)
         self.host_bytes_dropped = dict.fromkeys(self.links, 0)
+        #: after ``advance_frames``: the physics steps counted by each bound
+        self.last_steps_at: np.ndarray | None = None
+        #: set by a host that runs ahead: nothing may be sent to the emulator
+        self.receive_locked = False
 
     # -- host side
     def receive(self, link: str, data: bytes) -> None:
@@ -74,6 +110,8 @@ class Emulator:
         out now and answered (IDENTITY/ACK) at the start of the next ``advance``."""
         if link not in self._decoders:
             raise KeyError(f"no link {link!r}")
+        if self.receive_locked:
+            raise RuntimeError("the emulator runs ahead of its host: it cannot take commands")
         if not self.link_up(link):
             self.host_bytes_dropped[link] += len(data)
             return
@@ -112,23 +150,52 @@ class Emulator:
             for n in self.links:
                 self._replies[n] = []
             return out
+        return {link: chunk.data for link, chunk in self._run(t0, t1, None).items()}
+
+    def can_look_ahead(self) -> bool:
+        """Whether ``advance_frames`` can run ahead of the host: no link faults
+        (they cut bytes by time), no host replies pending, and sample clocks exact
+        (so the samples do not depend on how time is cut)."""
+        return (not any(inj.states for inj in self.injectors.values())
+                and not any(self._replies.values())
+                and all(s.exact_clock() for s in self.sensors))
+
+    def advance_frames(self, bounds) -> dict[str, LinkChunk]:
+        """Run to ``bounds[-1]`` at once, with the bytes of each link split as
+        ``advance`` called at every one of the increasing ``bounds`` would have
+        returned them, bit for bit (see ``LinkChunk``).
+
+        Only when ``can_look_ahead()``, and nothing must reach the emulator
+        (``receive``) before it gets to ``bounds[-1]``.
+        """
+        bounds = np.asarray(bounds, dtype=float)
+        if not len(bounds) or bounds[0] <= self.t_s or np.any(np.diff(bounds) <= 0):
+            raise ValueError("bounds must increase, after the emulator's time")
+        if not self.can_look_ahead():
+            raise RuntimeError("link faults, pending replies or inexact clocks: "
+                               "advance step by step")
+        return self._run(self.t_s, float(bounds[-1]), bounds)
+
+    def _run(self, t0: float, t1: float, bounds: np.ndarray | None) -> dict[str, LinkChunk]:
         self.net.run_until(t1)
         hist = self.net.history()
         c = self._cols
         grid_t = hist[:, 0]
         probe_p = hist[:, c["probe_p"]]
         probe_t = hist[:, c["probe_t"]]
-        out: dict[str, bytes] = {}
+        out: dict[str, LinkChunk] = {}
         for link in self.links:
             replies = self._replies[link]
             self._replies[link] = []
-            blocks = [s.samples(t0, t1, grid_t, probe_p[:, s.probe], probe_t[:, s.probe])
+            blocks = [s.samples(t0, t1, grid_t, probe_p[:, s.probe], probe_t[:, s.probe],
+                                bounds)
                       for s in self.by_link[link]]
             blocks = [b for b in blocks if len(b.t_s)]
             parts = [b"".join(replies)] if replies else []
             n_rep = len(replies)
             frame_t = [np.full(n_rep, t0)]
             lens = [np.array([len(r) for r in replies], dtype=np.int64)]
+            release = None
             if blocks:
                 ts = np.concatenate([b.t_s for b in blocks])
                 order = np.argsort(ts, kind="stable")
@@ -144,6 +211,8 @@ class Emulator:
                 parts.append(rec.tobytes())
                 frame_t.append(ts[order])
                 lens.append(np.full(len(ts), SAMPLE_FRAME_SIZE, np.int64))
+                if bounds is not None:
+                    release = np.concatenate([b.release for b in blocks])[order]
             data = b"".join(parts)
             nframes = sum(len(x) for x in frame_t)
             inj = self.injectors[link]
@@ -153,10 +222,17 @@ class Emulator:
                 data = inj.apply(data, off, np.concatenate(frame_t))
             self.frames_out[link] += nframes
             self.bytes_out[link] += len(data)
-            out[link] = data
+            if release is None:
+                release = np.zeros(nframes, dtype=np.int64)
+            out[link] = LinkChunk(data, np.concatenate(lens), release)
         if self.truth_rate_hz > 0:
             self._collect_truth(t0, t1, hist)
         self.t_s = t1
+        if bounds is not None:
+            # physics steps ``advance(b)`` would have counted by each bound:
+            # run_until(b) steps while the time is before b
+            first = self.net.steps - (len(grid_t) - 1)  # steps before hist's first row
+            self.last_steps_at = first + np.searchsorted(grid_t, bounds, side="left")
         self.net.trim(t1)
         return out
 

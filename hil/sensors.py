@@ -38,12 +38,15 @@ class SampleBlock:
     pressure_pa: np.ndarray
     temperature_c: np.ndarray
     status: np.ndarray
+    #: with ``bounds``: per sample, the index of the first bound whose
+    #: ``samples`` call would have produced it
+    release: np.ndarray | None = None
 
 
 def _empty_block(addr: int) -> SampleBlock:
     z = np.zeros(0)
     return SampleBlock(z, addr, np.zeros(0, np.int64), np.zeros(0, np.uint64), z,
-                       z.astype(np.float32), np.zeros(0, np.uint16))
+                       z.astype(np.float32), np.zeros(0, np.uint16), np.zeros(0, np.int64))
 
 
 class EmulatedSensor:
@@ -147,11 +150,27 @@ class EmulatedSensor:
         return s
 
     # -- sampling
+    def exact_clock(self) -> bool:
+        """Whether every sample clock value is an integer number of us (exact in
+        floating point), so that the samples of (t0, t1] do not depend on how the
+        interval is cut into ``samples`` calls, to the last bit."""
+        return (float(self.period_us).is_integer() and float(self.next_c_us).is_integer()
+                and float(self.cfg.boot_s * 1e6 + self.period_us).is_integer())
+
     def samples(self, t0: float, t1: float, grid_t: np.ndarray, probe_p: np.ndarray,
-                probe_t: np.ndarray) -> SampleBlock:
-        """SAMPLEs with simulated times in (t0, t1]; physics history on ``grid_t``."""
+                probe_t: np.ndarray, bounds: np.ndarray | None = None) -> SampleBlock:
+        """SAMPLEs with simulated times in (t0, t1]; physics history on ``grid_t``.
+
+        With ``bounds`` (increasing times in (t0, t1], the last one t1) the block
+        also tells, per sample, the first bound ``b`` such that cutting (t0, t1]
+        into calls ending at the bounds would have produced the sample in the
+        call that ends at ``b`` (``release``; the same clock comparison as the
+        cut calls make).  With ``exact_clock()`` the samples are then those of
+        the cut calls, bit for bit.
+        """
         cfg = self.cfg
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("t", "c", "seq", "off", "warm")}
+        rel: list[np.ndarray] = []
         flagged: list[int] = []  # sample indexes that carry CONFIG_CHANGED
         count = 0
         cuts = [t for t in self.faults.reboot_times if t0 < t <= t1]
@@ -173,6 +192,10 @@ class EmulatedSensor:
                         cols["seq"].append(self.seq + np.arange(k, dtype=np.int64))
                         cols["off"].append(np.full(k, self.offset_pa))
                         cols["warm"].append(ts < self.warm_until_s)
+                        if bounds is not None:
+                            # the clock comparison of clock_us, per bound, this epoch
+                            c_bounds = (bounds - self.epoch_s) * self.scale * 1e6
+                            rel.append(np.searchsorted(c_bounds, c, side="left"))
                         if self.config_changed:
                             flagged.append(count)
                             self.config_changed = False
@@ -205,4 +228,5 @@ class EmulatedSensor:
                            np.uint16(0))
         status[flagged] |= np.uint16(Status.CONFIG_CHANGED)
         return SampleBlock(ts, cfg.addr, np.concatenate(cols["seq"]),
-                           np.round(c).astype(np.uint64), p, tc.astype(np.float32), status)
+                           np.round(c).astype(np.uint64), p, tc.astype(np.float32), status,
+                           np.concatenate(rel) if bounds is not None else None)

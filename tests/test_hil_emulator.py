@@ -346,3 +346,71 @@ def test_truth_file_roundtrip_with_fault_states(tmp_path):
     snap = emu.truth()
     assert snap.faults == {"drift": ["drift"]}  # a drift's offset stays
     assert snap.to_json_dict()["volumes"]["lab"]["p_pa"] == pytest.approx(records[-1]["p_pa"][0])
+
+
+def _per_bound(emu, bounds):
+    return [emu.advance(float(b)) for b in bounds]
+
+
+def _fine_around(*times, coarse=37.0, end=3000.0):
+    """Bounds every ``coarse`` s, and every second for 20 s around each of ``times``."""
+    fine = {float(t + d) for t in times for d in range(-10, 11)}
+    return sorted(fine | set(np.arange(coarse, end, coarse).tolist()))
+
+
+@pytest.mark.parametrize("name,bounds", [
+    ("soyuz-ms09-2018", np.arange(1.0, 240.5, 1.0).tolist()),  # ppm clocks at 10 Hz
+    # stuck, spike, dropout on and off, reboot, out of range, at 2 Hz
+    ("sensor-faults", _fine_around(600, 900, 1800, 2100, 2700, 3000, end=3100.0)),
+])
+def test_advance_frames_splits_as_advance_per_bound(name, bounds):
+    """One ``advance_frames`` over many bounds: the bytes, counters, physics steps and
+    truth of ``advance`` called at every bound."""
+    sc = load_scenario(name)
+    ref = Emulator(sc)
+    steps = []
+    want = []
+    for b in bounds:
+        want.append(ref.advance(b))
+        steps.append(ref.net.steps)
+    emu = Emulator(sc)
+    assert emu.can_look_ahead()
+    got = {}
+    for lo in range(0, len(bounds), 97):  # chunks of 97 bounds
+        chunk = bounds[lo:lo + 97]
+        out = emu.advance_frames(chunk)
+        assert emu.last_steps_at.tolist() == steps[lo:lo + 97]
+        for link, ch in out.items():
+            got.setdefault(link, []).extend(ch.split(len(chunk)))
+    for link in emu.links:
+        assert got[link] == [w[link] for w in want]
+    assert emu.counters() == ref.counters()
+    a, b = emu.drain_truth(), ref.drain_truth()
+    for k in ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg", "hatch_open"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    assert a.faults == b.faults
+
+
+def test_link_chunk_split_gathers_frames_released_out_of_order():
+    from hil.emulator import LinkChunk
+
+    ch = LinkChunk(b"aabbbcd", np.array([2, 3, 1, 1]), np.array([0, 2, 1, 2]))
+    assert ch.split(4) == [b"aa", b"c", b"bbbd", b""]
+    ch = LinkChunk(b"aabbbcd", np.array([2, 3, 1, 1]), np.array([0, 0, 2, 2]))
+    assert ch.split(3) == [b"aabbb", b"", b"cd"]
+    assert LinkChunk(b"", np.zeros(0, int), np.zeros(0, int)).split(2) == [b"", b""]
+
+
+def test_no_look_ahead_with_link_faults_or_commands():
+    assert not Emulator(load_scenario("link-faults")).can_look_ahead()
+    emu = Emulator(tiny())
+    command(emu, "bus0", CommandFrame(addr=1, seq=1, flags=0x03, opcode=Opcode.IDENTIFY))
+    assert not emu.can_look_ahead()  # a reply is pending
+    with pytest.raises(RuntimeError):
+        emu.advance_frames([1.0, 2.0])
+    emu.advance(1.0)
+    assert emu.can_look_ahead()
+    emu.receive_locked = True
+    with pytest.raises(RuntimeError):
+        command(emu, "bus0", CommandFrame(addr=1, seq=2, flags=0x03, opcode=Opcode.IDENTIFY))
+    assert not Emulator(tiny(rate_hz=3.0)).can_look_ahead()  # a period of 333333.3 us

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from firmware_host.cli import main
 from firmware_host.runtime.derive import config_from_scenario
 from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import run_simulation
+from firmware_host.runtime.simulate import TRACE_FIELDS, run_simulation
 from hil.scenario import load_scenario
 from tests.runtime_helpers import assert_one_line_error, query, run_cli
 
@@ -128,3 +129,83 @@ def test_link_faults_raise_no_false_alarm():
     summary = score(result)
     assert summary["leaks"] == []
     assert summary["false_alarms"] == [], summary["false_alarms"]
+
+
+def _run(name, lookahead_s, **kw):
+    scenario = load_scenario(name)
+    taps = []
+    result = run_simulation(scenario, config_from_scenario(scenario), lookahead_s=lookahead_s,
+                            tap=lambda link, data: taps.append((link, data)), **kw)
+    return result, taps
+
+
+def _assert_same_run(a, b):
+    (ra, ta), (rb, tb) = a, b
+    assert [e.to_json_dict() for e in ra.events] == [e.to_json_dict() for e in rb.events]
+    assert ta == tb  # every tick's bytes, link by link
+    assert ra.counters == rb.counters  # decoder and emulator counters
+    ha, hb = ra.loop.to_json_dict(), rb.loop.to_json_dict()
+    for k in ("ticks", "overruns", "samples", "samples_per_tick_max"):
+        assert ha[k] == hb[k], k
+    assert len(ra.trace) == len(rb.trace) > 0
+    for f in ("t_s", *TRACE_FIELDS):
+        assert np.array_equal(getattr(ra.trace, f), getattr(rb.trace, f), equal_nan=True), f
+    assert list(ra.trace.regime) == list(rb.trace.regime)
+    for k in ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg", "inflowed_kg",
+              "hatch_open"):
+        assert np.array_equal(getattr(ra.truth, k), getattr(rb.truth, k)), k
+    assert ra.truth.faults == rb.truth.faults
+    assert score(ra) | {"loop": None} == score(rb) | {"loop": None}
+
+
+@pytest.mark.parametrize("name,kw", [
+    # the leak opens at 3 h; ppm clocks at 10 Hz
+    ("soyuz-ms09-2018", {"start_s": 10_740.0, "duration_s": 10_960.0}),
+    # stuck, spike, step, drift and dropout; stopped early off a chunk's end
+    ("sensor-faults", {"start_s": 1680.0, "duration_s": 2000.0, "stop_after": 1850.0}),
+])
+def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
+    """The emulator running 60 s ahead changes nothing: events, bytes, counters, trace,
+    truth and score are those of advancing it at every tick."""
+    kw = dict(kw)
+    stop_after = kw.pop("stop_after", None)
+    runs = []
+    for lookahead_s in (0.0, 60.0):
+        clock = [0.0]
+        extra = {}
+        if stop_after is not None:
+            extra = {"on_tick": lambda r, c=clock: c.__setitem__(0, r.t_s),
+                     "stop": lambda c=clock: c[0] >= stop_after}
+        runs.append(_run(name, lookahead_s, **kw, **extra))
+    _assert_same_run(*runs)
+
+
+def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
+    """link-faults corrupts bytes by time: tick by tick (and the same results)."""
+    from hil.emulator import Emulator
+
+    calls = []
+    orig = Emulator.advance_frames
+    monkeypatch.setattr(Emulator, "advance_frames",
+                        lambda self, b: calls.append(len(b)) or orig(self, b))
+    _assert_same_run(_run("link-faults", 0.0, start_s=590.0, duration_s=630.0),
+                     _run("link-faults", 60.0, start_s=590.0, duration_s=630.0))
+    assert calls == []
+    _run("rapid-depress", 60.0, duration_s=150.0)
+    assert calls == [60, 60, 30]  # 1 Hz: 60 ticks a chunk, the last one cut at the end
+
+
+def test_estimate_trace_interface():
+    """Arrays grown in blocks behind the list-like interface scoring and plots use."""
+    result, _ = _run("rapid-depress", 60.0, duration_s=160.0)
+    tr = result.trace
+    assert len(tr) == len(tr.t_s) == 160 and tr.t_s[0] == 1.0 and tr.t_s[-1] == 160.0
+    assert tr.mass_rate_kg_day.shape == (160, 3) and tr.volumes == ["usos", "node3", "rs"]
+    assert tr.at(150.5) == 149 and tr.at(0.5) is None
+    assert tr.regime[-1][1] in {"ORIFICE", "CRACK", "NONE", "UNKNOWN"} or tr.regime[-1][1]
+    assert tr.regime and len(list(tr.regime)) == 160 and tr.regime[:2][1] == tr.regime[1]
+    assert isinstance(tr.regime[0][0], str)
+    # without a trace (alarm-only runs) the score is the same
+    bare = run_simulation(result.scenario, result.config, duration_s=160.0, record_trace=False)
+    assert len(bare.trace) == 0 and not bare.trace.regime
+    assert [e.to_json_dict() for e in bare.events] == [e.to_json_dict() for e in result.events]

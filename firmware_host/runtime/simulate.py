@@ -10,8 +10,9 @@ score the run afterwards (``firmware_host.runtime.scoring``).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,39 +24,122 @@ from firmware_host.config import MonitorConfig
 from firmware_host.core import MonitorCore, TickResult
 from firmware_host.loop import NS, LoopHealth, RateLoop, SampleBatch
 
+#: The per-volume float columns of an ``EstimateTrace``, in storage order.
+TRACE_FIELDS = ("mass_rate_kg_day", "mass_rate_sigma_kg_day", "hole_mm", "pressure_pa",
+                "dpdt_pa_s", "reserve_s")
 
-@dataclass
+
+class _RegimeRows:
+    """``EstimateTrace.regime``: a read-only sequence of rows (lists of regime names)."""
+
+    def __init__(self, trace: EstimateTrace):
+        self._trace = trace
+
+    def __len__(self) -> int:
+        return self._trace._n
+
+    def __getitem__(self, i):
+        tr = self._trace
+        names = tr._regime_names
+        codes = tr._regime[: tr._n][i]
+        if codes.ndim == 1:
+            return [names[c] for c in codes.tolist()]
+        return [[names[c] for c in row] for row in codes.tolist()]
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
 class EstimateTrace:
-    """Per-volume estimates sampled once per simulated second, for scoring and plots."""
+    """Per-volume estimates sampled once per simulated second, for scoring and plots.
 
-    volumes: list[str]
-    t_s: list[float] = field(default_factory=list)
-    mass_rate_kg_day: list[list[float]] = field(default_factory=list)
-    mass_rate_sigma_kg_day: list[list[float]] = field(default_factory=list)
-    hole_mm: list[list[float]] = field(default_factory=list)
-    pressure_pa: list[list[float]] = field(default_factory=list)
-    dpdt_pa_s: list[list[float]] = field(default_factory=list)
-    reserve_s: list[list[float]] = field(default_factory=list)
-    regime: list[list[str]] = field(default_factory=list)
+    Stored in numpy arrays grown in blocks (a month of seconds for 8 volumes is
+    about 1 GB, not the many of Python lists): ``t_s`` is a 1-D array and
+    ``mass_rate_kg_day``, ``mass_rate_sigma_kg_day``, ``hole_mm``,
+    ``pressure_pa``, ``dpdt_pa_s``, ``reserve_s`` are (records, volumes) arrays
+    (views: ``trace.hole_mm[i][j]``); ``regime`` a sequence of rows of names.
+    ``capacity`` reserves that many records up front.
+    """
+
+    def __init__(self, volumes: list[str], capacity: int = 0):
+        self.volumes = list(volumes)
+        cap = max(int(capacity), 64)
+        self._n = 0
+        self._t = np.empty(cap)
+        self._vals = np.empty((cap, len(TRACE_FIELDS), len(self.volumes)))
+        self._regime = np.empty((cap, len(self.volumes)), dtype=np.uint8)
+        self._regime_names: list[str] = []
+        self._regime_code: dict[str, int] = {}
+        self._nan_row = [math.nan] * len(TRACE_FIELDS)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _grow(self) -> None:
+        cap = 2 * len(self._t)
+        for name in ("_t", "_vals", "_regime"):
+            old = getattr(self, name)
+            new = np.empty((cap, *old.shape[1:]), dtype=old.dtype)
+            new[: self._n] = old[: self._n]
+            setattr(self, name, new)
 
     def record(self, result: TickResult) -> None:
-        by_name = {v.volume: v for v in result.volumes}
-        vs = [by_name.get(name) for name in self.volumes]
-        nan = math.nan
-        self.t_s.append(result.t_s)
-        self.mass_rate_kg_day.append([v.mass_rate_kg_day if v else nan for v in vs])
-        self.mass_rate_sigma_kg_day.append([v.mass_rate_sigma_kg_day if v else nan for v in vs])
-        self.hole_mm.append([v.hole_mm if v else nan for v in vs])
-        self.pressure_pa.append([v.pressure_pa if v else nan for v in vs])
-        self.dpdt_pa_s.append([_best_slope(v) if v else nan for v in vs])
-        self.reserve_s.append(
-            [min(v.reserve_s_linear, v.reserve_s_orifice) if v else nan for v in vs]
-        )
-        self.regime.append([v.regime.name if v else "UNKNOWN" for v in vs])
+        n = self._n
+        if n == len(self._t):
+            self._grow()
+        vols = result.volumes
+        if len(vols) == len(self.volumes) and all(
+            v.volume == name for v, name in zip(vols, self.volumes, strict=True)
+        ):
+            vs = vols
+        else:
+            by_name = {v.volume: v for v in vols}
+            vs = [by_name.get(name) for name in self.volumes]
+        nan_row = self._nan_row
+        cols = []
+        codes = []
+        for v in vs:
+            if v is None:
+                cols.append(nan_row)
+                name = "UNKNOWN"
+            else:
+                cols.append([v.mass_rate_kg_day, v.mass_rate_sigma_kg_day, v.hole_mm,
+                             v.pressure_pa, _best_slope(v),
+                             min(v.reserve_s_linear, v.reserve_s_orifice)])
+                name = v.regime.name
+            code = self._regime_code.get(name)
+            if code is None:
+                code = self._regime_code[name] = len(self._regime_names)
+                self._regime_names.append(name)
+            codes.append(code)
+        self._t[n] = result.t_s
+        if cols:
+            self._vals[n] = np.array(cols, dtype=float).T
+            self._regime[n] = codes
+        self._n = n + 1
+
+    @property
+    def t_s(self) -> np.ndarray:
+        return self._t[: self._n]
+
+    def _field(self, k: int) -> np.ndarray:
+        return self._vals[: self._n, k, :]
+
+    mass_rate_kg_day = property(lambda self: self._field(0))
+    mass_rate_sigma_kg_day = property(lambda self: self._field(1))
+    hole_mm = property(lambda self: self._field(2))
+    pressure_pa = property(lambda self: self._field(3))
+    dpdt_pa_s = property(lambda self: self._field(4))
+    reserve_s = property(lambda self: self._field(5))
+
+    @property
+    def regime(self) -> _RegimeRows:
+        return _RegimeRows(self)
 
     def at(self, t_s: float) -> int | None:
         """Index of the last record at or before ``t_s``."""
-        i = int(np.searchsorted(np.asarray(self.t_s), t_s, side="right")) - 1
+        i = int(np.searchsorted(self.t_s, t_s, side="right")) - 1
         return i if i >= 0 else None
 
 
@@ -71,6 +155,16 @@ class EmulatorSource:
 
     Operator inputs (the scenario's hatch operations) due by the tick time are
     handed to ``on_hatch`` first, as an operator at the console would.
+
+    Look-ahead (``look_ahead``, what ``run_simulation`` does): the emulator runs
+    ``lookahead_s`` of simulated time at once, its bytes split by the tick at
+    which a call of ``advance`` per tick would have emitted each frame, and each
+    tick hands the decoder exactly those bytes: every ``feed`` gets the same
+    bytes at the same tick, so everything downstream is the same, only with a
+    fraction of the emulator's per-call cost.  It needs the ticks on a known grid
+    and an emulator whose output nothing the host does can change (no link
+    faults, no commands: ``Emulator.can_look_ahead``); otherwise the emulator
+    advances tick by tick.
     """
 
     def __init__(
@@ -81,6 +175,7 @@ class EmulatorSource:
         on_hatch: Callable[[str, bool, float], None] | None = None,
         on_identity: Callable[[float, str, IdentityFrame], None] | None = None,
         tap: Callable[[str, bytes], None] | None = None,
+        lookahead_s: float = 60.0,
     ):
         self.emulator = emulator
         self.decoders = {link: StreamDecoder() for link in emulator.links}
@@ -89,6 +184,69 @@ class EmulatorSource:
         self._on_hatch = on_hatch
         self._on_identity = on_identity
         self._tap = tap
+        self.lookahead_s = float(lookahead_s)
+        self._grid: tuple[int, int, float] | None = None  # start ns, period ns, until s
+        self._k = 0  # grid index of the first tick not yet run by the emulator
+        self._ticks: list[float] = []  # tick times run by the emulator, not all released
+        self._steps: list[int] = []  # physics steps a per-tick advance counts by each
+        self._pending: dict[str, list[tuple[bytes, int]]] = {}  # per tick: bytes, frames
+        self._pos = 0  # first tick of _ticks not yet released
+        self.ticks_released = 0
+
+    @property
+    def looking_ahead(self) -> bool:
+        return self._grid is not None
+
+    def look_ahead(self, start_ns: int, period_ns: int, until_s: float = math.inf) -> bool:
+        """Run the emulator ahead on the ticks ``(start_ns + k period_ns) / NS`` (the
+        loop's deadlines) up to ``until_s``; False (tick by tick) if it cannot."""
+        if self.lookahead_s <= 0 or not self.emulator.can_look_ahead():
+            return False
+        self._grid = (int(start_ns), int(period_ns), float(until_s))
+        self._k = 0
+        self._pending = {link: [] for link in self.emulator.links}
+        self.emulator.receive_locked = True
+        return True
+
+    def _run_ahead(self, now_s: float) -> None:
+        """Run the emulator over the next ticks (at least to ``now_s``)."""
+        start, period, until = self._grid
+        n = max(1, int(round(self.lookahead_s * NS / period)))
+        ticks: list[float] = []
+        k = self._k
+        while True:
+            t = (start + k * period) / NS  # as RateLoop computes its tick time
+            if ticks and (t > until + 1e-12 or (len(ticks) >= n and ticks[-1] >= now_s)):
+                break
+            ticks.append(t)
+            k += 1
+        self._k = k
+        chunks = self.emulator.advance_frames(ticks)
+        p = self._pos
+        self._ticks = self._ticks[p:] + ticks
+        self._steps = self._steps[p:] + self.emulator.last_steps_at.tolist()
+        for link, pend in self._pending.items():
+            ch = chunks[link]
+            counts = np.bincount(ch.release, minlength=len(ticks)).tolist()
+            self._pending[link] = pend[p:] + list(zip(ch.split(len(ticks)), counts,
+                                                       strict=True))
+        self._pos = 0
+
+    def _released(self, now_s: float) -> dict[str, bytes]:
+        if not self._ticks or now_s > self._ticks[-1]:
+            while not self._ticks or now_s > self._ticks[-1]:
+                self._run_ahead(now_s)
+        j = bisect_right(self._ticks, now_s)
+        if j and self._ticks[j - 1] != now_s:
+            raise RuntimeError(f"tick at {now_s!r} s is off the look-ahead grid")
+        p = self._pos
+        if j <= p:
+            return {}
+        self._pos = j
+        self.ticks_released += j - p
+        if j == p + 1:
+            return {link: pend[p][0] for link, pend in self._pending.items()}
+        return {link: b"".join(x[0] for x in pend[p:j]) for link, pend in self._pending.items()}
 
     def __call__(self, now_s: float) -> list[SampleBatch]:
         while self._next_hatch < len(self._hatch) and self._hatch[self._next_hatch][0] <= now_s:
@@ -96,23 +254,99 @@ class EmulatorSource:
             self._next_hatch += 1
             if self._on_hatch is not None:
                 self._on_hatch(name, is_open, now_s)
-        out = self.emulator.advance(now_s)
+        out = self._released(now_s) if self._grid is not None else self.emulator.advance(now_s)
         batches = []
+        tap = self._tap
+        on_identity = self._on_identity
         for link, decoder in self.decoders.items():
             data = out.get(link, b"")
-            if self._tap is not None and data:
-                self._tap(link, data)
+            if tap is not None and data:
+                tap(link, data)
             batch = decoder.feed(data, now_s) if data else decoder.poll(now_s)
             if len(batch.samples):
                 batches.append(SampleBatch(link, batch.samples, now_s))
-            if self._on_identity is not None:
+            if on_identity is not None:
                 for _, frame in batch.frames:
                     if isinstance(frame, IdentityFrame):
-                        self._on_identity(now_s, link, frame)
+                        on_identity(now_s, link, frame)
         return batches
 
     def counters(self) -> dict:
         return {link: d.counters().to_json_dict() for link, d in self.decoders.items()}
+
+    def emulator_counters(self) -> dict:
+        """``emulator.counters()`` as a tick-by-tick run would have left them at the
+        last tick served (the emulator may have run past it)."""
+        c = self.emulator.counters()
+        if self._grid is None or self._pos >= len(self._ticks):
+            return c
+        p = self._pos
+        if p == 0 and not self.ticks_released:
+            return c  # nothing served: cannot tell (the loop never ticked)
+        c["t_s"] = self._ticks[p - 1] if p else c["t_s"]
+        if p:
+            c["physics_steps"] = self._steps[p - 1]
+        for link, pend in self._pending.items():
+            c["frames_out"][link] -= sum(x[1] for x in pend[p:])
+            c["bytes_out"][link] -= sum(len(x[0]) for x in pend[p:])
+        return c
+
+    def truth_limit_s(self) -> float | None:
+        """The last tick served while looking ahead (truth past it is the emulator's
+        running ahead), else None."""
+        if self._grid is None or not self._pos:
+            return None
+        return self._ticks[self._pos - 1]
+
+
+class _TruthStore:
+    """Truth parts appended into arrays grown in blocks (no per-second objects)."""
+
+    KEYS = ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg", "inflowed_kg",
+            "hatch_open")
+
+    def __init__(self, capacity: int = 0):
+        self._cap_hint = max(int(capacity), 64)
+        self._arr: dict[str, np.ndarray] = {}
+        self._n = 0
+        self._faults: list = []
+        self._names = None
+
+    def append(self, part) -> None:
+        m = len(part)
+        if not m:
+            return
+        if self._names is None:
+            self._names = (part.volume_names, part.hatch_names)
+            for k in self.KEYS:
+                a = getattr(part, k)
+                self._arr[k] = np.empty((max(self._cap_hint, m), *a.shape[1:]), dtype=a.dtype)
+        n = self._n
+        if n + m > len(self._arr["t_s"]):
+            cap = max(2 * len(self._arr["t_s"]), n + m)
+            for k, old in self._arr.items():
+                new = np.empty((cap, *old.shape[1:]), dtype=old.dtype)
+                new[:n] = old[:n]
+                self._arr[k] = new
+        for k in self.KEYS:
+            self._arr[k][n:n + m] = getattr(part, k)
+        self._faults.extend(part.faults)
+        self._n = n + m
+
+    def series(self, k_last: int | None = None, rate_hz: float = 1.0):
+        """The records (only those at or before record ``k_last`` if given)."""
+        from hil.truth import TruthSeries
+
+        if self._names is None:
+            return None
+        n = self._n
+        if k_last is not None:
+            n = int(np.searchsorted(self._arr["t_s"][:n], k_last / rate_hz, side="right"))
+        if not n:
+            return None
+        kw = {k: a[:n] for k, a in self._arr.items()}
+        faults = self._faults[:n] if len(self._faults) > n else self._faults
+        return TruthSeries(self._names[0], self._names[1], faults=faults, **kw)
 
 
 @dataclass
@@ -140,16 +374,23 @@ def run_simulation(
     on_event: Callable[[AlarmEvent], None] | None = None,
     tap: Callable[[str, bytes], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    lookahead_s: float = 60.0,
+    record_trace: bool = True,
 ) -> SimulationResult:
     """Run ``scenario`` against a monitor configured by ``config`` as fast as possible.
 
     With ``start_s`` the scenario plays from 0 without the monitor (sensors
     power up, leaks start, hatches move) and the monitor starts at ``start_s``
     with the hatches as they stand then; ``duration_s`` counts from 0.
+
+    The emulator runs ``lookahead_s`` ahead of the monitor where nothing the
+    monitor does can change its output (``EmulatorSource``; 0: tick by tick):
+    the results are the same either way, bit for bit.  ``record_trace=False``
+    keeps no per-second estimates (an empty trace: for runs scored on their
+    alarms only).
     """
     from hil.emulator import Emulator
     from hil.runner import fast_forward
-    from hil.truth import TruthSeries
 
     emulator = Emulator(scenario, seed=seed, truth_rate_hz=1.0)
     core = MonitorCore(config)
@@ -160,10 +401,14 @@ def run_simulation(
             if t <= start_s:
                 core.set_hatch(name, is_open, start_s)
         hatch_inputs = [h for h in hatch_inputs if h[0] > start_s]
-    trace = EstimateTrace([v.name for v in config.volumes])
+    end_s = scenario.duration_s if duration_s is None else min(duration_s, scenario.duration_s)
+    n_seconds = max(0, int(end_s - start_s) + 2)
+    trace = EstimateTrace([v.name for v in config.volumes],
+                          capacity=min(n_seconds, 1 << 20) if record_trace else 0)
     events: list[AlarmEvent] = []
-    truth_parts = []
-    source = EmulatorSource(emulator, hatch_inputs=hatch_inputs, on_hatch=core.set_hatch, tap=tap)
+    truth = _TruthStore(capacity=min(n_seconds, 1 << 20))
+    source = EmulatorSource(emulator, hatch_inputs=hatch_inputs, on_hatch=core.set_hatch,
+                            tap=tap, lookahead_s=lookahead_s)
     next_trace = [start_s]
 
     def tick(result: TickResult) -> None:
@@ -174,31 +419,34 @@ def run_simulation(
                     on_event(ev)
         if result.t_s >= next_trace[0]:
             next_trace[0] = math.floor(result.t_s) + 1.0
-            trace.record(result)
+            if record_trace:
+                trace.record(result)
             part = emulator.drain_truth()
-            if part is not None and len(part):
-                truth_parts.append(part)
+            if part is not None:
+                truth.append(part)
         if on_tick is not None:
             on_tick(result)
 
-    end_s = scenario.duration_s if duration_s is None else min(duration_s, scenario.duration_s)
     clock = SimClock(int(round(start_s * NS)))
     loop = RateLoop(core, clock, config.rate_hz, source, tick)
     # The first tick has a period of data.
     loop.start_ns = int(round(start_s * NS)) + int(round(NS / config.rate_hz))
+    source.look_ahead(loop.start_ns, loop.period_ns, end_s)
     health = loop.run(until_s=end_s, stop=stop)
     part = emulator.drain_truth()
-    if part is not None and len(part):
-        truth_parts.append(part)
-    truth = TruthSeries.concat(truth_parts) if truth_parts else None
-    counters = {"decoder": source.counters(), "emulator": emulator.counters()}
+    if part is not None:
+        truth.append(part)
+    limit = source.truth_limit_s()
+    rate = emulator.truth_rate_hz
+    k_last = None if limit is None else math.floor(limit * rate + 1e-9)
+    counters = {"decoder": source.counters(), "emulator": source.emulator_counters()}
     return SimulationResult(
         scenario=scenario,
         config=config,
         sim_seconds=end_s,
         events=events,
         trace=trace,
-        truth=truth,
+        truth=truth.series(k_last, rate),
         loop=health,
         counters=counters,
     )
