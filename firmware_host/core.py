@@ -41,6 +41,9 @@ CHOKE = (2.0 / (GAMMA + 1.0)) ** ((GAMMA + 1.0) / (2.0 * (GAMMA - 1.0)))
 SECONDS_PER_DAY = 86400.0
 #: A module's typical temperature rate (K/s): 1 K of orbital swing over 92 minutes.
 THERMAL_RATE_K_S = 2 * math.pi / 5520.0
+#: A raw slope that fell by more than this many typical thermal rates within the
+#: temperature lag is a leak's onset, not a thermal swing (see ``_fuse``).
+THERMAL_JUMP = 2.0
 #: Smallest slope standard error used as a weight (Pa/s).
 SE_FLOOR = 1e-6
 
@@ -372,6 +375,7 @@ class MonitorCore:
         self._em_min_slots = est.emergency_min_samples
         lag = max(0.0, est.temp_lag_s - est.pressure_lag_s)
         self._lag_ticks = int(round(lag / self._slow_period_s))
+        self._lag_s = self._lag_ticks * self._slow_period_s
         self._lag_hist = np.full((self._lag_ticks + 1, 2, nW, C), np.nan)
 
         # per-channel ingest state
@@ -497,8 +501,9 @@ class MonitorCore:
         Vectorized over channels: the batch is cut into rounds holding at most
         one sample per channel (the r-th of each channel, in stream order), and
         each round is checked for clock restarts, mapped to host time, checked
-        for range/status, stuck values and spikes (median of three, one sample
-        of delay) and summed into this tick's slot, all channels at once.
+        for range/status, stuck values and spikes (median of a register of
+        2h+1 samples, h samples of delay) and summed into this tick's slot, all
+        channels at once.  A clean batch of one sample per channel is one round.
         """
         m = len(records)
         if m == 0:
@@ -508,7 +513,7 @@ class MonitorCore:
             self.unknown[link] = self.unknown.get(link, 0) + m
             return
         ch = lut[records["addr"]]
-        if ch.min() < 0:
+        if np.count_nonzero(ch < 0):
             known = ch >= 0
             self.unknown[link] = self.unknown.get(link, 0) + int(m - known.sum())
             records = records[known]
@@ -517,10 +522,19 @@ class MonitorCore:
             if m == 0:
                 return
         self.samples_this_tick += m
-        order = np.argsort(ch, kind="stable")
-        chs = ch[order]
+        C = self.n_channels
+        counts = np.bincount(ch, minlength=C)
+        self.n_total += counts
+        if m == C and np.count_nonzero(counts) == C:
+            # one sample of every channel (the usual batch): the stable sort by channel
+            # is the inverse permutation, no argsort needed
+            order = np.empty(m, dtype=np.intp)
+            order[ch] = np.arange(m)
+            chs = np.arange(C)
+        else:
+            order = np.argsort(ch, kind="stable")
+            chs = ch[order]
         self.last_arrival[chs] = host_time_s
-        self.n_total += np.bincount(chs, minlength=self.n_channels)
         cols = (
             records["t_us"][order].astype(np.int64),
             records["pressure_pa"][order],
@@ -528,7 +542,7 @@ class MonitorCore:
             records["status"][order],
         )
         new = chs[1:] != chs[:-1]
-        if new.all():
+        if np.count_nonzero(new) == m - 1:  # one sample per channel: a single round
             self._ingest_round(chs, *cols, host_time_s)
             return
         flag = np.concatenate((_TRUE, new))
@@ -539,35 +553,51 @@ class MonitorCore:
             self._ingest_round(chs[sel], *(c[sel] for c in cols), host_time_s)
 
     def _ingest_round(self, ch, t_us, p, temp, st, host_time_s: float) -> None:
-        """At most one record per channel (``ch`` unique); columns as in the record."""
+        """At most one record per channel (``ch`` unique and ascending, as ``ingest``
+        makes it); columns as in the record, sensor time in us, host time in s.
+
+        Runs every tick for every channel, so it is written for few numpy calls
+        (each costs about a microsecond whatever its length): the exceptions a
+        clean round does not have (status bits, reboot, first sample, out of
+        range, young clock, spikes) are detected with one ``np.count_nonzero``
+        each and only then handled, and registers are addressed by flat index
+        ``channel * W + position``.  Same operations on the same values as the
+        plain per-case code, so the same bits.
+        """
         # A reboot (the sensor clock went backwards) raises an advisory.  A reported
         # configuration change (status bit 5) without one is what the host's own
         # SET_RATE or ZERO_OFFSET causes: the history is forgotten, since an offset
         # change would otherwise look like a pressure step, but nothing is alarmed.
         had = self.has_t[ch]
         reboot = had & (t_us < self.last_t_us[ch])
-        any_status = st.any()
-        reset = reboot
-        if any_status:
-            reset = reboot | (had & ((st & _CONFIG_CHANGED) != 0))
-        if reboot.any():
-            self.ev_flags[ch[reboot]] |= int(FaultKind.REBOOT)
-        if reset.any():
-            self._reset_channels(ch[reset])
-            had = self.has_t[ch]
+        any_status = np.count_nonzero(st) > 0
+        any_reboot = np.count_nonzero(reboot) > 0
+        if any_status or any_reboot:
+            reset = reboot
+            if any_status:
+                reset = reboot | (had & ((st & _CONFIG_CHANGED) != 0))
+            if any_reboot:
+                self.ev_flags[ch[reboot]] |= int(FaultKind.REBOOT)
+            if reset.any():
+                self._reset_channels(ch[reset])
+                had = self.has_t[ch]
+        all_had = np.count_nonzero(had) == len(ch)
         # clock mapping: lower envelope of (host arrival - sensor time), drifting up slowly
         t_sens = t_us * 1e-6
         cand = host_time_s - t_sens
         off = self.clock_off[ch] + self._drift_allow * (host_time_s - self.clock_upd[ch])
-        off = np.where(had, np.minimum(off, cand), cand)
+        if all_had:
+            np.minimum(off, cand, out=off)
+        else:
+            off = np.where(had, np.minimum(off, cand), cand)
         self.clock_off[ch] = off
         self.clock_upd[ch] = host_time_s
-        if not had.all():
+        if not all_had:
             self.clock_anchor[0, ch[~had]] = t_sens[~had]
             self.clock_anchor[1, ch[~had]] = off[~had]
         # the rate reference: the lowest offset seen in the first minute
         young = (t_sens - self.clock_anchor[0, ch]) < 60.0
-        if young.any():
+        if np.count_nonzero(young):
             cy = ch[young]
             self.clock_anchor[1, cy] = np.minimum(self.clock_anchor[1, cy], off[young])
         self.last_t_us[ch] = t_us
@@ -575,9 +605,10 @@ class MonitorCore:
         th = off + t_sens
 
         # range and status bits
-        bad = ~(np.abs(p - self._range_mid[ch]) <= self._range_half[ch])
-        bad |= ~(np.abs(temp - self._temp_mid) <= self._temp_half)
-        if any_status or bad.any():
+        ok = np.abs(p - self._range_mid[ch]) <= self._range_half[ch]
+        ok &= np.abs(temp - self._temp_mid) <= self._temp_half
+        if any_status or np.count_nonzero(ok) < len(ok):
+            bad = ~ok
             oor = bad | ((st & _STATUS_RANGE_BITS) != 0)
             stat = (st & _STATUS_FAULT_BITS) != 0
             self.ev_flags[ch[oor]] |= int(FaultKind.OUT_OF_RANGE)
@@ -588,59 +619,84 @@ class MonitorCore:
                 if len(ch) == 0:
                     return
 
-        # each channel's ring register of its last 2h+1 valid samples (t_host, p, T);
-        # a fresh channel's register is filled with its first sample
+        # each channel's ring register of its last 2h+1 valid samples (t_host, p, T),
+        # addressed through flat views (channel c, position j at c * W + j); a fresh
+        # channel's register is filled with its first sample
         W, h = self._reg_w, self._reg_h
+        Rt = self.Rt.reshape(-1, copy=False)
+        Rp = self.Rp.reshape(-1, copy=False)
+        RT = self.RT.reshape(-1, copy=False)
         cnt = self.reg_n[ch]
         fresh = cnt == 0
-        if fresh.any():
+        any_fresh = np.count_nonzero(fresh) > 0
+        if any_fresh:
             cf = ch[fresh]
             self.Rt[cf] = th[fresh, None]
             self.Rp[cf] = p[fresh, None]
             self.RT[cf] = temp[fresh, None]
         pos = cnt % W
-        prev_p = self.Rp[ch, (pos - 1) % W]
-        self.Rt[ch, pos] = th
-        self.Rp[ch, pos] = p
-        self.RT[ch, pos] = temp
+        row = ch * W
+        prev_p = Rp[row + (pos - 1) % W]
+        k_new = row + pos
+        Rt[k_new] = th
+        Rp[k_new] = p
+        RT[k_new] = temp
         n_in = cnt + 1
         self.reg_n[ch] = n_in
         # stuck: run length of identical pressures
-        self.stuck_run[ch] = np.where(~fresh & (p == prev_p), self.stuck_run[ch] + 1, 1)
+        same = p == prev_p
+        if any_fresh:
+            same &= ~fresh
+        self.stuck_run[ch] = np.where(same, self.stuck_run[ch] + 1, 1)
         # spikes: the middle sample is judged against the median of the register (h samples
         # of delay): up to h outliers in a row are caught, a ramp or a step never is.
-        # Only registers spanning more than the threshold can hold a spike.
+        # Only registers spanning more than the threshold can hold a spike.  One sort of
+        # the p and T registers stacked gives each one's spread (last - first = max - min)
+        # and median (at h); four max/min reductions along the short axis cost 4x more.
         judge = n_in > h
-        mid = (pos - h) % W
-        rp = self.Rp[ch]
-        rT = self.RT[ch]
-        wide = ((rp.max(axis=1) - rp.min(axis=1)) > self._spike_pa) | (
-            (rT.max(axis=1) - rT.min(axis=1)) > self._spike_k
-        )
-        spike = np.zeros(len(ch), dtype=bool)
-        if (wide & judge).any():
-            sel = np.flatnonzero(wide & judge)
-            mp = np.sort(rp[sel], axis=1)[:, h]
-            mT = np.sort(rT[sel], axis=1)[:, h]
-            spike[sel] = (np.abs(rp[sel, mid[sel]] - mp) > self._spike_pa) | (
-                np.abs(rT[sel, mid[sel]] - mT) > self._spike_k
+        k_mid = row + (pos - h) % W  # flat index of the middle sample
+        reg = np.empty((2, len(ch), W))  # sorted copies of the p and T registers
+        self.Rp.take(ch, axis=0, out=reg[0], mode="clip")  # (ch is in range)
+        self.RT.take(ch, axis=0, out=reg[1], mode="clip")
+        reg.sort(axis=2)
+        spread = reg[:, :, -1] - reg[:, :, 0]
+        wide = (spread[0] > self._spike_pa) | (spread[1] > self._spike_k)
+        wide &= judge
+        emit = judge
+        if np.count_nonzero(wide):
+            sel = np.flatnonzero(wide)
+            spike = np.zeros(len(ch), dtype=bool)
+            spike[sel] = (np.abs(Rp[k_mid[sel]] - reg[0, sel, h]) > self._spike_pa) | (
+                np.abs(RT[k_mid[sel]] - reg[1, sel, h]) > self._spike_k
             )
             if spike.any():
                 self.ev_flags[ch[spike]] |= int(FaultKind.SPIKE)
-        emit = judge & ~spike
-        if emit.any():
+                emit = judge & ~spike
+        n_emit = np.count_nonzero(emit)
+        acc = self.acc
+        if n_emit == self.n_channels:  # every channel (ch is then 0, 1, ..., C - 1)
+            acc[0] += 1.0
+            acc[1] += Rt[k_mid]
+            acc[2] += Rp[k_mid]
+            acc[3] += RT[k_mid]
+        elif n_emit:
             ce = ch[emit]
-            me = mid[emit]
-            acc = self.acc
+            ke = k_mid[emit]
             acc[0, ce] += 1.0
-            acc[1, ce] += self.Rt[ce, me]
-            acc[2, ce] += rp[emit, me]
-            acc[3, ce] += rT[emit, me]
+            acc[1, ce] += Rt[ke]
+            acc[2, ce] += Rp[ke]
+            acc[3, ce] += RT[ke]
         H1 = self.H1  # rows: 1, t, p, T of each channel's last valid sample
-        H1[1, ch] = th
-        H1[2, ch] = p
-        H1[3, ch] = temp
-        self.has1[ch] = True
+        if len(ch) == self.n_channels:  # every channel: rows, not scattered elements
+            H1[1] = th
+            H1[2] = p
+            H1[3] = temp
+            self.has1[:] = True
+        else:
+            H1[1, ch] = th
+            H1[2, ch] = p
+            H1[3, ch] = temp
+            self.has1[ch] = True
 
     def _clear_history(self, mask: np.ndarray) -> None:
         """Forget the ring-buffer history of the channels in ``mask``."""
@@ -684,7 +740,7 @@ class MonitorCore:
 
         # 1. one slot per channel on the raw tier; bins of the decimated tiers
         acc = self.acc
-        if self._drop.any():
+        if np.count_nonzero(self._drop):  # (a third of ndarray.any()'s call overhead)
             acc[:, self._drop] = 0.0
         n = acc[0]
         means = np.zeros((3, C))
@@ -990,19 +1046,48 @@ class MonitorCore:
             lv = use & np.isfinite(level_p[0])
             nl = lv.astype(float) @ M.T
             p_now = np.where(lv, level_p[0], 0.0) @ M.T / nl
-            filled = ((use_w & np.isfinite(slope_pd)).astype(float) @ M.T) > 0
             scale = tref / T_eff
-            fq = scale * (fpd - p_now * dT_eff / T_eff)
             # a volume of the group without any temperature: its thermal swing is unknown
             miss = 1.0 - vg / (self.volume_m3 @ G.T)
             extra = miss * p_now / T_eff * np.fmax(np.abs(dT_eff), THERMAL_RATE_K_S)
-            fse = scale * np.sqrt(fpdse**2 + (p_now * seT_eff / T_eff) ** 2 + extra**2)
-            # per sensor, compensated with its group's temperature
-            sq_c = scale[:, vch] * (slope_pd - p_now[vch] * dT_eff[:, vch] / T_eff[:, vch])
-            sq_c = np.where(cov, sq_c, np.nan)
-            se_c = scale[:, vch] * np.sqrt(
-                se_pd**2 + (p_now[vch] * seT_eff[:, vch] / T_eff[:, vch]) ** 2 + extra[:, vch] ** 2
+            thermal_se2 = (p_now * seT_eff / T_eff) ** 2 + extra**2
+            # The pressure slopes are delayed by the temperature sensors' lag so that
+            # both describe the same moment.  Where the raw slope now falls faster than
+            # it did a lag ago by more than any thermal swing could explain, beyond its
+            # noise (the onset or growth of a fast leak), the current slope is used: a
+            # fast leak must not be reported as it was a lag ago.
+            jump = (fp - fpd) < -(
+                THERMAL_JUMP * p_now / T_eff * THERMAL_RATE_K_S
+                + est.consistency_sigma * np.hypot(fpse, fpdse)
             )
+            now_u = jump & ((((use_w & np.isfinite(slope_p)).astype(float)) @ M.T) > 0)
+            filled = now_u | (((use_w & np.isfinite(slope_pd)).astype(float) @ M.T) > 0)
+            fsel = np.where(now_u, fp, fpd)
+            fsel_se = np.where(now_u, fpse, fpdse)
+            fq = scale * (fsel - p_now * dT_eff / T_eff)
+            fse = scale * np.sqrt(fsel_se**2 + thermal_se2)
+            # per sensor, compensated with its group's temperature, the same choice
+            now_c = now_u[:, vch]
+            s_sel = np.where(now_c, slope_p, slope_pd)
+            se_sel = np.where(now_c, se_p, se_pd)
+            sq_c = scale[:, vch] * (s_sel - p_now[vch] * dT_eff[:, vch] / T_eff[:, vch])
+            sq_c = np.where(cov, sq_c, np.nan)
+            se_c = scale[:, vch] * np.sqrt(se_sel**2 + thermal_se2[:, vch])
+            # A straight line through a decaying pressure gives the slope at the middle
+            # of its data (half a window ago, plus the lag if delayed).  A leak's flow
+            # falls with the pressure (dP/dt = -a P^n: n = 1 orifice, 2 crack), so the
+            # slope now is the fitted one times (P_now / P_then)^n =
+            # exp(n age slope / P).  Negligible for slow leaks; for a 25 mm hole in
+            # 6 m3 (time constant ~100 s) it removes a 25 % overestimate.
+            age = self.windows_s[:, None] * 0.5 + np.where(now_u, 0.0, self._lag_s)
+            n_exp = np.where(np.array([r is Regime.CRACK for r in self.regime]), 2.0, 1.0)
+            rel = np.minimum(fq, 0.0) / (scale * p_now)  # 1/s, <= 0
+            decay = np.exp(np.fmax(n_exp * age * rel, -5.0))
+            fq = fq * decay
+            fse = fse * decay
+            decay_c = decay[:, vch]
+            sq_c = sq_c * decay_c
+            se_c = se_c * decay_c
         # the gas temperature now: the shortest window that has one (a short window
         # can be empty of temperature samples on a tick; a longer one still tells)
         has_t = np.isfinite(T_eff)
@@ -1196,10 +1281,52 @@ class MonitorCore:
         rc = settled & (rate_lo_max > L.emergency_rate_pa_min) & self._voted(em_vote, n_h)
         if not rc.any() and not self._live["v"].get(2):
             return
-        cc = ~(rate_max > L.emergency_rate_pa_min * (1 - L.hysteresis))
+        cc = ~(rate_max > L.emergency_rate_pa_min * (1 - L.hysteresis)) & (n_h > 0)
         self._update_family(
             2, rc, cc, rate_max, L.emergency_rate_pa_min, L.emergency_persistence_s, now_s, events
         )
+
+    def _onset_leak(self, vol: dict, n_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Volumes where a window longer than the best one shows the leak by itself,
+        and its mass rate (kg/day; NaN elsewhere).
+
+        Just after a leak starts, a long window still holds the time before it:
+        its slope is smaller than the short window's, which ends the search for
+        the best window there, while the short window alone may not yet be
+        significant.  Such a longer window under-reads the leak, so if it is
+        above the limit and significant on its own (and the sensors vote on it)
+        the leak is real.  Only windows that read *less* than the best count:
+        after a leak stops, the long windows that still remember it do not hold
+        the alarm up.
+        """
+        L = self.limits
+        fq, fse, filled = vol["fq"], vol["fse"], vol["filled"]
+        best_j, best_s = vol["best_j"], vol["best_s"]
+        km = vol["k_mass"]
+        kmc = km[self.ch_vol]
+        out = np.zeros(len(self.volume_names), dtype=bool)
+        value = np.full(len(self.volume_names), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for j in range(self._nW):
+                m_j = -km * fq[j]
+                cand = (
+                    filled[j]
+                    & (j > best_j)
+                    & (best_j >= 0)
+                    & (fq[j] > best_s)
+                    & (m_j > L.caution_leak_kg_day)
+                    & (m_j > L.caution_sigma * km * fse[j])
+                )
+                if not cand.any():
+                    continue
+                m_c = -kmc * vol["sq_c"][j]
+                vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (
+                    m_c > L.vote_sigma * kmc * vol["se_c"][j]
+                )
+                hit = cand & self._voted(vote, n_h)
+                value = np.where(hit, np.fmax(value, m_j), value)
+                out |= hit
+        return out, value
 
     def _volume_alarms(self, now_s, vol, level_p, events) -> None:
         """CAUTION leak, WARNING reserve and EMERGENCY reserve from the fused estimates."""
@@ -1228,12 +1355,15 @@ class MonitorCore:
             crit_vote = sig_c & (res_c < L.emergency_reserve_s / L.vote_fraction)
             not_signif = ~(z > L.caution_sigma * (1 - h))
         n_h = vol["n_h"]
+        leak = signif & (mdot > L.caution_leak_kg_day) & self._voted(leak_vote, n_h)
+        onset, m_onset = self._onset_leak(vol, n_h)
+        leak |= onset
         fams = (
             (  # CAUTION leak
                 0,
-                settled & signif & (mdot > L.caution_leak_kg_day) & self._voted(leak_vote, n_h),
+                settled & leak,
                 ~(mdot > L.caution_leak_kg_day * (1 - h)) | not_signif,
-                mdot,
+                np.where(onset & ~(mdot > m_onset), m_onset, mdot),
                 L.caution_leak_kg_day,
                 L.caution_persistence_s,
             ),
@@ -1254,8 +1384,12 @@ class MonitorCore:
                 L.emergency_persistence_s,
             ),
         )
+        # An alarm clears only on evidence: a volume whose sensors are all out of
+        # range or faulty (an emptied module reads below its sensors' range) keeps
+        # its leak alarms up rather than reporting a return to normal.
+        seen = n_h > 0
         for fi, rc, cc, val, lim, pers in fams:
-            self._update_family(fi, rc, cc, val, lim, pers, now_s, events)
+            self._update_family(fi, rc, cc & seen & ~rc, val, lim, pers, now_s, events)
 
     def _advisory_alarms(self, now_s, events) -> None:
         L = self.limits

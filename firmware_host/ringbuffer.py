@@ -15,6 +15,14 @@ subtracts the slot that leaves each window; every ``rebase_every`` pushes the
 sums are rebuilt exactly from the buffer with fresh references (without it the
 rounding error of add/subtract grows without bound: test_ringbuffer_drift).
 
+Each slot's terms (``Tier.contrib``, one ``(NSUM, C)`` row per slot of the
+longest window) are computed once, when the slot is pushed, and kept until it
+has left every window, so a push computes the terms of one slot, not of
+``windows + 1``.  They are the terms a recompute from the buffer would give,
+bit for bit, as long as the references do not change; ``rebase`` recomputes
+them with the new references, and ``_set_refs`` only changes the references of
+channels whose every slot is empty (terms zero either way).
+
 ``push_block`` pushes many slots at once with exactly the same floating-point
 operations as repeated ``push`` (a sequential ``cumsum``), so long runs can be
 tested quickly.
@@ -32,6 +40,8 @@ NSUM = 10
 #: (i, j) of v = (1, t, p, T) for each sum S0..SYY: n * v_i * v_j.
 _PI = np.array([0, 0, 0, 1, 1, 2, 0, 1, 3])
 _PJ = np.array([0, 1, 2, 1, 2, 2, 3, 3, 3])
+#: The same pairs as rows of the flattened (4, 4) outer product n v_i v_j.
+_PAIRS = _PI * 4 + _PJ
 KELVIN = 273.15
 
 
@@ -150,18 +160,53 @@ class Tier:
         self.since_rebase = 0
         self.rebases = 0
         self.ref_set = np.zeros(self.n_channels, dtype=bool)
-        rows = (len(self.window_slots) + 1, self.n_channels)
-        self._rows = (
-            np.zeros(rows),
-            np.zeros(rows),
-            np.zeros(rows, dtype=np.float32),
-            np.zeros(rows, dtype=np.float32),
+        self._refs_complete = False  # ref_set.all(), kept as a bool for the hot path
+        # Sum terms of the last ``cache_len`` slots (the longest window): slot h
+        # at row h % cache_len.  _leave[r] are the rows of the slots that leave
+        # each window when the slot of row r is pushed.
+        nw = len(self.window_slots)
+        self.cache_len = int(self.window_slots.max()) if nw else 0
+        self.contrib = np.zeros((self.cache_len, NSUM, self.n_channels))
+        L = max(self.cache_len, 1)
+        self._leave = (np.arange(L)[:, None] - self.window_slots[None, :]) % L
+        # scratch of push (preallocated: a push allocates nothing)
+        self._old = np.zeros((nw, NSUM, self.n_channels))
+        self._v = np.ones((4, self.n_channels))  # row 0 stays 1
+        self._nv = np.empty((4, self.n_channels))
+        self._outer = np.empty((4, 4, self.n_channels))
+        self._low_thr: dict[float, np.ndarray] = {}  # pressure_slopes: min_samples -> bounds
+        self._make_views()
+
+    #: Attributes that are views of other attributes (rebuilt, not copied or pickled).
+    _VIEWS = ("_halves", "_nv_col", "_v_row", "_outer16")
+
+    def _make_views(self) -> None:
+        """Views made once for push.  The arrays are only ever changed in place."""
+        # (2, length, C): [:, i] is slot i and its copy at i + length, written at once
+        self._halves = tuple(
+            a.reshape(2, self.length, self.n_channels) for a in (self.t, self.p, self.temp, self.n)
         )
+        # broadcast views for the outer product, and its flat (16, C) view
+        self._nv_col = self._nv[:, None, :]
+        self._v_row = self._v[None, :, :]
+        self._outer16 = self._outer.reshape(16, self.n_channels)
+
+    def __getstate__(self) -> dict:
+        # copy.deepcopy and pickle copy arrays one by one, which would turn the views
+        # into independent arrays: drop them and make them again from the copies
+        return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_views()
 
     # --- storage ---------------------------------------------------------
     @property
     def nbytes(self) -> int:
-        return self.t.nbytes + self.p.nbytes + self.temp.nbytes + self.n.nbytes
+        """Bytes of the slots and of the cached sum terms."""
+        return (
+            self.t.nbytes + self.p.nbytes + self.temp.nbytes + self.n.nbytes + self.contrib.nbytes
+        )
 
     def latest(self, m: int) -> WindowView:
         """The last ``m`` slots (oldest first) as zero-copy contiguous views."""
@@ -194,6 +239,22 @@ class Tier:
         np.greater(n, 0, out=out[..., SK, :])
         return out
 
+    def _contrib_row(self, t, p, temp, n, out: np.ndarray) -> None:
+        """``_contrib`` of one slot ``(C,)`` into ``out`` ``(NSUM, C)``, bit for bit.
+
+        Seven numpy calls on preallocated scratch: ``v`` (row 0 is 1), ``n v``,
+        the outer product ``(n v_i) v_j`` of all 16 pairs at once, and the 9
+        pairs of the sums taken from it (the same products as ``_contrib``).
+        """
+        v, nv = self._v, self._nv
+        np.subtract(t, self.t_ref, out=v[1])
+        np.subtract(p, self.p_ref, out=v[2])
+        np.subtract(temp, self.temp_ref, out=v[3])
+        np.multiply(v, n, out=nv)  # nv[0] = n as float64
+        np.multiply(self._nv_col, self._v_row, out=self._outer)
+        self._outer16.take(_PAIRS, axis=0, out=out[:SK], mode="clip")
+        out[SK] = nv[0] > 0.0  # (faster than np.greater with a float out=)
+
     def _set_refs(self, t_s, pressure_pa, temp_c, n) -> None:
         """Take the references from the first data of channels that have none yet.
 
@@ -206,26 +267,30 @@ class Tier:
         self.p_ref = np.where(new, pressure_pa, self.p_ref)
         self.temp_ref = np.where(new, temp_c, self.temp_ref)
         self.ref_set |= new
+        self._refs_complete = bool(self.ref_set.all())
 
     def push(self, t_s: np.ndarray, pressure_pa: np.ndarray, temp_c: np.ndarray, n: np.ndarray):
-        """Append one slot per channel (``n`` = 0 for no data; values then ignored)."""
+        """Append one slot per channel: mean time (s), pressure (Pa), temperature
+        (deg C) and sample count ``n`` (0 = no data; the values are then ignored)."""
         N = self.length
-        if not self.ref_set.all():
+        if not self._refs_complete:
             self._set_refs(t_s, pressure_pa, temp_c, n)
         i = self.head % N
-        if len(self.window_slots):
-            idx = (self.head - self.window_slots) % N
-            bt, bp, bT, bn = self._rows
-            bt[0], bp[0], bT[0], bn[0] = t_s, pressure_pa, temp_c, n
-            np.take(self.t, idx, axis=0, out=bt[1:])
-            np.take(self.p, idx, axis=0, out=bp[1:])
-            np.take(self.temp, idx, axis=0, out=bT[1:])
-            np.take(self.n, idx, axis=0, out=bn[1:])
-            c = self._contrib(bt, bp, bT, bn)
-            self.sums += c[0] - c[1:]
-        for arr, row in ((self.t, t_s), (self.p, pressure_pa), (self.temp, temp_c), (self.n, n)):
-            arr[i] = row
-            arr[i + N] = row
+        if self.cache_len:
+            # terms of the slots leaving each window, read before row r is reused
+            r = self.head % self.cache_len
+            old = self._old
+            self.contrib.take(self._leave[r], axis=0, out=old, mode="clip")
+        t2, p2, temp2, n2 = self._halves
+        t2[:, i] = t_s
+        p2[:, i] = pressure_pa
+        temp2[:, i] = temp_c  # rounded to float32 here; the terms use the stored value
+        n2[:, i] = n
+        if self.cache_len:
+            new = self.contrib[r]
+            self._contrib_row(t2[0, i], p2[0, i], temp2[0, i], n2[0, i], new)
+            np.subtract(new, old, out=old)  # new - old, then added: as sums += c[0] - c[1:]
+            self.sums += old
         self.head += 1
         self.since_rebase += 1
         if self.rebase_every and self.since_rebase >= self.rebase_every:
@@ -254,20 +319,24 @@ class Tier:
             raise ValueError("a block may not be longer than the shortest window")
         if b > N:
             raise ValueError("a block may not be longer than the tier")
-        if not self.ref_set.all():
+        if not self._refs_complete:
             self._set_refs(t_s[0], pressure_pa[0], temp_c[0], n[0])
         k = self.head + np.arange(b)
-        if len(self.window_slots):
-            idx = (k[None, :] - self.window_slots[:, None]) % N  # (w, b)
-            c_new = self._contrib(t_s, pressure_pa, temp_c, n)  # (b, NSUM, C)
-            c_old = self._contrib(self.t[idx], self.p[idx], self.temp[idx], self.n[idx])
-            d = c_new[None] - c_old  # (w, b, NSUM, C)
-            seq = np.concatenate([self.sums[:, None], d], axis=1)
-            self.sums = np.cumsum(seq, axis=1)[:, -1].copy()
+        if self.cache_len:
+            L = self.cache_len
+            # the leaving slots are older than this block (b <= shortest window)
+            c_old = self.contrib[(k[None, :] - self.window_slots[:, None]) % L]  # (w, b, NSUM, C)
         pos = k % N
         for arr, rows in ((self.t, t_s), (self.p, pressure_pa), (self.temp, temp_c), (self.n, n)):
             arr[pos] = rows
             arr[pos + N] = rows
+        if self.cache_len:
+            # terms of the stored (float32-rounded) values, as push computes them
+            c_new = self._contrib(self.t[pos], self.p[pos], self.temp[pos], self.n[pos])
+            d = c_new[None] - c_old  # (w, b, NSUM, C)
+            seq = np.concatenate([self.sums[:, None], d], axis=1)
+            self.sums = np.cumsum(seq, axis=1)[:, -1].copy()
+            self.contrib[k % L] = c_new
         self.head += b
         self.since_rebase += b
         if self.rebase_every and self.since_rebase >= self.rebase_every:
@@ -275,13 +344,22 @@ class Tier:
 
     def exact_sums(self) -> np.ndarray:
         """Sums of every window recomputed from the buffer (current references)."""
+        return self._exact()[0]
+
+    def _exact(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(``exact_sums``, the terms of the last ``cache_len`` slots oldest first).
+
+        Each window's sum adds its own slots' rows in order, as a sum over that
+        window alone would."""
         out = np.zeros_like(self.sums)
-        for w in range(len(self.window_slots)):
-            v = self.window(w) if self.head else None
-            if v is None:
-                continue
-            out[w] = self._contrib(v.t_s, v.pressure_pa, v.temperature_c, v.n).sum(axis=0)
-        return out
+        if not self.head or not self.cache_len:
+            return out, None
+        L = self.cache_len
+        v = self.latest(L)
+        c = self._contrib(v.t_s, v.pressure_pa, v.temperature_c, v.n)  # (L, NSUM, C)
+        for w, m in enumerate(self.window_slots):
+            out[w] = c[L - int(m) :].sum(axis=0)
+        return out, c
 
     def rebase(self) -> None:
         """Move the references to the newest data and rebuild the sums exactly."""
@@ -295,7 +373,10 @@ class Tier:
             self.t_ref = float(np.max(last.t_s[0][has]))
         self.p_ref = np.where(has, last.pressure_pa[0], self.p_ref)
         self.temp_ref = np.where(has, last.temperature_c[0].astype(np.float64), self.temp_ref)
-        self.sums = self.exact_sums()
+        self.sums, c = self._exact()
+        if c is not None:  # the cached terms, with the new references
+            L = self.cache_len
+            self.contrib[(self.head - L + np.arange(L)) % L] = c
 
     def clear_channels(self, mask: np.ndarray) -> None:
         """Forget the history of the channels in ``mask`` (after a reboot or reconfiguration)."""
@@ -304,7 +385,9 @@ class Tier:
         for arr in (self.t, self.p, self.temp, self.n):
             arr[:, mask] = 0
         self.sums[:, :, mask] = 0.0
+        self.contrib[:, :, mask] = 0.0
         self.ref_set[mask] = False
+        self._refs_complete = False
 
     def pressure_slopes(
         self, windows: np.ndarray, min_samples: int = 3
@@ -312,19 +395,39 @@ class Tier:
         """Pressure slope and standard error (Pa/s) of the given windows only (fast path).
 
         NaN where a window holds fewer than 3 slots or ``min_samples`` samples.
+        Arrays ``(len(windows), channels)``.  Runs every tick, so it is written
+        for few numpy calls (each costs about a microsecond whatever its
+        length) with the operations of the plain formulas in the same order,
+        so the same bits: the sums are copied once into a contiguous
+        ``(NSUM, windows, C)`` block, sxx and sxy come out of one multiply and
+        one subtract on the adjacent sum pairs (ST, SP) and (STT, STP), and the
+        remaining steps work in place.
         """
-        s = self.sums[windows]
-        s0 = s[:, S0]
+        s = self.sums.take(windows, axis=0).transpose(1, 0, 2).copy()  # (NSUM, w, C)
+        s0 = s[S0]
+        res = np.empty((2,) + s0.shape)  # slope, stderr
+        slope, se = res[0], res[1]
         with np.errstate(divide="ignore", invalid="ignore"):
-            tb = s[:, ST] / s0
-            sxx = s[:, STT] - s[:, ST] * tb
-            sxy = s[:, STP] - tb * s[:, SP]
-            slope = sxy / sxx
-            sse = np.maximum(s[:, SPP] - s[:, SP] * s[:, SP] / s0 - slope * sxy, 0.0)
-            se = np.sqrt(sse / (s[:, SK] - 2) / sxx)
-        bad = (s[:, SK] < 3) | (s0 < min_samples)
-        slope[bad] = np.nan
-        se[bad] = np.nan
+            tb = s[ST] / s0  # mean time
+            d = s[STT : STP + 1] - s[ST : SP + 1] * tb  # [sxx, sxy] = [STT, STP] - tb [ST, SP]
+            sxx, sxy = d[0], d[1]
+            np.divide(sxy, sxx, out=slope)
+            # sse = max(SPP - SP * SP / s0 - slope * sxy, 0)
+            sse = s[SP] * s[SP]
+            sse /= s0
+            np.subtract(s[SPP], sse, out=sse)
+            sse -= slope * sxy
+            np.maximum(sse, 0.0, out=sse)
+            # se = sqrt(sse / (k - 2) / sxx)
+            sse /= s[SK] - 2
+            sse /= sxx
+            np.sqrt(sse, out=se)
+        # NaN where s0 < min_samples or k < 3 (s[S0::SK] is the pair S0, SK: 0 and 9 = NSUM - 1)
+        thr = self._low_thr.get(min_samples)
+        if thr is None:
+            thr = self._low_thr[min_samples] = np.array([[[min_samples]], [[3.0]]], dtype=float)
+        low = s[S0::SK] < thr
+        np.copyto(res, np.nan, where=low[0] | low[1])
         return slope, se
 
     def fit(self) -> Fit:

@@ -30,10 +30,10 @@ def test_example_loads_with_everything():
     assert [v.name for v in cfg.volumes] == ["station", "soyuz-om", "prk"]
     assert cfg.sensors[3].sensor_id == "bus1:1" and cfg.sensors[3].rate_hz == 1.0
     assert [h.open for h in cfg.hatches] == [True, False]
-    assert cfg.limit_set == "flight" and cfg.limits.caution_leak_kg_day == 5.0
+    assert cfg.limit_set == "flight" and cfg.limits.caution_leak_kg_day == 2.0
     assert cfg.limit_sets["ground-test"].caution_leak_kg_day == 50.0
     assert cfg.limit_sets["ground-test"].emergency_rate_pa_min == 67.0  # default kept
-    assert cfg.windows_s == (10.0, 60.0, 600.0, 7200.0) and cfg.rate_hz == 10.0
+    assert cfg.windows_s == (10.0, 60.0, 600.0, 1800.0, 7200.0) and cfg.rate_hz == 10.0
 
 
 def test_defaults():

@@ -75,7 +75,7 @@ def test_decimated_window_matches_full_rate_fit():
     rng = np.random.default_rng(12)
     d = synth.sensor_data(s, cab, 0, 800, rng)
     core = MonitorCore(synth.config_for([s], 50, rate_hz=5.0))
-    assert core.win_tier.tolist() == [0, 0, 1, 2]
+    assert core.win_tier.tolist() == [0, 0, 1, 1, 2]
     last = {}
     synth.run(core, [d], 5.0, 0.0, 700.0, on_tick=lambda r: last.update(r=r))
     r = last["r"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -173,3 +176,96 @@ def test_clear_channels_forgets_history():
     assert fit.slope_pa_s[0, 0] == pytest.approx(-1.0)  # only data after the clear
     assert fit.n[0, 0] == 5
     assert fit.slope_pa_s[0, 1] == pytest.approx(1.0)
+
+
+def _random_history(seed: int, pushes: int = 400):
+    """A tier after pushes with empty slots, a window as long as the tier, a clear and
+    a rebase; yields it after every step."""
+    rng = np.random.default_rng(seed)
+    C = 4
+    tier = Tier(C, 0.1, 50, [7, 20, 50], rebase_every=173)
+    for k in range(pushes):
+        n = rng.integers(0, 3, C).astype(np.float32) * (rng.random(C) < 0.9)
+        t = np.where(n > 0, 3e5 + 0.1 * k + rng.normal(0, 0.01, C), 0.0)
+        p = np.where(n > 0, 1e5 - 0.3 * k + rng.normal(0, 40, C), 0.0)
+        temp = np.where(n > 0, 22 + rng.normal(0, 1, C), 0.0)
+        tier.push(t, p, temp, n)
+        if k == 150:
+            tier.clear_channels(np.array([True, False, True, False]))
+        if k == 290:
+            tier.rebase()
+        yield tier
+
+
+def test_cached_terms_equal_terms_recomputed_from_the_buffer():
+    """Each slot's terms are kept from its push; they must be what the buffer gives now."""
+    for tier in _random_history(3):
+        L = tier.cache_len
+        v = tier.latest(L)
+        ref = tier._contrib(v.t_s, v.pressure_pa, v.temperature_c, v.n)  # oldest first
+        rows = (tier.head - L + np.arange(L)) % L
+        assert np.array_equal(tier.contrib[rows], ref)
+
+
+def _plain_pressure_slopes(sums, windows, min_samples):
+    """The formulas of pressure_slopes written out plainly (the reference)."""
+    s = sums[windows]
+    s0 = s[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tb = s[:, 1] / s0
+        sxx = s[:, 3] - s[:, 1] * tb
+        sxy = s[:, 4] - tb * s[:, 2]
+        slope = sxy / sxx
+        sse = np.maximum(s[:, 5] - s[:, 2] * s[:, 2] / s0 - slope * sxy, 0.0)
+        se = np.sqrt(sse / (s[:, 9] - 2) / sxx)
+    bad = (s[:, 9] < 3) | (s0 < min_samples)
+    slope[bad] = np.nan
+    se[bad] = np.nan
+    return slope, se
+
+
+def test_pressure_slopes_equal_the_plain_formulas_bit_for_bit():
+    for tier in _random_history(5):
+        for windows, min_samples in ((np.array([0, 1, 2]), 3), (np.array([2, 0]), 12)):
+            slope, se = tier.pressure_slopes(windows, min_samples)
+            ref_slope, ref_se = _plain_pressure_slopes(tier.sums, windows, min_samples)
+            assert np.array_equal(slope, ref_slope, equal_nan=True)
+            assert np.array_equal(se, ref_se, equal_nan=True)
+
+
+def test_running_sums_equal_exact_sums_right_after_a_rebase_and_stay_close():
+    for tier in _random_history(8):
+        if tier.since_rebase == 0:
+            assert np.array_equal(tier.sums, tier.exact_sums())
+        np.testing.assert_allclose(tier.sums, tier.exact_sums(), rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_tier_pushes_into_its_own_arrays(how):
+    """push writes through views made once; a copy must make its own (copy.deepcopy of a
+    core is used by the runtime tests)."""
+    rng = np.random.default_rng(2)
+    C = 3
+    a = Tier(C, 1.0, 12, [4, 12], rebase_every=0)
+
+    def push(tier, k):
+        tier.push(
+            np.full(C, float(k)),
+            1e5 + rng.normal(0, 1, C),
+            np.full(C, 20.0, np.float32),
+            np.ones(C, np.float32),
+        )
+
+    for k in range(7):
+        push(a, k)
+    b = copy.deepcopy(a) if how == "deepcopy" else pickle.loads(pickle.dumps(a))
+    state = rng.bit_generator.state
+    for k in range(7, 30):
+        push(a, k)
+    rng.bit_generator.state = state
+    for k in range(7, 30):
+        push(b, k)
+    assert np.array_equal(a.t, b.t) and np.array_equal(a.p, b.p)
+    assert np.array_equal(a.sums, b.sums)
+    np.testing.assert_allclose(b.sums, b.exact_sums(), rtol=1e-12, atol=1e-9)
+    assert b.latest(1).t_s[0, 0] == 29.0

@@ -122,7 +122,7 @@ def test_limits_switch(monitor):
     assert core.limits.caution_leak_kg_day == 50.0
     assert send_command(server.path, {"cmd": "status"})["status"]["limit_set"] == "ground-test"
     send_command(server.path, {"cmd": "limits", "name": "flight"})
-    assert core.limits.caution_leak_kg_day == 5.0
+    assert core.limits.caution_leak_kg_day == 2.0
 
 
 def test_status(monitor):
