@@ -21,8 +21,13 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
+# The micro-benchmarks (minutes), then the full detection scorecard: the leak
+# sweep, sensor-faults and link-faults for a day each and nominal for 30 days
+# (about 2 h on this 2-core machine; docs/DETECTION.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	mkdir -p build
+	$(BIN)/python -m bench.detection --json build/detection.json --plots build/detection
 
 scorecard: $(STAMP)
 	$(BIN)/python -m bench.detection --quick

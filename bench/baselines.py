@@ -40,14 +40,23 @@ def slope_threshold_pa_s(kg_day: float, volume_m3: float, t_k: float = 295.15) -
     return kg_day / 86400.0 * R_AIR * t_k / volume_m3
 
 
+#: Pressure change per kelvin of gas temperature at 101.3 kPa and 295.15 K (Pa/K).
+PA_PER_K = 101_325.0 / 295.15
+
+
 def floor_time_s(k_sigma: float, noise_pa: float, n_sensors: int, rate_hz: float,
-                 slope_pa_s: float) -> float:
+                 slope_pa_s: float, temp_noise_k: float = 0.0) -> float:
     """PHYSICS.md "What limits detection": T = (12 k^2 sigma^2 / (f s^2))^(1/3),
     sigma = noise / sqrt(M): the shortest straight-line fit that shows the slope
-    ``slope_pa_s`` at ``k_sigma`` standard errors."""
+    ``slope_pa_s`` at ``k_sigma`` standard errors.
+
+    With ``temp_noise_k`` (K, white, per sample) the noise is that of the
+    temperature-compensated pressure P T_ref / T, which any detector that tells a
+    leak from a thermal swing must use: sigma^2 = noise^2 + (P/T temp_noise)^2.
+    """
     if slope_pa_s <= 0:
         return math.inf
-    sigma2 = noise_pa**2 / n_sensors
+    sigma2 = (noise_pa**2 + (PA_PER_K * temp_noise_k) ** 2) / n_sensors
     return (12.0 * k_sigma**2 * sigma2 / (rate_hz * slope_pa_s**2)) ** (1.0 / 3.0)
 
 
