@@ -316,13 +316,17 @@ def fa_config(scenario, loop_hz: float):
     return config_from_dict(data, f"{scenario.path} (derived, loop {loop_hz:g} Hz)")
 
 
-def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr) -> dict:
+def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr,
+                     from_day: float = 0.0) -> dict:
     """Run a no-leak scenario for ``days``; alarms raised per level, monitor and panels.
 
+    With ``from_day`` the scenario plays from 0 without the monitor and panels, which
+    start at that day (a segment of a long run, for running segments in parallel).
     Prints a line per simulated day to ``progress`` (None: quiet): the counts so far,
     so a run cut short still yields numbers."""
     wall0 = time.perf_counter()
-    scenario = _shipped(name, days * 86400.0)
+    start_s = from_day * 86400.0
+    scenario = _shipped(name, start_s + days * 86400.0)
     config = fa_config(scenario, loop_hz)
     vol = {v.name: v.volume_m3 for v in scenario.volumes}
     noise = {f"{s.link}:{s.addr}": s.noise_pa for s in scenario.sensors}
@@ -336,7 +340,7 @@ def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr
     period = 1.0 / config.rate_hz
     now = [period]
     raised = {lvl.name: 0 for lvl in AlarmLevel}
-    next_day = [86400.0]
+    next_day = [start_s + 86400.0]
 
     def tap(link: str, data: bytes) -> None:
         panels.feed(link, data, now[0])
@@ -350,15 +354,15 @@ def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr
         if res.t_s >= next_day[0]:
             next_day[0] += 86400.0
             if progress is not None:
-                print(f"  {name}: day {res.t_s / 86400.0:.0f} of {days:g}: raised C/W/E "
+                print(f"  {name}: day {res.t_s / 86400.0:.0f} of {from_day + days:g}: raised C/W/E "
                       f"{raised['CAUTION']}/{raised['WARNING']}/{raised['EMERGENCY']}, "
                       f"ADVISORY {raised['ADVISORY']}; step panel {panels.count(0)}, "
                       f"slope panel {panels.count(1)}; wall "
                       f"{time.perf_counter() - wall0:.0f} s", file=progress, flush=True)
 
     # scored on its alarms: without a leak the per-second estimates are not used
-    result = run_simulation(scenario, config, on_tick=on_tick, on_event=on_event, tap=tap,
-                            record_trace=bool(scenario.leaks))
+    result = run_simulation(scenario, config, start_s=start_s, on_tick=on_tick,
+                            on_event=on_event, tap=tap, record_trace=bool(scenario.leaks))
     sc = score(result)
     by_level = {lvl: 0 for lvl in LEVELS}
     for fa in sc["false_alarms"]:
@@ -366,6 +370,7 @@ def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr
     return {
         "scenario": name,
         "days": days,
+        "from_day": from_day,
         "loop_hz": config.rate_hz,
         "windows_s": list(config.windows_s),
         "monitor": by_level,
@@ -708,7 +713,8 @@ def _work(args):
 
 
 def _fa_work(args):
-    return run_false_alarms(*args)
+    name, days, loop_hz, from_day = args
+    return run_false_alarms(name, days, loop_hz, from_day=from_day)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -721,6 +727,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="days of nominal for false alarms (default 30 full, 2 h quick; 0: none)")
     ap.add_argument("--fault-days", type=float, default=None,
                     help="days of sensor-faults and link-faults (default 1 full, 1 h quick)")
+    ap.add_argument("--nominal-from-day", type=float, default=0.0,
+                    help="start the nominal run's monitor at this day (a segment of a long "
+                         "run: e.g. 0 and 15 with --nominal-days 15 in two processes)")
     ap.add_argument("--fa-loop-hz", type=float, default=FA_LOOP_HZ,
                     help="loop rate of the false-alarm runs (default 1 Hz, the derived config)")
     ap.add_argument("--no-cells", action="store_true", help="false-alarm runs only")
@@ -767,7 +776,8 @@ def main(argv: list[str] | None = None) -> int:
     cells = [] if args.no_cells else grid(quick)
     if args.only:
         cells = [c for c in cells if all(t in c.label for t in args.only)]
-    jobs = [("fa", (name, d, args.fa_loop_hz)) for name, d in
+    jobs = [("fa", (name, d, args.fa_loop_hz,
+                    args.nominal_from_day if name == "nominal" else 0.0)) for name, d in
             (("nominal", nominal_days), ("sensor-faults", fault_days), ("link-faults", fault_days))
             if d > 0]
     jobs += [("cell", (c, cap)) for c in cells]

@@ -76,7 +76,10 @@ class Limits:
       ``emergency_sigma`` standard errors, or reserve below ``emergency_reserve_s``.
     * Each level is raised after its persistence and clears after the
       condition has been below the limit by the ``hysteresis`` fraction for
-      ``clear_s``.  With two or more healthy sensors in a volume at least two
+      ``clear_s``.  CAUTION and the reserve alarms clear only on evidence: the
+      estimate ``clear_sigma`` standard errors towards the worse side must be
+      inside the limit with the hysteresis (a noisy reading that merely fails
+      to be significant clears nothing).  With two or more healthy sensors in a volume at least two
       must vote: each one's own estimate above ``vote_fraction`` of the limit
       and ``vote_sigma`` standard errors from zero.
 
@@ -97,6 +100,7 @@ class Limits:
     advisory_persistence_s: float = 0.0
     hysteresis: float = 0.2
     clear_s: float = 30.0
+    clear_sigma: float = 2.0
     vote_fraction: float = 0.5
     vote_sigma: float = 2.0
 

@@ -1353,7 +1353,13 @@ class MonitorCore:
             sig_c = -sj > L.vote_sigma * sej
             warn_vote = sig_c & (res_c < L.warning_reserve_s / L.vote_fraction)
             crit_vote = sig_c & (res_c < L.emergency_reserve_s / L.vote_fraction)
-            not_signif = ~(z > L.caution_sigma * (1 - h))
+            # clear on evidence: the estimate clear_sigma errors towards the worse
+            # side is inside the limit with the hysteresis
+            cs = L.clear_sigma
+            leak_hi = mdot + cs * mse
+            fall_hi = -vol["best_s"] + cs * vol["best_se"]
+            head = np.maximum(vol["p_now"] - self.config.p_min_pa, 0.0)
+            res_lo = np.where(fall_hi > 0, head / fall_hi, np.inf)
         n_h = vol["n_h"]
         leak = signif & (mdot > L.caution_leak_kg_day) & self._voted(leak_vote, n_h)
         onset, m_onset = self._onset_leak(vol, n_h)
@@ -1362,7 +1368,7 @@ class MonitorCore:
             (  # CAUTION leak
                 0,
                 settled & leak,
-                ~(mdot > L.caution_leak_kg_day * (1 - h)) | not_signif,
+                leak_hi < L.caution_leak_kg_day * (1 - h),
                 np.where(onset & ~(mdot > m_onset), m_onset, mdot),
                 L.caution_leak_kg_day,
                 L.caution_persistence_s,
@@ -1370,7 +1376,7 @@ class MonitorCore:
             (  # WARNING reserve
                 1,
                 settled & signif & (res < L.warning_reserve_s) & self._voted(warn_vote, n_h),
-                ~(res < L.warning_reserve_s * (1 + h)) | not_signif,
+                res_lo > L.warning_reserve_s * (1 + h),
                 res,
                 L.warning_reserve_s,
                 L.warning_persistence_s,
@@ -1378,7 +1384,7 @@ class MonitorCore:
             (  # EMERGENCY reserve
                 3,
                 settled & signif & (res < L.emergency_reserve_s) & self._voted(crit_vote, n_h),
-                ~(res < L.emergency_reserve_s * (1 + h)) | not_signif,
+                res_lo > L.emergency_reserve_s * (1 + h),
                 res,
                 L.emergency_reserve_s,
                 L.emergency_persistence_s,

@@ -25,8 +25,9 @@ ORBIT_S = 5520.0
 @dataclass(frozen=True)
 class Cabin:
     """One volume's truth.  ``leak`` is ``none``, ``mass`` (``mdot_kg_day``,
-    constant), ``orifice`` (``hole_mm``, exponential decay) or ``crack``
-    (``crack_per_s``: 1/Pc - 1/P0 = k' t, in 1/(Pa s)), starting at ``t_leak_s``."""
+    constant, sealed at ``t_stop_s``), ``orifice`` (``hole_mm``, exponential decay)
+    or ``crack`` (``crack_per_s``: 1/Pc - 1/P0 = k' t, in 1/(Pa s)), starting at
+    ``t_leak_s``."""
 
     volume_m3: float = 900.0
     p0_pa: float = 101_325.0
@@ -39,6 +40,7 @@ class Cabin:
     hole_mm: float = 0.0
     cd: float = 0.61
     crack_per_s: float = 0.0
+    t_stop_s: float = math.inf
 
     def temp_k(self, t: np.ndarray, lag_s: float = 0.0) -> np.ndarray:
         """Gas temperature, or as read through a first-order lag of ``lag_s``."""
@@ -61,7 +63,7 @@ class Cabin:
             return np.full_like(dt, self.p0_pa)
         if self.leak == "mass":
             rate = self.mdot_kg_day / 86400.0 * R_AIR * T_REF_K / self.volume_m3
-            return self.p0_pa - rate * dt
+            return self.p0_pa - rate * np.minimum(dt, max(self.t_stop_s - self.t_leak_s, 0.0))
         if self.leak == "orifice":
             return self.p0_pa * np.exp(-dt / self.tau_s)
         if self.leak == "crack":

@@ -113,3 +113,64 @@ def test_onset_rule_sees_a_new_leak_in_a_long_window_before_the_short_one_is_sig
     assert all(w <= wo for w, wo in zip(with_rule, without, strict=True))
     assert max(wo - w for w, wo in zip(with_rule, without, strict=True)) > 30.0, (
         with_rule, without)
+
+
+
+def test_caution_clears_only_on_evidence_not_on_a_reading_that_is_merely_not_significant():
+    """Once raised, a leak CAUTION must not report a return to normal because a noisy
+    estimate (a short window, a loaded loop with late samples) fails to be
+    significant: 2.5 +- 1.0 kg/day against a 2 kg/day limit is no evidence that the
+    leak stopped.  0.5 +- 0.3 kg/day is: the estimate plus two errors is below the
+    limit less the hysteresis (1.6)."""
+    cab = synth.Cabin(volume_m3=910.0, leak="mass", mdot_kg_day=21.0, t_leak_s=300.0)
+    rng = np.random.default_rng(5)
+    data = [synth.sensor_data(s, cab, 0, 1500, rng) for s in PAIR]
+    core = MonitorCore(synth.config_for(PAIR, 910.0, rate_hz=1.0))
+    events = synth.run(core, data, 1.0, 0.0, 1500.0)
+    assert any(e.level is AlarmLevel.CAUTION for e in events)
+    vol = dict(core._last_vol)
+
+    def feed(mdot, se, t0, seconds):
+        out = []
+        for k in range(seconds):
+            vol["mdot"] = np.array([mdot])
+            vol["mdot_se"] = np.array([se])
+            vol["best_s"] = np.array([-mdot / vol["k_mass"][0]])
+            vol["best_se"] = np.array([se / vol["k_mass"][0]])
+            core._volume_alarms(t0 + k, vol, np.full(len(PAIR), 101_000.0), out)
+        return [e for e in out if e.level is AlarmLevel.CAUTION]
+
+    assert feed(2.5, 1.0, 1501.0, 120) == []
+    cleared = feed(0.5, 0.3, 1621.0, 60)
+    assert [e.transition for e in cleared] == [Transition.RETURN_TO_NORMAL]
+
+
+def _caution_transitions(cab, end, seed):
+    """CAUTION (RAISED/RETURN_TO_NORMAL, t_s) of two 10 Hz sensors with 0.02 K noise."""
+    rng = np.random.default_rng(seed)
+    data = [synth.sensor_data(s, cab, 0, end + 1, rng) for s in PAIR]
+    core = MonitorCore(synth.config_for(PAIR, cab.volume_m3, rate_hz=1.0))
+    events = synth.run(core, data, 1.0, 0.0, end)
+    return [(e.transition, e.t_s) for e in events if e.level is AlarmLevel.CAUTION]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_leak_caution_does_not_chatter_while_the_leak_goes_on(seed):
+    """Soyuz MS-09's 21 kg/day in 910 m3: in the first minutes the best window is
+    short and noisy (the temperature channel's noise dominates) while the longer
+    windows still hold the time before the leak.  The CAUTION, once raised, must
+    not report a return to normal on a noisy reading: it clears only when the
+    estimate is below the limit with the hysteresis, by two standard errors."""
+    cab = synth.Cabin(volume_m3=910.0, leak="mass", mdot_kg_day=21.0, t_leak_s=900.0)
+    tr = _caution_transitions(cab, 900.0 + 1500.0, seed)
+    assert tr and tr[0][0] is Transition.RAISED, tr
+    assert tr[0][1] - 900.0 < 600.0, tr
+    assert [x for x in tr if x[0] is Transition.RETURN_TO_NORMAL] == [], tr
+
+
+def test_leak_caution_returns_to_normal_after_the_leak_is_sealed():
+    cab = synth.Cabin(volume_m3=910.0, leak="mass", mdot_kg_day=21.0, t_leak_s=900.0,
+                      t_stop_s=900.0 + 1800.0)
+    tr = _caution_transitions(cab, 900.0 + 1800.0 + 2400.0, 4)
+    assert [x[0] for x in tr] == [Transition.RAISED, Transition.RETURN_TO_NORMAL], tr
+    assert tr[1][1] > 2700.0, tr
