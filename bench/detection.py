@@ -381,6 +381,30 @@ def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr
     }
 
 
+def merge_segments(fa: list[dict]) -> list[dict]:
+    """Join false-alarm runs of one scenario and loop rate that continue each other
+    (``from_day`` of one = ``from_day + days`` of the previous) into one run.
+
+    Counts add up; ``wall_s`` is the sum over segments (they may have run in
+    parallel) and ``segments`` says how many were joined."""
+    out: list[dict] = []
+    for f in sorted(fa, key=lambda f: (f["scenario"], f["loop_hz"], f.get("from_day", 0.0))):
+        prev = out[-1] if out else None
+        if (prev is not None and prev["scenario"] == f["scenario"]
+                and prev["loop_hz"] == f["loop_hz"]
+                and abs(prev.get("from_day", 0.0) + prev["days"] - f.get("from_day", 0.0)) < 1e-9):
+            prev["days"] += f["days"]
+            prev["monitor"] = {k: prev["monitor"][k] + f["monitor"][k] for k in prev["monitor"]}
+            for k in ("advisories", "step panel", "slope panel"):
+                prev[k] += f[k]
+            prev["wall_s"] = round(prev["wall_s"] + f["wall_s"], 1)
+            prev["segments"] = prev.get("segments", 1) + 1
+        else:
+            out.append({**f, "monitor": dict(f["monitor"])})
+    order = {name: i for i, name in enumerate(("nominal", "sensor-faults", "link-faults"))}
+    return sorted(out, key=lambda f: order.get(f["scenario"], len(order)))
+
+
 class _Panels:
     """Per-sensor panel sets (each panel configured for its sensor) sharing one
     decoder per link: the records each panel sees are those its own decoder would
@@ -566,10 +590,15 @@ def markdown(data: dict) -> str:
         out.append("")
     if fa:
         out += ["| false-alarm run | days run | loop | monitor C / W / E | monitor ADVISORY "
-                "| step panel | slope panel | wall s |", "|" + "---|" * 8]
+                "| step panel | slope panel | wall s (sum of segments) |", "|" + "---|" * 8]
         for f in fa:
             m = f["monitor"]
-            out.append(f"| {f['scenario']} | {f['days']:.3g} | {f['loop_hz']:g} Hz | "
+            days = f"{f['days']:.3g}"
+            if f.get("segments", 1) > 1:
+                days += f" ({f['segments']} segments from day {f.get('from_day', 0):g})"
+            elif f.get("from_day"):
+                days += f" (from day {f['from_day']:g})"
+            out.append(f"| {f['scenario']} | {days} | {f['loop_hz']:g} Hz | "
                        f"{m['CAUTION']} / {m['WARNING']} / {m['EMERGENCY']} | {f['advisories']} | "
                        f"{f['step panel']} | {f['slope panel']} | {f['wall_s']:.0f} |")
     return "\n".join(out)
@@ -758,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             part = json.loads(path.read_text())
             data["cells"] += part["cells"]
             data["false_alarms"] += part["false_alarms"]
+        data["false_alarms"] = merge_segments(data["false_alarms"])
         if data["cells"]:
             print(table(data["cells"]))
         print_fa(data["false_alarms"])

@@ -133,3 +133,23 @@ def test_grid_scenarios_parse_with_the_leak_sized_by_mass_rate():
     big = big_hole_cell(6)
     assert build(big, 3600).leaks[0].diameter_mm == 25.0
     assert big.kg_day == pytest.approx(orifice_mass_rate(25.0) * 86400)
+
+
+def _fa(name, from_day, days, c, adv=1, step=0, slope=5, loop_hz=1.0):
+    return {"scenario": name, "days": days, "from_day": from_day, "loop_hz": loop_hz,
+            "monitor": {"CAUTION": c, "WARNING": 0, "EMERGENCY": 0}, "advisories": adv,
+            "step panel": step, "slope panel": slope, "wall_s": 100.0}
+
+
+def test_false_alarm_segments_that_continue_each_other_are_joined():
+    from bench.detection import merge_segments
+
+    fa = [_fa("nominal", 15, 15, 1), _fa("link-faults", 0, 1, 0), _fa("nominal", 0, 15, 0),
+          _fa("nominal", 40, 5, 0)]  # a gap: day 30-40 missing, not joined
+    out = merge_segments(fa)
+    nom = [f for f in out if f["scenario"] == "nominal"]
+    assert [(f["from_day"], f["days"]) for f in nom] == [(0, 30), (40, 5)]
+    assert nom[0]["monitor"]["CAUTION"] == 1 and nom[0]["segments"] == 2
+    assert nom[0]["advisories"] == 2 and nom[0]["slope panel"] == 10 and nom[0]["wall_s"] == 200
+    assert out[0]["scenario"] == "nominal" and out[-1]["scenario"] == "link-faults"
+    assert fa[2]["days"] == 15  # inputs untouched
