@@ -29,8 +29,11 @@ bench: $(STAMP)
 	mkdir -p build
 	$(BIN)/python -m bench.detection --json build/detection.json --plots build/detection
 
+# The quick sweep (under 2 min), then the scenario goals that need hours of
+# simulated time (tests marked long: zvezda-prk over 15 h, about 1 min).
 scorecard: $(STAMP)
 	$(BIN)/python -m bench.detection --quick
+	$(BIN)/python -m pytest -m long
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

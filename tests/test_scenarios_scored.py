@@ -2,8 +2,9 @@
 
 Each run goes emulator -> encoded byte stream -> decoder -> loop -> core, with
 the configuration derived from the scenario's hardware only, and is scored
-against the emulator's truth.  The long runs (30 days of ``nominal``, the
-``zvezda-prk`` tunnel over days) are in ``make scorecard``.
+against the emulator's truth.  The long runs are elsewhere: ``zvezda-prk`` over
+15 h in tests/test_scenarios_long.py (``make scorecard``), 30 days of ``nominal``
+in the detection scorecard (``make bench``, docs/DETECTION.md).
 """
 
 import pytest
