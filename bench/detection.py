@@ -716,6 +716,9 @@ def draw(data: dict, outdir: Path) -> list[Path]:
         ax.set_xticks(np.arange(len(fa)))
         ax.set_xticklabels([f"{f['scenario']}\n({f['days']:.3g} d run)" for f in fa])
         ax.set_yscale("symlog", linthresh=1.0)
+        top = max([1.0] + [(sum(f["monitor"].values()) if d == "monitor" else f[d]) * 30.0
+                           / f["days"] for f in fa for d in dets])
+        ax.set_ylim(0, top * 4)  # room for the labels
         ax.set_ylabel("false CAUTION+ alarms per 30 days")
         ax.set_title("False CAUTION+ alarms per 30 days (count x 30 / days run)")
         ax.legend(fontsize=8)
