@@ -23,7 +23,7 @@ test: $(STAMP) lint
 
 # The micro-benchmarks (minutes), then the full detection scorecard: the leak
 # sweep, sensor-faults and link-faults for a day each and nominal for 30 days
-# (about 2 h on this 2-core machine; docs/DETECTION.md).
+# (about 1 h on this 2-core machine; docs/DETECTION.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	mkdir -p build
