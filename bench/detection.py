@@ -706,9 +706,10 @@ def draw(data: dict, outdir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         dets = ("monitor", "step panel", "slope panel")
         w = 0.25
+        per30 = {det: [(sum(f["monitor"].values()) if det == "monitor" else f[det]) * 30.0
+                       / f["days"] for f in fa] for det in dets}
         for j, det in enumerate(dets):
-            vals = [(sum(f["monitor"].values()) if det == "monitor" else f[det]) * 30.0 / f["days"]
-                    for f in fa]
+            vals = per30[det]
             xs = np.arange(len(fa)) + (j - 1) * w
             ax.bar(xs, [max(v, 0.0) for v in vals], w, label=det, color=f"C{j}")
             for x, v in zip(xs, vals, strict=True):
@@ -716,9 +717,7 @@ def draw(data: dict, outdir: Path) -> list[Path]:
         ax.set_xticks(np.arange(len(fa)))
         ax.set_xticklabels([f"{f['scenario']}\n({f['days']:.3g} d run)" for f in fa])
         ax.set_yscale("symlog", linthresh=1.0)
-        top = max([1.0] + [(sum(f["monitor"].values()) if d == "monitor" else f[d]) * 30.0
-                           / f["days"] for f in fa for d in dets])
-        ax.set_ylim(0, top * 4)  # room for the labels
+        ax.set_ylim(0, max([1.0, *(v for vals in per30.values() for v in vals)]) * 4)  # labels
         ax.set_ylabel("false CAUTION+ alarms per 30 days")
         ax.set_title("False CAUTION+ alarms per 30 days (count x 30 / days run)")
         ax.legend(fontsize=8)
