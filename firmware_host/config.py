@@ -74,6 +74,11 @@ class Limits:
     * WARNING: straight-line reserve time below ``warning_reserve_s``.
     * EMERGENCY: pressure falling faster than ``emergency_rate_pa_min`` by
       ``emergency_sigma`` standard errors, or reserve below ``emergency_reserve_s``.
+      Also, at once (no persistence), when at least two healthy sensors of a
+      volume each read a drop below the median of their previous samples of more
+      than ``emergency_drop_sigma`` times their usual scatter plus what the rate
+      limit allows over that time (0: off): the fastest leaks show in the first
+      sample after they open, long before a fitted slope is significant.
     * Each level is raised after its persistence and clears after the
       condition has been below the limit by the ``hysteresis`` fraction for
       ``clear_s``.  CAUTION and the reserve alarms clear only on evidence: the
@@ -97,6 +102,7 @@ class Limits:
     emergency_sigma: float = 3.0
     emergency_reserve_s: float = 3600.0
     emergency_persistence_s: float = 1.0
+    emergency_drop_sigma: float = 6.0
     advisory_persistence_s: float = 0.0
     hysteresis: float = 0.2
     clear_s: float = 30.0

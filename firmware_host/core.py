@@ -402,6 +402,10 @@ class MonitorCore:
         self.Rp = np.zeros((C, self._reg_w))
         self.RT = np.zeros((C, self._reg_w))
         self.reg_n = np.zeros(C, dtype=np.int64)
+        # E[median of the register's squared successive differences] / (2 sigma^2) for
+        # white noise (0.455 for many samples; 0.66 for the 6 differences of h = 3)
+        z = np.random.default_rng(0).standard_normal((4000, self._reg_w))
+        self._med_d2 = float(np.median(np.diff(z, axis=1) ** 2, axis=1).mean()) / 2.0
         self.has1 = np.zeros(C, dtype=bool)
         self._drift_allow = est.clock_drift_ppm * 1e-6
         self._range_mid = (self.range_lo + self.range_hi) / 2
@@ -430,6 +434,8 @@ class MonitorCore:
         self._rate_prev = (np.zeros(C, dtype=np.int64), np.zeros(C, dtype=np.int64))
         self.scatter_base = np.full(C, np.nan)  # usual residual scatter (Pa) of each sensor
         self.scatter_age = np.zeros(C)
+        self.noise_var = np.full(C, np.nan)  # usual per-sample pressure variance (Pa^2)
+        self.noise_n = np.zeros(C)  # updates of noise_var so far
         self._active_faults = np.zeros((C, K), dtype=bool)
 
         # regime per volume
@@ -838,6 +844,7 @@ class MonitorCore:
 
         self._measured_rates()
         self._update_health(now_s, slope_p, se_p, level_p[0], nsamp)
+        self._learn_noise()
         base = self.last_t_us * 1e-6 - self.clock_anchor[0]
         with np.errstate(invalid="ignore", divide="ignore"):
             self.clock_rate_ppm = np.where(
@@ -1248,7 +1255,9 @@ class MonitorCore:
         return a
 
     def _update_family(self, fi, rc, cc, val, lim, pers, now_s, events) -> None:
-        """Step the alarms of volume family ``fi``: those raised now and those not idle."""
+        """Step the alarms of volume family ``fi``: those raised now and those not idle.
+
+        ``pers``: the persistence (s), one for all volumes or one per volume."""
         L = self.limits
         fam = _VOLUME_FAMILIES[fi]
         live = self._live["v"].setdefault(fi, {})
@@ -1266,7 +1275,7 @@ class MonitorCore:
                 bool(cc[v]),
                 float(val[v]),
                 float(lim),
-                pers,
+                float(pers[v]) if isinstance(pers, np.ndarray) else pers,
                 L.clear_s,
                 self.replay,
             )
@@ -1290,10 +1299,11 @@ class MonitorCore:
         """
         L = self.limits
         use = self.usable
+        drop_v = self._fast_drop(now_s) if L.emergency_drop_sigma > 0 else None
         with np.errstate(invalid="ignore"):
             rate_lo_c = (-sp - L.vote_sigma * sep) * 60.0  # Pa/min
             em_vote = (rate_lo_c > L.vote_fraction * L.emergency_rate_pa_min).any(axis=0)
-        if not (em_vote & use).any() and not self._live["v"].get(2):
+        if not (em_vote & use).any() and not self._live["v"].get(2) and drop_v is None:
             return  # no healthy sensor is anywhere near the limit: nothing can be raised
         with np.errstate(invalid="ignore", divide="ignore"):
             fp, fpse = _fuse_slopes(sp, sep, use, self.member, self.ch_vol)
@@ -1304,12 +1314,85 @@ class MonitorCore:
         n_h = use.astype(float) @ self.member.T
         settled = self._volume_settled(now_s)
         rc = settled & (rate_lo_max > L.emergency_rate_pa_min) & self._voted(em_vote, n_h)
+        pers: float | np.ndarray = L.emergency_persistence_s
+        if drop_v is not None:
+            fast = settled & np.isfinite(drop_v)
+            rc = rc | fast
+            rate_max = np.where(fast, np.fmax(rate_max, drop_v), rate_max)
+            pers = np.where(fast, 0.0, L.emergency_persistence_s)
         if not rc.any() and not self._live["v"].get(2):
             return
-        cc = ~(rate_max > L.emergency_rate_pa_min * (1 - L.hysteresis)) & (n_h > 0)
-        self._update_family(
-            2, rc, cc, rate_max, L.emergency_rate_pa_min, L.emergency_persistence_s, now_s, events
-        )
+        cc = ~(rate_max > L.emergency_rate_pa_min * (1 - L.hysteresis)) & (n_h > 0) & ~rc
+        self._update_family(2, rc, cc, rate_max, L.emergency_rate_pa_min, pers, now_s, events)
+
+    def _learn_noise(self) -> None:
+        """Each healthy sensor's usual per-sample pressure variance (Pa^2), slowly.
+
+        From the successive differences in its spike-filter register (the last
+        ``2 h + 1`` valid samples): for white noise d ~ N(0, 2 sigma^2), and the
+        median of the d^2 (its mean calibrated for white noise at start-up) is
+        robust to a step or a spike among them.  Averaged over
+        ``noisy_learn_s``; a trend only raises it.
+        """
+        W = self._reg_w
+        ok = self.usable & (self.reg_n >= W)
+        if not ok.any():
+            return
+        c = np.flatnonzero(ok)
+        order = (((self.reg_n[c] - 1) % W)[:, None] + 1 + np.arange(W)[None, :]) % W
+        p = np.take_along_axis(self.Rp[c], order, axis=1)  # oldest first
+        v = np.median(np.diff(p, axis=1) ** 2, axis=1) / (2 * self._med_d2)
+        base = np.nan_to_num(self.noise_var[c])
+        # a running mean at first, then an average over noisy_learn_s
+        k = self.noise_n[c] + 1.0
+        self.noise_n[c] = k
+        alpha = np.maximum(1.0 / k, min(1.0, self._slow_period_s / self.config.health.noisy_learn_s))
+        self.noise_var[c] = base + alpha * (v - base)
+
+    def _fast_drop(self, now_s: float) -> np.ndarray | None:
+        """Volumes where two or more healthy sensors each read a sudden drop: the
+        mean fall rate (Pa/min) of those sensors, NaN elsewhere; None if none.
+
+        Each sensor's newest valid sample (undelayed: the spike filter's
+        register) against the median of its previous ``2 h`` samples and their
+        median time: the drop must exceed ``emergency_drop_sigma`` times the
+        sensor's usual noise (``_learn_noise``; at least 1 Pa) plus the fall the
+        EMERGENCY rate allows over that time.  One sensor's step or spike
+        cannot raise it; a leak that opens between two samples can.
+        """
+        L = self.limits
+        Rp = self.Rp
+        W = self._reg_w
+        full = self.reg_n >= W
+        # NaN until learnt over a minute of updates: no vote
+        sig = np.where(self.noise_n >= 60, np.fmax(np.sqrt(self.noise_var), 1.0), np.nan)
+        newest = (self.reg_n - 1) % W
+        rows = np.arange(self.n_channels)
+        p_new = Rp[rows, newest]
+        thr = L.emergency_drop_sigma * sig
+        # screen: a drop this large from the register's highest sample, or nothing
+        with np.errstate(invalid="ignore"):
+            cand = full & self.usable & (Rp.max(axis=1) - p_new > thr)
+        if np.count_nonzero(cand) < 2:
+            return None
+        c = np.flatnonzero(cand)
+        keep = np.ones((len(c), W), dtype=bool)
+        keep[np.arange(len(c)), newest[c]] = False
+        prev_p = Rp[c][keep].reshape(len(c), W - 1)
+        prev_t = self.Rt[c][keep].reshape(len(c), W - 1)
+        drop = np.median(prev_p, axis=1) - p_new[c]
+        dt = self.Rt[c, newest[c]] - np.median(prev_t, axis=1)
+        allow = L.emergency_rate_pa_min / 60.0 * np.maximum(dt, 0.0)
+        vote_c = np.zeros(self.n_channels, dtype=bool)
+        vote_c[c] = (drop > thr[c] + allow) & (dt > 0)
+        n_vote = vote_c.astype(float) @ self.member.T
+        if not (n_vote >= 2).any():
+            return None
+        rate_c = np.zeros(self.n_channels)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate_c[c] = np.where(dt > 0, drop / dt * 60.0, 0.0)
+            mean_rate = (np.where(vote_c, rate_c, 0.0) @ self.member.T) / n_vote
+        return np.where(n_vote >= 2, mean_rate, np.nan)
 
     def _onset_leak(self, vol: dict, n_h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Volumes where a window longer than the best one shows the leak by itself,

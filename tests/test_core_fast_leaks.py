@@ -198,3 +198,65 @@ def test_leak_caution_returns_to_normal_after_the_leak_is_sealed():
     tr = _caution_transitions(cab, 900.0 + 1800.0 + 2400.0, 4)
     assert [x[0] for x in tr] == [Transition.RAISED, Transition.RETURN_TO_NORMAL], tr
     assert tr[1][1] > 2700.0, tr
+
+
+def _emergency_latency(cab, sensors, drop_sigma=6.0, faults=None, end=None, seed=3):
+    """Onset (s) to the first EMERGENCY on a 1 Hz loop, or inf; and the events."""
+    end = end if end is not None else ONSET + 30.0
+    rng = np.random.default_rng(seed)
+    data = [synth.sensor_data(s, cab, 0, end + 1, rng) for s in sensors]
+    if faults:
+        faults(data)
+    cfg = synth.config_for(sensors, cab.volume_m3, rate_hz=1.0)
+    lim = {k: dataclasses.replace(v, emergency_drop_sigma=drop_sigma)
+           for k, v in cfg.limit_sets.items()}
+    core = MonitorCore(dataclasses.replace(cfg, limit_sets=lim))
+    events = synth.run(core, data, 1.0, 0.0, end)
+    t = [e.t_s for e in events
+         if e.level is AlarmLevel.EMERGENCY and e.transition is Transition.RAISED]
+    return (t[0] - cab.t_leak_s if t else np.inf), events
+
+
+@pytest.mark.parametrize("hole_mm, within_s", [(25.0, 2.0), (5.0, 3.0)])
+def test_sudden_drop_seen_by_two_sensors_raises_emergency_at_the_first_samples(
+    hole_mm, within_s
+):
+    """A hole in 6 m3 read by two 1 Hz sensors: the fitted slopes need about eight
+    samples (6-8 s); two sensors that each read a drop far beyond their noise raise
+    EMERGENCY at their first or second sample after onset (the 5 mm hole falls
+    ~40 Pa/s: its first sample may be within the 16 Pa the test allows)."""
+    pair = [dataclasses.replace(s, rate_hz=1.0) for s in PAIR]
+    fast, _ = _emergency_latency(_hole(hole_mm=hole_mm), pair)
+    slow, _ = _emergency_latency(_hole(hole_mm=hole_mm), pair, drop_sigma=0.0)
+    assert fast <= within_s, (fast, slow)
+    assert slow >= fast + 3.0, (fast, slow)
+
+
+def test_one_sensor_stepping_down_never_raises_the_sudden_drop_emergency():
+    """A single sensor's 500 Pa step (an offset fault) in a quiet pair raises no
+    EMERGENCY.  With that sensor alone in its volume the fitted-slope rule trusts
+    it (7 s later, as before); the sudden-drop test, which needs two, adds nothing."""
+    cab = synth.Cabin(volume_m3=6.0, t_leak_s=ONSET)
+    pair = [dataclasses.replace(s, rate_hz=1.0) for s in PAIR]
+
+    def step(data):
+        d = data[0]
+        d.pressure_pa[d.t_host >= ONSET] -= 500.0
+
+    lat, events = _emergency_latency(cab, pair, faults=step, end=ONSET + 120.0)
+    assert lat == np.inf, [e for e in events if e.level is AlarmLevel.EMERGENCY]
+    alone = [_emergency_latency(cab, pair[:1], drop_sigma=d, faults=step, end=ONSET + 120.0)[0]
+             for d in (6.0, 0.0)]
+    assert alone[0] == alone[1] > 3.0, alone
+
+
+def test_learnt_noise_is_the_sensors_white_noise():
+    """The per-sample noise the sudden-drop test scales by, learnt from the spike
+    filter's register: within 10 % of the 2 Pa the sensors were given."""
+    cab = synth.Cabin(volume_m3=6.0, t_leak_s=1e9)
+    pair = [dataclasses.replace(s, rate_hz=1.0) for s in PAIR]
+    rng = np.random.default_rng(4)
+    data = [synth.sensor_data(s, cab, 0, 1201, rng) for s in pair]
+    core = MonitorCore(synth.config_for(pair, 6.0, rate_hz=1.0))
+    synth.run(core, data, 1.0, 0.0, 1200.0)
+    assert np.sqrt(core.noise_var) == pytest.approx([2.0, 2.0], rel=0.1)
