@@ -1346,7 +1346,8 @@ class MonitorCore:
         # a running mean at first, then an average over noisy_learn_s
         k = self.noise_n[c] + 1.0
         self.noise_n[c] = k
-        alpha = np.maximum(1.0 / k, min(1.0, self._slow_period_s / self.config.health.noisy_learn_s))
+        slow = min(1.0, self._slow_period_s / self.config.health.noisy_learn_s)
+        alpha = np.maximum(1.0 / k, slow)
         self.noise_var[c] = base + alpha * (v - base)
 
     def _fast_drop(self, now_s: float) -> np.ndarray | None:
