@@ -203,6 +203,7 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         "mass_rate_true_kg_day": leak["mass_rate_true_kg_day"],
         "mass_rate_est_kg_day": leak["mass_rate_est_kg_day"],
         "mass_rate_error_pct": leak["mass_rate_error_pct"],
+        "mass_rate_sigma_kg_day": leak["mass_rate_sigma_kg_day"],
         "hole_true_mm": leak["hole_true_mm"],
         "hole_est_mm": leak["hole_est_mm"],
         "hole_error_pct": leak["hole_error_pct"],
@@ -444,6 +445,15 @@ class _Panels:
 # --- report ----------------------------------------------------------------------
 
 
+def rate_z(r: dict) -> float | None:
+    """Mass-rate error over the monitor's stated 1-sigma (None if not known)."""
+    sig = r.get("mass_rate_sigma_kg_day")
+    est, true = r.get("mass_rate_est_kg_day"), r.get("mass_rate_true_kg_day")
+    if sig is None or est is None or true is None or not sig > 0:
+        return None
+    return (est - true) / sig
+
+
 def _f(x, fmt="{:.0f}", none="-"):
     return none if x is None else fmt.format(x)
 
@@ -503,8 +513,12 @@ def goals(rows: list[dict], fa: list[dict], wall_s: float,
     ok_all = [r for r in est if abs(r["mass_rate_error_pct"]) <= 10
               and r["hole_error_pct"] is not None and abs(r["hole_error_pct"]) <= 10]
     ok_det = [r for r in ok_all if r["latency_s"] is not None]
+    miss = [r for r in det if r not in ok_det]
+    honest = [r for r in miss if (z := rate_z(r)) is not None and abs(z) <= 2.0]
     out.append(("mass rate and hole within 10 % once settled", len(ok_all) == len(est),
-                f"{len(ok_det)}/{len(det)} detected cells, {len(ok_all)}/{len(est)} all cells"))
+                f"{len(ok_det)}/{len(det)} detected cells, {len(ok_all)}/{len(est)} all cells; "
+                f"{len(honest)} of the {len(miss)} detected misses within 2 sigma of the "
+                "monitor's own stated uncertainty"))
     # 4. both baselines beaten on latency and false alarms where they detect
     lose = []
     n_cmp = 0
@@ -549,13 +563,17 @@ def markdown(data: dict) -> str:
     def pct(x, fmt="{:+.1f}"):
         return "-" if x is None else fmt.format(x)
 
+    def zs(r):
+        z = rate_z(r)
+        return "" if z is None else f" ({z:+.1f} sigma)"
+
     def size(c):
         if c["hole_mm"]:
             return f"{c['hole_mm']:g} mm ({c['kg_day']:.0f} kg/d)"
         return f"{c['kg_day']:g} kg/d"
 
     head = ("| cell | floor s (p / p+T) | latency s (level) | EMERG. s | ratio (p / p+T) "
-            "| rate err % | hole err % "
+            "| rate err % (err / stated sigma) | hole err % "
             "| reserve err % (shown / orifice law) | false | step panel s | slope panel s |")
     sep = "|" + "---|" * 11
     groups = (
@@ -582,7 +600,7 @@ def markdown(data: dict) -> str:
             out.append(
                 f"| {label} | {r['floor_s']:.0f} / {floor_pt(r)[0]:.0f} | {lat(r)} | {em_s} | "
                 f"{pct(r['floor_ratio'], '{:.2f}')} / {pct(floor_pt(r)[1], '{:.2f}')} | "
-                f"{pct(r['mass_rate_error_pct'])} | "
+                f"{pct(r['mass_rate_error_pct'])}{zs(r)} | "
                 f"{pct(r['hole_error_pct'])} | {pct(res['shown_error_pct'], '{:+.0f}')} / "
                 f"{pct(res['orifice_error_pct'], '{:+.0f}')} | "
                 f"{r['false_alarms'] + r['pre_onset_alarms']} | {pnl(r, 'step panel')} | "
