@@ -1,7 +1,10 @@
 """The loop that runs an Emulator against endpoints, paced to wall time or flat out.
 
-- ``speed`` X > 0: simulated time follows ``X * wall time``; each tick (20 ms)
-  advances the emulator to the wall-clock target and hands each link its block.
+- ``speed`` X > 0: simulated time follows ``X * wall time``; each tick advances the
+  emulator to the wall-clock target and hands each link its block.  A tick is
+  20 ms of wall time, shorter when fast (``tick_seconds``) so that no block holds
+  more than ``MAX_BURST_SIM_S`` of simulated time: a monitor ticking once a
+  (simulated) second must not get two seconds of samples at once and then none.
 - ``speed`` None (``--speed max``): a capture file takes blocks as fast as they are
   made; a pty, TCP or serial endpoint gets the next block only when it has sent the
   last one (and, for TCP, when a client is connected): as fast as the reader takes it.
@@ -25,6 +28,8 @@ from hil.endpoints import Endpoint, FileEndpoint
 from hil.truth import TruthWriter
 
 TICK_S = 0.02
+MIN_TICK_S = 0.002
+MAX_BURST_SIM_S = 0.25
 LINGER_S = 0.5
 MAX_BLOCK_FRAMES = 200_000
 
@@ -39,6 +44,18 @@ class RunStats:
     @property
     def speed(self) -> float:
         return self.sim_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+def tick_seconds(speed: float | None) -> float:
+    """Wall seconds between writes at ``speed`` x real time (None: flat out)."""
+    if not speed:
+        return TICK_S
+    return min(TICK_S, max(MIN_TICK_S, MAX_BURST_SIM_S / speed))
+
+
+def burst_sim_seconds(speed: float) -> float:
+    """Simulated seconds a reader may get at once at ``speed`` x real time."""
+    return tick_seconds(speed) * speed
 
 
 def block_seconds(emu: Emulator, live: bool) -> float:
@@ -71,6 +88,7 @@ def run(emu: Emulator, endpoints: dict[str, Endpoint], duration_s: float,
     ev_i = 0
     while ev_i < len(events) and events[ev_i].t_s <= emu.t_s:
         ev_i += 1
+    tick_s = tick_seconds(speed)
     wall0 = time.monotonic()
     sim0 = emu.t_s
     while emu.t_s < duration_s and not stop.is_set():
@@ -115,7 +133,7 @@ def run(emu: Emulator, endpoints: dict[str, Endpoint], duration_s: float,
         if speed is None and idle and all(ep.connected for ep in endpoints.values()):
             timeout = 0.0  # flat out: the next block at once
         else:
-            timeout = TICK_S if idle else 0.003  # bytes wait for room: look again soon
+            timeout = tick_s if idle else min(tick_s, 0.003)  # bytes wait for room: look soon
         _wait(endpoints, timeout)
     stats.sim_s = emu.t_s - sim0
     stats.wall_s = time.monotonic() - wall0

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
-#: hil.runner's tick: the emulator writes in bursts of this much wall time.
-EMULATOR_BURST_S = 0.02
 
 
 def run_cli(*args: str, timeout: float = 60.0, cwd: str | Path | None = None):
@@ -87,16 +85,16 @@ def monitor_config(scenario, urls: dict[str, str], out_dir: Path, *, speed: floa
                    control_socket: str = "") -> dict:
     """The monitor config dict for ``scenario``'s hardware on ``urls``, outputs in ``out_dir``.
 
-    The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does: a
-    20 ms burst of wall time spans ``speed`` times more simulated time.
+    The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does:
+    its bursts and a 20 ms scheduling hiccup span ``speed`` times more simulated time.
     """
     from firmware_host.runtime.derive import config_dict_from_scenario
+    from hil.runner import TICK_S, burst_sim_seconds
 
     data = config_dict_from_scenario(scenario)
     fastest_hz = max(s.rate_hz for s in scenario.sensors)
-    data["health"] = {
-        "stale_periods": float(max(3.0, (3 * EMULATOR_BURST_S * speed + 0.5) * fastest_hz))
-    }
+    allow_s = burst_sim_seconds(speed) + 3 * TICK_S * speed + 0.5
+    data["health"] = {"stale_periods": float(max(3.0, allow_s * fastest_hz))}
     data["links"] = {name: {"url": url} for name, url in urls.items()}
     data["outputs"] = {
         "directory": str(out_dir),

@@ -29,8 +29,6 @@ PRESETS = {
     "zvezda-prk": (0.0, 6 * 3600.0, 600.0),
 }
 DEFAULT_PRESET = (0.0, 1800.0, 60.0)
-#: The emulator's write period in wall seconds (hil.runner's tick).
-EMULATOR_BURST_S = 0.02
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -128,10 +126,15 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
     from firmware_host.runtime.simulate import EstimateTrace
 
     data = config_dict_from_scenario(scenario)
-    # The emulator writes in 20 ms bursts of wall time: at speed X a burst spans
-    # X * 20 ms of simulated time, which staleness must not mistake for silence.
+    from hil.runner import TICK_S, burst_sim_seconds
+
+    # Samples come in bursts (hil.runner.tick_seconds) and both processes share the
+    # machine: at speed X a burst spans burst_sim_seconds(X) of simulated time and
+    # a 20 ms scheduling hiccup X * 20 ms; staleness must not take either (three
+    # hiccups in a row) for silence.
     fastest_hz = max(s.rate_hz for s in scenario.sensors)
-    data["health"] = {"stale_periods": max(3.0, (3 * EMULATOR_BURST_S * speed + 0.5) * fastest_hz)}
+    allow_s = burst_sim_seconds(speed) + 3 * TICK_S * speed + 0.5
+    data["health"] = {"stale_periods": max(3.0, allow_s * fastest_hz)}
     data["links"] = {name: {"url": url} for name, url in urls.items()}
     data["outputs"] = {"directory": str(out), "telemetry": "", "control_socket": "cabinwatch.sock"}
     config_path = out / "config.toml"
