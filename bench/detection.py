@@ -12,7 +12,8 @@ Leak cells (``bench.scenario_grid``): the monitor starts ``PRE_S`` (15 min)
 before the leak opens (the emulator fast-forwards the first 5 min); a run stops
 once every alarm level that is due has been raised and the estimate has
 settled, or at the cap.  False-alarm runs: ``nominal`` for ``--nominal-days``
-days and ``sensor-faults`` / ``link-faults`` stretched to ``--fault-days`` days.
+days and ``sensor-faults`` / ``link-faults`` / ``heater-steps`` stretched to
+``--fault-days`` days.
 """
 
 from __future__ import annotations
@@ -402,7 +403,8 @@ def merge_segments(fa: list[dict]) -> list[dict]:
             prev["segments"] = prev.get("segments", 1) + 1
         else:
             out.append({**f, "monitor": dict(f["monitor"])})
-    order = {name: i for i, name in enumerate(("nominal", "sensor-faults", "link-faults"))}
+    order = {name: i for i, name in
+             enumerate(("nominal", "sensor-faults", "link-faults", "heater-steps"))}
     return sorted(out, key=lambda f: order.get(f["scenario"], len(order)))
 
 
@@ -775,7 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nominal-days", type=float, default=None,
                     help="days of nominal for false alarms (default 30 full, 2 h quick; 0: none)")
     ap.add_argument("--fault-days", type=float, default=None,
-                    help="days of sensor-faults and link-faults (default 1 full, 1 h quick)")
+                    help="days of sensor-faults, link-faults and heater-steps "
+                         "(default 1 full, 1 h quick)")
     ap.add_argument("--nominal-from-day", type=float, default=0.0,
                     help="start the nominal run's monitor at this day (a segment of a long "
                          "run: e.g. 0 and 15 with --nominal-days 15 in two processes)")
@@ -828,7 +831,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = [c for c in cells if all(t in c.label for t in args.only)]
     jobs = [("fa", (name, d, args.fa_loop_hz,
                     args.nominal_from_day if name == "nominal" else 0.0)) for name, d in
-            (("nominal", nominal_days), ("sensor-faults", fault_days), ("link-faults", fault_days))
+            (("nominal", nominal_days), ("sensor-faults", fault_days), ("link-faults", fault_days),
+             ("heater-steps", fault_days))
             if d > 0]
     jobs += [("cell", (c, cap)) for c in cells]
     # longest first, so the pool ends together

@@ -12,8 +12,8 @@ import pytest
 from firmware_host.errors import ConfigError
 from hil.scenario import list_scenarios, load_scenario, parse_time
 
-SHIPPED = ["link-faults", "nominal", "rapid-depress", "sensor-faults", "soyuz-ms09-2018",
-           "zvezda-prk"]
+SHIPPED = ["heater-steps", "link-faults", "nominal", "rapid-depress", "sensor-faults",
+           "soyuz-ms09-2018", "zvezda-prk"]
 
 GOOD = """
 [scenario]
