@@ -436,6 +436,7 @@ class MonitorCore:
         self.scatter_age = np.zeros(C)
         self.noise_var = np.full(C, np.nan)  # usual per-sample pressure variance (Pa^2)
         self.noise_n = np.zeros(C)  # updates of noise_var so far
+        self._drop_thr = np.full(C, np.inf)  # sudden-drop threshold (Pa), _learn_noise
         self._active_faults = np.zeros((C, K), dtype=bool)
 
         # regime per volume
@@ -1337,6 +1338,7 @@ class MonitorCore:
         W = self._reg_w
         ok = self.usable & (self.reg_n >= W)
         if not ok.any():
+            self._update_drop_threshold()
             return
         c = np.flatnonzero(ok)
         order = (((self.reg_n[c] - 1) % W)[:, None] + 1 + np.arange(W)[None, :]) % W
@@ -1349,6 +1351,16 @@ class MonitorCore:
         slow = min(1.0, self._slow_period_s / self.config.health.noisy_learn_s)
         alpha = np.maximum(1.0 / k, slow)
         self.noise_var[c] = base + alpha * (v - base)
+        self._update_drop_threshold()
+
+    def _update_drop_threshold(self) -> None:
+        """The sudden-drop test's threshold per sensor (Pa): ``emergency_drop_sigma``
+        times its learnt noise (at least 1 Pa) once learnt over a minute and while
+        it is healthy, else infinite."""
+        k = self.limits.emergency_drop_sigma
+        ok = self.usable & (self.noise_n >= 60) & np.isfinite(self.noise_var) & (k > 0)
+        sig = np.fmax(np.sqrt(np.where(ok, self.noise_var, 1.0)), 1.0)
+        self._drop_thr = np.where(ok, k * sig, np.inf)
 
     def _fast_drop(self, now_s: float) -> np.ndarray | None:
         """Volumes where two or more healthy sensors each read a sudden drop: the
@@ -1364,18 +1376,16 @@ class MonitorCore:
         L = self.limits
         Rp = self.Rp
         W = self._reg_w
-        full = self.reg_n >= W
-        # NaN until learnt over a minute of updates: no vote
-        sig = np.where(self.noise_n >= 60, np.fmax(np.sqrt(self.noise_var), 1.0), np.nan)
-        newest = (self.reg_n - 1) % W
-        rows = np.arange(self.n_channels)
-        p_new = Rp[rows, newest]
-        thr = L.emergency_drop_sigma * sig
-        # screen: a drop this large from the register's highest sample, or nothing
+        thr = self._drop_thr
+        # screen (every tick, so three numpy calls): a drop this large below the
+        # register's highest sample in two sensors, or nothing
         with np.errstate(invalid="ignore"):
-            cand = full & self.usable & (Rp.max(axis=1) - p_new > thr)
+            cand = Rp.max(axis=1) - self.H1[2] > thr
         if np.count_nonzero(cand) < 2:
             return None
+        cand &= (self.reg_n >= W) & self.usable
+        newest = (self.reg_n - 1) % W
+        p_new = Rp[np.arange(self.n_channels), newest]
         c = np.flatnonzero(cand)
         keep = np.ones((len(c), W), dtype=bool)
         keep[np.arange(len(c)), newest[c]] = False
