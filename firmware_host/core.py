@@ -323,6 +323,7 @@ class MonitorCore:
         self.hatch_open = {h.name: h.open for h in config.hatches}
         self._hatch = {h.name: (vidx[h.volume_a], vidx[h.volume_b]) for h in config.hatches}
         self.group_changed_t = np.full(V, -np.inf)
+        self._settled_from_c: np.ndarray | None = None  # set by set_hatch
         self._compute_groups()
 
         # tiers and windows
@@ -376,6 +377,10 @@ class MonitorCore:
         if self._em_window:
             self._fast_local = np.append(self._fast_local, len(self._tier_windows[0]))
         self._em_min_slots = est.emergency_min_samples
+        # lengths (s) of the windows the rapid-depressurization test reads
+        self._rapid_window_s = self.windows_s[self._fast_windows]
+        if self._em_window:
+            self._rapid_window_s = np.append(self._rapid_window_s, em_m * self.dt_tick)
         lag = max(0.0, est.temp_lag_s - est.pressure_lag_s)
         self._lag_ticks = int(round(lag / self._slow_period_s))
         self._lag_s = self._lag_ticks * self._slow_period_s
@@ -492,6 +497,10 @@ class MonitorCore:
         a, b = self._hatch[name]
         changed[[a, b]] = True
         self.group_changed_t[changed] = now_s
+        # per channel: when its volume's windows are clean again (rapid test)
+        self._settled_from_c = (self.group_changed_t + self.config.estimator.hatch_settle_s)[
+            self.ch_vol
+        ]
 
     def _volume_settled(self, now_s: float) -> np.ndarray:
         """Volumes whose group has not changed for ``hatch_settle_s``."""
@@ -1086,6 +1095,11 @@ class MonitorCore:
             jump = jump | (now_s < self._jump_until)
             now_u = jump & ((((use_w & np.isfinite(slope_p)).astype(float)) @ M.T) > 0)
             filled = now_u | (((use_w & np.isfinite(slope_pd)).astype(float) @ M.T) > 0)
+            # a window that began before the volume's group last changed (and settled)
+            # mixes two systems: the pressure history of the old group, the size of
+            # the new one (an isolated module would inherit its old group's fall)
+            start = now_s - self.windows_s[:, None] - np.where(now_u, 0.0, self._lag_s)
+            filled &= start >= self.group_changed_t + est.hatch_settle_s
             fsel = np.where(now_u, fp, fpd)
             fsel_se = np.where(now_u, fpse, fpdse)
             fq = scale * (fsel - p_now * dT_eff / T_eff)
@@ -1301,6 +1315,12 @@ class MonitorCore:
         L = self.limits
         use = self.usable
         drop_v = self._fast_drop(now_s) if L.emergency_drop_sigma > 0 else None
+        # windows that began before their volume's group changed and settled: out
+        settle_c = self._settled_from_c
+        if settle_c is not None and now_s - self._rapid_window_s.max() < settle_c.max():
+            old = (now_s - self._rapid_window_s[:, None]) < settle_c[None, :]
+            sp = np.where(old, np.nan, sp)
+            sep = np.where(old, np.nan, sep)
         with np.errstate(invalid="ignore"):
             rate_lo_c = (-sp - L.vote_sigma * sep) * 60.0  # Pa/min
             em_vote = (rate_lo_c > L.vote_fraction * L.emergency_rate_pa_min).any(axis=0)

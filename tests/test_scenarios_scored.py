@@ -39,6 +39,18 @@ def test_soyuz_caution_within_5_min_and_rate_within_15_percent_after_30_min():
     assert s["false_alarms"] == []
 
 
+def test_closing_a_hatch_does_not_hand_the_old_groups_leak_to_the_sealed_off_module():
+    """At 11 h 30 the crew closes node1-fgb: USOS (500 m3, no leak) is cut off from
+    the leaking rest.  Its windows still hold the station-wide fall of the last
+    hour; read with USOS's own volume that was 10.7 kg/day and a false CAUTION
+    (t = 41591 s).  Windows that began before the group changed are not used; the
+    leaking Soyuz side keeps its alarms."""
+    s = scored("soyuz-ms09-2018", start_s=10.5 * 3600, duration_s=12.4 * 3600)
+    assert s["false_alarms"] == []
+    (leak,) = s["leaks"]
+    assert leak["first_level"] is not None
+
+
 def test_rapid_depress_emergency_within_5_s():
     s = scored("rapid-depress", duration_s=300)
     (leak,) = s["leaks"]
