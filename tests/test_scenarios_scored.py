@@ -45,7 +45,7 @@ def test_closing_a_hatch_does_not_hand_the_old_groups_leak_to_the_sealed_off_mod
     hour; read with USOS's own volume that was 10.7 kg/day and a false CAUTION
     (t = 41591 s).  Windows that began before the group changed are not used; the
     leaking Soyuz side keeps its alarms."""
-    s = scored("soyuz-ms09-2018", start_s=10.5 * 3600, duration_s=12.4 * 3600)
+    s = scored("soyuz-ms09-2018", start_s=11 * 3600, duration_s=11.85 * 3600)
     assert s["false_alarms"] == []
     (leak,) = s["leaks"]
     assert leak["first_level"] is not None

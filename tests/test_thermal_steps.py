@@ -25,7 +25,7 @@ SCENARIO = """
 name = "thermal-step"
 description = "no leak; a heater step in one closed module"
 seed = {seed}
-duration = "2h30min"
+duration = "1h50min"
 max_step = "10s"
 nominal_pressure_pa = 101325.0
 min_pressure_pa = 69300.0
@@ -67,7 +67,7 @@ def test_heater_step_in_a_closed_module_raises_nothing_above_advisory(volume, de
     data = tomllib.loads(SCENARIO.format(seed=7, volume=volume, delta=delta))
     sc = parse_scenario(data, "<thermal-step>")
     events = []
-    run_simulation(sc, config_from_scenario(sc), start_s=1800.0, on_event=events.append)
+    run_simulation(sc, config_from_scenario(sc), start_s=2400.0, on_event=events.append)
     raised = [
         e for e in events
         if e.transition is Transition.RAISED and e.level > AlarmLevel.ADVISORY

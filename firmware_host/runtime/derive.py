@@ -30,12 +30,13 @@ def config_dict_from_scenario(scenario, *, loop_rate_hz: float = DERIVED_LOOP_RA
             }
             for s in scenario.sensors
         ],
-        "hatches": [
-            {"name": h.name, "volume_a": h.volume_a, "volume_b": h.volume_b, "open": h.open}
-            for h in scenario.hatches
-        ],
         "loop": {"rate_hz": loop_rate_hz},
     }
+    if scenario.hatches:  # (TOML has no empty array of tables: none is no key)
+        data["hatches"] = [
+            {"name": h.name, "volume_a": h.volume_a, "volume_b": h.volume_b, "open": h.open}
+            for h in scenario.hatches
+        ]
     if scenario.min_pressure_pa:
         data["p_min_pa"] = scenario.min_pressure_pa
     return data
