@@ -55,6 +55,8 @@ LEVELS = ("CAUTION", "WARNING", "EMERGENCY")
 #: Loop of the long false-alarm runs (a derived config at 1 Hz runs 30 days in about an hour).
 FA_LOOP_HZ = 1.0
 FA_WINDOWS_S = (15.0, 60.0, 600.0, 7200.0)
+#: The no-leak runs, in report order: nominal for --nominal-days, the rest --fault-days.
+FA_SCENARIOS = ("nominal", "sensor-faults", "link-faults", "heater-steps")
 
 
 # --- leak cells ------------------------------------------------------------------
@@ -403,8 +405,7 @@ def merge_segments(fa: list[dict]) -> list[dict]:
             prev["segments"] = prev.get("segments", 1) + 1
         else:
             out.append({**f, "monitor": dict(f["monitor"])})
-    order = {name: i for i, name in
-             enumerate(("nominal", "sensor-faults", "link-faults", "heater-steps"))}
+    order = {name: i for i, name in enumerate(FA_SCENARIOS)}
     return sorted(out, key=lambda f: order.get(f["scenario"], len(order)))
 
 
@@ -831,8 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = [c for c in cells if all(t in c.label for t in args.only)]
     jobs = [("fa", (name, d, args.fa_loop_hz,
                     args.nominal_from_day if name == "nominal" else 0.0)) for name, d in
-            (("nominal", nominal_days), ("sensor-faults", fault_days), ("link-faults", fault_days),
-             ("heater-steps", fault_days))
+            ((name, nominal_days if name == "nominal" else fault_days) for name in FA_SCENARIOS)
             if d > 0]
     jobs += [("cell", (c, cap)) for c in cells]
     # longest first, so the pool ends together

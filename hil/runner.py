@@ -58,6 +58,13 @@ def burst_sim_seconds(speed: float) -> float:
     return tick_seconds(speed) * speed
 
 
+def quiet_sim_seconds(speed: float) -> float:
+    """Simulated seconds a reader may hear nothing at ``speed`` x real time: a burst,
+    three 20 ms scheduling hiccups of a shared machine in a row, and half a second
+    (what a monitor's staleness test must allow)."""
+    return burst_sim_seconds(speed) + 3 * TICK_S * speed + 0.5
+
+
 def block_seconds(emu: Emulator, live: bool) -> float:
     """Simulated seconds per block: at most MAX_BLOCK_FRAMES frames (fewer when live)."""
     rate = sum(s.cfg.rate_hz for s in emu.sensors) or 1.0

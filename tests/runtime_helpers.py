@@ -89,12 +89,11 @@ def monitor_config(scenario, urls: dict[str, str], out_dir: Path, *, speed: floa
     its bursts and a 20 ms scheduling hiccup span ``speed`` times more simulated time.
     """
     from firmware_host.runtime.derive import config_dict_from_scenario
-    from hil.runner import TICK_S, burst_sim_seconds
+    from hil.runner import quiet_sim_seconds
 
     data = config_dict_from_scenario(scenario)
     fastest_hz = max(s.rate_hz for s in scenario.sensors)
-    allow_s = burst_sim_seconds(speed) + 3 * TICK_S * speed + 0.5
-    data["health"] = {"stale_periods": float(max(3.0, allow_s * fastest_hz))}
+    data["health"] = {"stale_periods": float(max(3.0, quiet_sim_seconds(speed) * fastest_hz))}
     data["links"] = {name: {"url": url} for name, url in urls.items()}
     data["outputs"] = {
         "directory": str(out_dir),

@@ -126,15 +126,12 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
     from firmware_host.runtime.simulate import EstimateTrace
 
     data = config_dict_from_scenario(scenario)
-    from hil.runner import TICK_S, burst_sim_seconds
+    from hil.runner import quiet_sim_seconds
 
-    # Samples come in bursts (hil.runner.tick_seconds) and both processes share the
-    # machine: at speed X a burst spans burst_sim_seconds(X) of simulated time and
-    # a 20 ms scheduling hiccup X * 20 ms; staleness must not take either (three
-    # hiccups in a row) for silence.
+    # The emulator's bursts and the machine's scheduling hiccups span `speed` times
+    # more simulated time; staleness must not take them for silence.
     fastest_hz = max(s.rate_hz for s in scenario.sensors)
-    allow_s = burst_sim_seconds(speed) + 3 * TICK_S * speed + 0.5
-    data["health"] = {"stale_periods": max(3.0, allow_s * fastest_hz)}
+    data["health"] = {"stale_periods": max(3.0, quiet_sim_seconds(speed) * fastest_hz)}
     data["links"] = {name: {"url": url} for name, url in urls.items()}
     data["outputs"] = {"directory": str(out), "telemetry": "", "control_socket": "cabinwatch.sock"}
     config_path = out / "config.toml"
