@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check drivers firmware_host hil tests bench
+	$(BIN)/ruff format --check drivers firmware_host hil tests bench
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

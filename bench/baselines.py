@@ -44,8 +44,14 @@ def slope_threshold_pa_s(kg_day: float, volume_m3: float, t_k: float = 295.15) -
 PA_PER_K = 101_325.0 / 295.15
 
 
-def floor_time_s(k_sigma: float, noise_pa: float, n_sensors: int, rate_hz: float,
-                 slope_pa_s: float, temp_noise_k: float = 0.0) -> float:
+def floor_time_s(
+    k_sigma: float,
+    noise_pa: float,
+    n_sensors: int,
+    rate_hz: float,
+    slope_pa_s: float,
+    temp_noise_k: float = 0.0,
+) -> float:
     """PHYSICS.md "What limits detection": T = (12 k^2 sigma^2 / (f s^2))^(1/3),
     sigma = noise / sqrt(M): the shortest straight-line fit that shows the slope
     ``slope_pa_s`` at ``k_sigma`` standard errors.

@@ -69,8 +69,9 @@ def _due(cell: Cell, limits) -> dict[str, bool]:
     return {
         "CAUTION": cell.kg_day > limits.caution_leak_kg_day,
         "WARNING": reserve_lin < limits.warning_reserve_s,
-        "EMERGENCY": (s * 60.0 > limits.emergency_rate_pa_min
-                      or reserve_lin < limits.emergency_reserve_s),
+        "EMERGENCY": (
+            s * 60.0 > limits.emergency_rate_pa_min or reserve_lin < limits.emergency_reserve_s
+        ),
     }
 
 
@@ -144,15 +145,18 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         need = [lvl for lvl in ("CAUTION", "EMERGENCY") if due[lvl]]
         if not need:
             return True  # below every limit: only the settled estimate is scored
-        if all(lvl in seen or (lvl == "CAUTION" and seen & {"WARNING", "EMERGENCY"})
-               for lvl in need):
+        if all(
+            lvl in seen or (lvl == "CAUTION" and seen & {"WARNING", "EMERGENCY"}) for lvl in need
+        ):
             # every due level raised; give the panels the floor's time too
             return all(pnl.alarms and pnl.alarms[-1][0] >= ONSET_S for pnl in panels) or (
-                t >= ONSET_S + max(settle + 30.0, min(cap_s, 4 * floor + 120.0)))
+                t >= ONSET_S + max(settle + 30.0, min(cap_s, 4 * floor + 120.0))
+            )
         return False
 
-    result = run_simulation(scenario, config, start_s=start, on_tick=on_tick,
-                            on_event=on_event, tap=tap, stop=stop)
+    result = run_simulation(
+        scenario, config, start_s=start, on_tick=on_tick, on_event=on_event, tap=tap, stop=stop
+    )
     sim_s = now[0] - period - start
     sc = score(result, settle_s=settle)
     (leak,) = sc["leaks"]
@@ -166,16 +170,22 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
     pre_onset = sum(1 for e in raised if e.level >= AlarmLevel.CAUTION and e.t_s < ONSET_S)
     # reserve-time error at the settle time: the displayed figure (the smaller of
     # the straight-line and orifice-law reserves) and the orifice-law one alone
-    reserve = {"true_s": None, "shown_s": None, "shown_error_pct": None,
-               "orifice_s": None, "orifice_error_pct": None}
+    reserve = {
+        "true_s": None,
+        "shown_s": None,
+        "shown_error_pct": None,
+        "orifice_s": None,
+        "orifice_error_pct": None,
+    }
     truth = result.truth
     if at_settle and truth is not None and len(truth):
         import numpy as np
 
         row = max(0, int(np.searchsorted(truth.t_s, at_settle["t_s"], side="right")) - 1)
         mdot = float(truth.leak_kg_s[row, 0])
-        true = _true_reserve_s(cell.kind, mdot, float(truth.p_pa[row, 0]),
-                               float(truth.t_k[row, 0]), cell.volume_m3)
+        true = _true_reserve_s(
+            cell.kind, mdot, float(truth.p_pa[row, 0]), float(truth.t_k[row, 0]), cell.volume_m3
+        )
         shown = min(at_settle["linear"], at_settle["orifice"])
         reserve.update(true_s=_fin(true), shown_s=_fin(shown), orifice_s=_fin(at_settle["orifice"]))
         reserve["shown_error_pct"] = _err(shown, true)
@@ -200,8 +210,11 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         "latency_s": leak["latency_s"],
         "first_level": leak["first_level"],
         "latency_by_level": lat,
-        "floor_ratio": (leak["latency_s"] / floor if leak["latency_s"] is not None
-                        and math.isfinite(floor) else None),
+        "floor_ratio": (
+            leak["latency_s"] / floor
+            if leak["latency_s"] is not None and math.isfinite(floor)
+            else None
+        ),
         "settle_s": settle,
         "mass_rate_true_kg_day": leak["mass_rate_true_kg_day"],
         "mass_rate_est_kg_day": leak["mass_rate_est_kg_day"],
@@ -231,8 +244,9 @@ def floor_pt(r: dict) -> tuple[float, float | None]:
     carry, see ``floor_time_s``) and the latency's ratio to it.  Computed from the
     cell, so results saved before this column existed get it too."""
     c = r["cell"]
-    f = floor_time_s(5.0, c["noise_pa"], c["n_sensors"], c["rate_hz"], r["dpdt_pa_s"],
-                     temp_noise_k=TEMP_NOISE_K)
+    f = floor_time_s(
+        5.0, c["noise_pa"], c["n_sensors"], c["rate_hz"], r["dpdt_pa_s"], temp_noise_k=TEMP_NOISE_K
+    )
     lat = r["latency_s"]
     return f, (lat / f if lat is not None and math.isfinite(f) else None)
 
@@ -286,8 +300,18 @@ def grid(quick: bool) -> list[Cell]:
                     for rate in (1.0, 10.0):
                         if (m, noise, rate) == (2, 2.0, 1.0):
                             continue  # in the main axes
-                        cells.append(Cell(vol, "orifice", kg, n_sensors=m, noise_pa=noise,
-                                          rate_hz=rate, thermal_k=0.8, seed=3))
+                        cells.append(
+                            Cell(
+                                vol,
+                                "orifice",
+                                kg,
+                                n_sensors=m,
+                                noise_pa=noise,
+                                rate_hz=rate,
+                                thermal_k=0.8,
+                                seed=3,
+                            )
+                        )
     for vol in (6, 900):
         cells.append(big_hole_cell(vol, n_sensors=3, rate_hz=10.0, thermal_k=0.8, seed=3))
     # leaks of 1.5-3 kg/day in 900 m3 with the CAUTION limit lowered to 1 kg/day
@@ -320,8 +344,9 @@ def fa_config(scenario, loop_hz: float):
     return config_from_dict(data, f"{scenario.path} (derived, loop {loop_hz:g} Hz)")
 
 
-def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr,
-                     from_day: float = 0.0) -> dict:
+def run_false_alarms(
+    name: str, days: float, loop_hz: float, progress=sys.stderr, from_day: float = 0.0
+) -> dict:
     """Run a no-leak scenario for ``days``; alarms raised per level, monitor and panels.
 
     With ``from_day`` the scenario plays from 0 without the monitor and panels, which
@@ -338,8 +363,10 @@ def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr
     limits = config.limits
     # one panel per sensor set-up: a step for its noise, a slope for its volume
     steps = {sid: StepPanel(step_for_noise(n)) for sid, n in noise.items()}
-    slopes = {sid: SlopePanel(slope_threshold_pa_s(limits.caution_leak_kg_day, svol[sid]))
-              for sid in noise}
+    slopes = {
+        sid: SlopePanel(slope_threshold_pa_s(limits.caution_leak_kg_day, svol[sid]))
+        for sid in noise
+    }
     panels = _Panels(steps, slopes)
     period = 1.0 / config.rate_hz
     now = [period]
@@ -358,15 +385,26 @@ def run_false_alarms(name: str, days: float, loop_hz: float, progress=sys.stderr
         if res.t_s >= next_day[0]:
             next_day[0] += 86400.0
             if progress is not None:
-                print(f"  {name}: day {res.t_s / 86400.0:.0f} of {from_day + days:g}: raised C/W/E "
-                      f"{raised['CAUTION']}/{raised['WARNING']}/{raised['EMERGENCY']}, "
-                      f"ADVISORY {raised['ADVISORY']}; step panel {panels.count(0)}, "
-                      f"slope panel {panels.count(1)}; wall "
-                      f"{time.perf_counter() - wall0:.0f} s", file=progress, flush=True)
+                print(
+                    f"  {name}: day {res.t_s / 86400.0:.0f} of {from_day + days:g}: raised C/W/E "
+                    f"{raised['CAUTION']}/{raised['WARNING']}/{raised['EMERGENCY']}, "
+                    f"ADVISORY {raised['ADVISORY']}; step panel {panels.count(0)}, "
+                    f"slope panel {panels.count(1)}; wall "
+                    f"{time.perf_counter() - wall0:.0f} s",
+                    file=progress,
+                    flush=True,
+                )
 
     # scored on its alarms: without a leak the per-second estimates are not used
-    result = run_simulation(scenario, config, start_s=start_s, on_tick=on_tick,
-                            on_event=on_event, tap=tap, record_trace=bool(scenario.leaks))
+    result = run_simulation(
+        scenario,
+        config,
+        start_s=start_s,
+        on_tick=on_tick,
+        on_event=on_event,
+        tap=tap,
+        record_trace=bool(scenario.leaks),
+    )
     sc = score(result)
     by_level = {lvl: 0 for lvl in LEVELS}
     for fa in sc["false_alarms"]:
@@ -394,9 +432,12 @@ def merge_segments(fa: list[dict]) -> list[dict]:
     out: list[dict] = []
     for f in sorted(fa, key=lambda f: (f["scenario"], f["loop_hz"], f.get("from_day", 0.0))):
         prev = out[-1] if out else None
-        if (prev is not None and prev["scenario"] == f["scenario"]
-                and prev["loop_hz"] == f["loop_hz"]
-                and abs(prev.get("from_day", 0.0) + prev["days"] - f.get("from_day", 0.0)) < 1e-9):
+        if (
+            prev is not None
+            and prev["scenario"] == f["scenario"]
+            and prev["loop_hz"] == f["loop_hz"]
+            and abs(prev.get("from_day", 0.0) + prev["days"] - f.get("from_day", 0.0)) < 1e-9
+        ):
             prev["days"] += f["days"]
             prev["monitor"] = {k: prev["monitor"][k] + f["monitor"][k] for k in prev["monitor"]}
             for k in ("advisories", "step panel", "slope panel"):
@@ -430,8 +471,12 @@ class _Panels:
         if not len(recs):
             return
         sids = self._sids
-        for a, t, p in zip(recs["addr"].tolist(), (recs["t_us"] * 1e-6).tolist(),
-                           recs["pressure_pa"].tolist(), strict=True):
+        for a, t, p in zip(
+            recs["addr"].tolist(),
+            (recs["t_us"] * 1e-6).tolist(),
+            recs["pressure_pa"].tolist(),
+            strict=True,
+        ):
             entry = sids.get((link, a))
             if entry is None:
                 sid = f"{link}:{a}"
@@ -462,9 +507,11 @@ def _f(x, fmt="{:.0f}", none="-"):
 
 
 def table(rows: list[dict]) -> str:
-    head = (f"{'cell':46s} {'floor':>6s} {'flrPT':>6s} {'CAUT':>6s} {'EMER':>6s} {'ratio':>5s} "
-            f"{'rPT':>5s} "
-            f"{'rate%':>6s} {'hole%':>6s} {'resv%':>6s} {'FA':>2s} {'step':>7s} {'slope':>7s}")
+    head = (
+        f"{'cell':46s} {'floor':>6s} {'flrPT':>6s} {'CAUT':>6s} {'EMER':>6s} {'ratio':>5s} "
+        f"{'rPT':>5s} "
+        f"{'rate%':>6s} {'hole%':>6s} {'resv%':>6s} {'FA':>2s} {'step':>7s} {'slope':>7s}"
+    )
     lines = [head]
     for r in rows:
         lat = r["latency_by_level"]
@@ -492,36 +539,57 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def goals(rows: list[dict], fa: list[dict], wall_s: float,
-          quick: bool) -> list[tuple[str, bool, str]]:
+def goals(
+    rows: list[dict], fa: list[dict], wall_s: float, quick: bool
+) -> list[tuple[str, bool, str]]:
     out = []
     # 1. latency within 3x the floor for every leak above 1 kg/day in 900 m3
     big = [r for r in rows if r["cell"]["volume_m3"] == 900 and r["cell"]["kg_day"] > 1.0]
     bad = [r for r in big if r["floor_ratio"] is None or r["floor_ratio"] > 3.0]
     below = [r for r in bad if not r["due"]["CAUTION"]]
     bad_pt = [r for r in big if floor_pt(r)[1] is None or floor_pt(r)[1] > 3.0]
-    out.append(("latency <= 3 x floor, leaks > 1 kg/day in 900 m3", not bad,
-                f"{len(big) - len(bad)}/{len(big)} cells; {len(below)} of the misses are below "
-                f"the CAUTION limit; against the floor with the temperature channel's noise "
-                f"{len(big) - len(bad_pt)}/{len(big)}"))
+    out.append(
+        (
+            "latency <= 3 x floor, leaks > 1 kg/day in 900 m3",
+            not bad,
+            f"{len(big) - len(bad)}/{len(big)} cells; {len(below)} of the misses are below "
+            f"the CAUTION limit; against the floor with the temperature channel's noise "
+            f"{len(big) - len(bad_pt)}/{len(big)}",
+        )
+    )
     # 2. zero false CAUTION/WARNING/EMERGENCY
     n_leak_fa = sum(r["false_alarms"] + r["pre_onset_alarms"] for r in rows)
     n_fa = sum(sum(f["monitor"].values()) for f in fa)
     ran = ", ".join(f"{f['scenario']} {f['days']:g} d" for f in fa) or "no false-alarm runs"
-    out.append(("zero false CAUTION/WARNING/EMERGENCY", n_fa == 0 and n_leak_fa == 0,
-                f"{n_fa} in {ran}; {n_leak_fa} in the leak cells"))
+    out.append(
+        (
+            "zero false CAUTION/WARNING/EMERGENCY",
+            n_fa == 0 and n_leak_fa == 0,
+            f"{n_fa} in {ran}; {n_leak_fa} in the leak cells",
+        )
+    )
     # 3. mass rate and hole within 10 % once settled
     est = [r for r in rows if r["mass_rate_error_pct"] is not None]
     det = [r for r in est if r["latency_s"] is not None]
-    ok_all = [r for r in est if abs(r["mass_rate_error_pct"]) <= 10
-              and r["hole_error_pct"] is not None and abs(r["hole_error_pct"]) <= 10]
+    ok_all = [
+        r
+        for r in est
+        if abs(r["mass_rate_error_pct"]) <= 10
+        and r["hole_error_pct"] is not None
+        and abs(r["hole_error_pct"]) <= 10
+    ]
     ok_det = [r for r in ok_all if r["latency_s"] is not None]
     miss = [r for r in det if r not in ok_det]
     honest = [r for r in miss if (z := rate_z(r)) is not None and abs(z) <= 2.0]
-    out.append(("mass rate and hole within 10 % once settled", len(ok_all) == len(est),
-                f"{len(ok_det)}/{len(det)} detected cells, {len(ok_all)}/{len(est)} all cells; "
-                f"{len(honest)} of the {len(miss)} detected misses within 2 sigma of the "
-                "monitor's own stated uncertainty"))
+    out.append(
+        (
+            "mass rate and hole within 10 % once settled",
+            len(ok_all) == len(est),
+            f"{len(ok_det)}/{len(det)} detected cells, {len(ok_all)}/{len(est)} all cells; "
+            f"{len(honest)} of the {len(miss)} detected misses within 2 sigma of the "
+            "monitor's own stated uncertainty",
+        )
+    )
     # 4. both baselines beaten on latency and false alarms where they detect
     lose = []
     n_cmp = 0
@@ -535,15 +603,29 @@ def goals(rows: list[dict], fa: list[dict], wall_s: float,
             m = r["latency_s"]
             if m is None or m > p["latency_s"] or r["false_alarms"] + r["pre_onset_alarms"] > 0:
                 lose.append(f"{name} in {r['label']}")
-    fa_lose = [f"{name} in {f['scenario']}" for f in fa for name in ("step panel", "slope panel")
-               if sum(f["monitor"].values()) > f[name]
-               or (sum(f["monitor"].values()) == f[name] and f[name] > 0)]
-    out.append(("baselines beaten (or tied) on latency and false alarms", not lose and not fa_lose,
-                f"{n_cmp - len(lose)}/{n_cmp} cell comparisons" + (
-                    "; lost: " + "; ".join(lose[:6] + fa_lose) if lose or fa_lose else "")))
+    fa_lose = [
+        f"{name} in {f['scenario']}"
+        for f in fa
+        for name in ("step panel", "slope panel")
+        if sum(f["monitor"].values()) > f[name]
+        or (sum(f["monitor"].values()) == f[name] and f[name] > 0)
+    ]
+    out.append(
+        (
+            "baselines beaten (or tied) on latency and false alarms",
+            not lose and not fa_lose,
+            f"{n_cmp - len(lose)}/{n_cmp} cell comparisons"
+            + ("; lost: " + "; ".join(lose[:6] + fa_lose) if lose or fa_lose else ""),
+        )
+    )
     limit = 120.0 if quick else 1200.0
-    out.append((f"{'quick' if quick else 'full'} sweep under {limit / 60:.0f} min", wall_s < limit,
-                f"{wall_s:.0f} s wall"))
+    out.append(
+        (
+            f"{'quick' if quick else 'full'} sweep under {limit / 60:.0f} min",
+            wall_s < limit,
+            f"{wall_s:.0f} s wall",
+        )
+    )
     return out
 
 
@@ -575,17 +657,26 @@ def markdown(data: dict) -> str:
             return f"{c['hole_mm']:g} mm ({c['kg_day']:.0f} kg/d)"
         return f"{c['kg_day']:g} kg/d"
 
-    head = ("| cell | floor s (p / p+T) | latency s (level) | EMERG. s | ratio (p / p+T) "
-            "| rate err % (err / stated sigma) | hole err % "
-            "| reserve err % (shown / orifice law) | false | step panel s | slope panel s |")
+    head = (
+        "| cell | floor s (p / p+T) | latency s (level) | EMERG. s | ratio (p / p+T) "
+        "| rate err % (err / stated sigma) | hole err % "
+        "| reserve err % (shown / orifice law) | false | step panel s | slope panel s |"
+    )
     sep = "|" + "---|" * 11
     groups = (
-        ("Main axes: 2 sensors x 2 Pa at 1 Hz", lambda c: (c["n_sensors"], c["noise_pa"],
-                                                          c["rate_hz"]) == (2, 2.0, 1.0)
-         and c["seed"] in (1, 2) and not c.get("caution_kg_day")),
+        (
+            "Main axes: 2 sensors x 2 Pa at 1 Hz",
+            lambda c: (
+                (c["n_sensors"], c["noise_pa"], c["rate_hz"]) == (2, 2.0, 1.0)
+                and c["seed"] in (1, 2)
+                and not c.get("caution_kg_day")
+            ),
+        ),
         ("Sensor count, noise and rate (0.8 K orbit, seed 3)", lambda c: c["seed"] == 3),
-        ("CAUTION limit lowered to 1 kg/day (900 m3, seed 4)",
-         lambda c: bool(c.get("caution_kg_day"))),
+        (
+            "CAUTION limit lowered to 1 kg/day (900 m3, seed 4)",
+            lambda c: bool(c.get("caution_kg_day")),
+        ),
     )
     for title, pick in groups:
         sel = [r for r in rows if pick(r["cell"])]
@@ -594,9 +685,11 @@ def markdown(data: dict) -> str:
         out += [f"#### {title}", "", head, sep]
         for r in sel:
             c = r["cell"]
-            label = (f"{c['volume_m3']:g} m3 {c['kind']} {size(c)}, M{c['n_sensors']} "
-                     f"{c['noise_pa']:g} Pa {c['rate_hz']:g} Hz, {c['thermal_k']:g} K, "
-                     f"s{c['seed']}")
+            label = (
+                f"{c['volume_m3']:g} m3 {c['kind']} {size(c)}, M{c['n_sensors']} "
+                f"{c['noise_pa']:g} Pa {c['rate_hz']:g} Hz, {c['thermal_k']:g} K, "
+                f"s{c['seed']}"
+            )
             em = r["latency_by_level"]["EMERGENCY"]
             em_s = ("-" if em is None else f"{em:.0f}") if r["due"]["EMERGENCY"] else ""
             res = r["reserve"]
@@ -607,11 +700,15 @@ def markdown(data: dict) -> str:
                 f"{pct(r['hole_error_pct'])} | {pct(res['shown_error_pct'], '{:+.0f}')} / "
                 f"{pct(res['orifice_error_pct'], '{:+.0f}')} | "
                 f"{r['false_alarms'] + r['pre_onset_alarms']} | {pnl(r, 'step panel')} | "
-                f"{pnl(r, 'slope panel')} |")
+                f"{pnl(r, 'slope panel')} |"
+            )
         out.append("")
     if fa:
-        out += ["| false-alarm run | days run | loop | monitor C / W / E | monitor ADVISORY "
-                "| step panel | slope panel | wall s (sum of segments) |", "|" + "---|" * 8]
+        out += [
+            "| false-alarm run | days run | loop | monitor C / W / E | monitor ADVISORY "
+            "| step panel | slope panel | wall s (sum of segments) |",
+            "|" + "---|" * 8,
+        ]
         for f in fa:
             m = f["monitor"]
             days = f"{f['days']:.3g}"
@@ -619,20 +716,26 @@ def markdown(data: dict) -> str:
                 days += f" ({f['segments']} segments from day {f.get('from_day', 0):g})"
             elif f.get("from_day"):
                 days += f" (from day {f['from_day']:g})"
-            out.append(f"| {f['scenario']} | {days} | {f['loop_hz']:g} Hz | "
-                       f"{m['CAUTION']} / {m['WARNING']} / {m['EMERGENCY']} | {f['advisories']} | "
-                       f"{f['step panel']} | {f['slope panel']} | {f['wall_s']:.0f} |")
+            out.append(
+                f"| {f['scenario']} | {days} | {f['loop_hz']:g} Hz | "
+                f"{m['CAUTION']} / {m['WARNING']} / {m['EMERGENCY']} | {f['advisories']} | "
+                f"{f['step panel']} | {f['slope panel']} | {f['wall_s']:.0f} |"
+            )
     return "\n".join(out)
 
 
 def print_fa(fa: list[dict]) -> None:
-    print(f"{'false alarms':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
-          f"{'advis.':>6s} {'step':>6s} {'slope':>6s}")
+    print(
+        f"{'false alarms':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
+        f"{'advis.':>6s} {'step':>6s} {'slope':>6s}"
+    )
     for f in fa:
         m = f["monitor"]
-        print(f"{f['scenario']:22s} {f['days']:6.3g} {f['loop_hz']:5g} "
-              f"{m['CAUTION']:>4d}/{m['WARNING']}/{m['EMERGENCY']:<7d} {f['advisories']:>6d} "
-              f"{f['step panel']:>6d} {f['slope panel']:>6d}")
+        print(
+            f"{f['scenario']:22s} {f['days']:6.3g} {f['loop_hz']:5g} "
+            f"{m['CAUTION']:>4d}/{m['WARNING']}/{m['EMERGENCY']:<7d} {f['advisories']:>6d} "
+            f"{f['step panel']:>6d} {f['slope panel']:>6d}"
+        )
 
 
 # --- figures ---------------------------------------------------------------------
@@ -652,37 +755,74 @@ def draw(data: dict, outdir: Path) -> list[Path]:
     if rows:
         fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
         for ax, vol in zip(axes, (6, 900), strict=True):
-            base = [r for r in rows if r["cell"]["volume_m3"] == vol
-                    and (r["cell"]["n_sensors"], r["cell"]["noise_pa"], r["cell"]["rate_hz"])
-                    == (2, 2.0, 1.0) and not r["cell"].get("caution_kg_day")]
+            base = [
+                r
+                for r in rows
+                if r["cell"]["volume_m3"] == vol
+                and (r["cell"]["n_sensors"], r["cell"]["noise_pa"], r["cell"]["rate_hz"])
+                == (2, 2.0, 1.0)
+                and not r["cell"].get("caution_kg_day")
+            ]
             kg = np.logspace(-1, 4, 200)
             from bench.scenario_grid import dpdt_pa_s as _s
 
             fl = np.array([floor_time_s(5.0, 2.0, 2, 1.0, _s(k, vol)) for k in kg])
             ax.plot(kg, fl, "k-", lw=1.5, label="floor (2 x 2 Pa at 1 Hz, 5 sigma)")
             ax.plot(kg, 3 * fl, "k--", lw=1, label="3 x floor")
-            fpt = np.array([floor_time_s(5.0, 2.0, 2, 1.0, _s(k, vol), temp_noise_k=TEMP_NOISE_K)
-                            for k in kg])
-            ax.plot(kg, fpt, "-", color="0.5", lw=1.5,
-                    label=f"floor with {TEMP_NOISE_K:g} K temperature noise")
+            fpt = np.array(
+                [floor_time_s(5.0, 2.0, 2, 1.0, _s(k, vol), temp_noise_k=TEMP_NOISE_K) for k in kg]
+            )
+            ax.plot(
+                kg,
+                fpt,
+                "-",
+                color="0.5",
+                lw=1.5,
+                label=f"floor with {TEMP_NOISE_K:g} K temperature noise",
+            )
             lim = Limits().caution_leak_kg_day
             ax.axvline(lim, color="grey", ls=":", lw=1, label=f"CAUTION limit {lim:g} kg/day")
             for name, mk, col, get in (
                 ("monitor (first CAUTION+)", "o", "C0", lambda r: r["latency_s"]),
-                ("step panel", "s", "C1",
-                 lambda r: r["panels"]["step panel"]["latency_s"]
-                 if r["panels"]["step panel"]["detects"] else None),
-                ("slope panel", "^", "C2",
-                 lambda r: r["panels"]["slope panel"]["latency_s"]
-                 if r["panels"]["slope panel"]["detects"] else None),
+                (
+                    "step panel",
+                    "s",
+                    "C1",
+                    lambda r: (
+                        r["panels"]["step panel"]["latency_s"]
+                        if r["panels"]["step panel"]["detects"]
+                        else None
+                    ),
+                ),
+                (
+                    "slope panel",
+                    "^",
+                    "C2",
+                    lambda r: (
+                        r["panels"]["slope panel"]["latency_s"]
+                        if r["panels"]["slope panel"]["detects"]
+                        else None
+                    ),
+                ),
             ):
                 for kind, fill in (("orifice", col), ("crack", "none")):
-                    pts = [(r["cell"]["kg_day"], max(get(r), 0.5)) for r in base
-                           if r["cell"]["kind"] == kind and get(r) is not None]
+                    pts = [
+                        (r["cell"]["kg_day"], max(get(r), 0.5))
+                        for r in base
+                        if r["cell"]["kind"] == kind and get(r) is not None
+                    ]
                     if pts:
                         x, y = zip(*pts, strict=True)
-                        ax.scatter(x, y, marker=mk, facecolors=fill, edgecolors=col, s=40,
-                                   label=f"{name}, {kind}", zorder=3)
+                        ax.scatter(
+                            x,
+                            y,
+                            marker=mk,
+                            facecolors=fill,
+                            edgecolors=col,
+                            s=40,
+                            label=f"{name}, {kind}",
+                            zorder=3,
+                        )
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlim(0.07, 1e4)
@@ -693,8 +833,11 @@ def draw(data: dict, outdir: Path) -> list[Path]:
         axes[0].set_ylabel("latency from onset to first alarm (s)")
         for ax in axes:
             ax.legend(fontsize=7, loc="upper right")
-        fig.suptitle("Detection latency against leak size (panels: credible detections only; "
-                     "latency 0 drawn at 0.5 s)", fontsize=10)
+        fig.suptitle(
+            "Detection latency against leak size (panels: credible detections only; "
+            "latency 0 drawn at 0.5 s)",
+            fontsize=10,
+        )
         fig.tight_layout()
         p = outdir / "latency_vs_size.png"
         fig.savefig(p, dpi=110)
@@ -703,8 +846,11 @@ def draw(data: dict, outdir: Path) -> list[Path]:
 
         fig, ax = plt.subplots(figsize=(8, 5))
         for vol, col in ((6, "C3"), (900, "C0")):
-            pts = [(r["cell"]["kg_day"], r["floor_ratio"]) for r in rows
-                   if r["cell"]["volume_m3"] == vol and r["floor_ratio"] is not None]
+            pts = [
+                (r["cell"]["kg_day"], r["floor_ratio"])
+                for r in rows
+                if r["cell"]["volume_m3"] == vol and r["floor_ratio"] is not None
+            ]
             if pts:
                 x, y = zip(*pts, strict=True)
                 ax.scatter(x, y, color=col, s=25, alpha=0.7, label=f"{vol} m3 (every cell)")
@@ -727,8 +873,13 @@ def draw(data: dict, outdir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         dets = ("monitor", "step panel", "slope panel")
         w = 0.25
-        per30 = {det: [(sum(f["monitor"].values()) if det == "monitor" else f[det]) * 30.0
-                       / f["days"] for f in fa] for det in dets}
+        per30 = {
+            det: [
+                (sum(f["monitor"].values()) if det == "monitor" else f[det]) * 30.0 / f["days"]
+                for f in fa
+            ]
+            for det in dets
+        }
         for j, det in enumerate(dets):
             vals = per30[det]
             xs = np.arange(len(fa)) + (j - 1) * w
@@ -770,39 +921,84 @@ def _fa_work(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.detection",
-                                 description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.detection", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--quick", action="store_true", help="a handful of cells, one seed (< 2 min)")
-    ap.add_argument("--cap", type=float, default=None,
-                    help="longest run after onset, s (default 4 h full, 1 h quick)")
-    ap.add_argument("--nominal-days", type=float, default=None,
-                    help="days of nominal for false alarms (default 30 full, 2 h quick; 0: none)")
-    ap.add_argument("--fault-days", type=float, default=None,
-                    help="days of sensor-faults, link-faults and heater-steps "
-                         "(default 1 full, 1 h quick)")
-    ap.add_argument("--nominal-from-day", type=float, default=0.0,
-                    help="start the nominal run's monitor at this day (a segment of a long "
-                         "run: e.g. 0 and 15 with --nominal-days 15 in two processes)")
-    ap.add_argument("--fa-loop-hz", type=float, default=FA_LOOP_HZ,
-                    help="loop rate of the false-alarm runs (default 1 Hz, the derived config)")
+    ap.add_argument(
+        "--cap",
+        type=float,
+        default=None,
+        help="longest run after onset, s (default 4 h full, 1 h quick)",
+    )
+    ap.add_argument(
+        "--nominal-days",
+        type=float,
+        default=None,
+        help="days of nominal for false alarms (default 30 full, 2 h quick; 0: none)",
+    )
+    ap.add_argument(
+        "--fault-days",
+        type=float,
+        default=None,
+        help="days of sensor-faults, link-faults and heater-steps (default 1 full, 1 h quick)",
+    )
+    ap.add_argument(
+        "--nominal-from-day",
+        type=float,
+        default=0.0,
+        help="start the nominal run's monitor at this day (a segment of a long "
+        "run: e.g. 0 and 15 with --nominal-days 15 in two processes)",
+    )
+    ap.add_argument(
+        "--fa-loop-hz",
+        type=float,
+        default=FA_LOOP_HZ,
+        help="loop rate of the false-alarm runs (default 1 Hz, the derived config)",
+    )
     ap.add_argument("--no-cells", action="store_true", help="false-alarm runs only")
-    ap.add_argument("--baseline-s", type=float, default=PRE_S,
-                    help="the monitor starts this long before the leak (default 900 s)")
-    ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
-                    help="only the cells whose label contains every TEXT (e.g. 900m3 10kg/d)")
+    ap.add_argument(
+        "--baseline-s",
+        type=float,
+        default=PRE_S,
+        help="the monitor starts this long before the leak (default 900 s)",
+    )
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="TEXT",
+        help="only the cells whose label contains every TEXT (e.g. 900m3 10kg/d)",
+    )
     ap.add_argument("--jobs", type=int, default=max(1, min(mp.cpu_count(), 4)))
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
-    ap.add_argument("--from-json", type=Path, nargs="+", default=None,
-                    help="no runs: tabulate (and with --plots draw) these --json results")
-    ap.add_argument("--markdown", type=Path, default=None,
-                    help="with --from-json: write the tables of docs/DETECTION.md here")
-    ap.add_argument("--plots", type=Path, nargs="?", const=Path("docs/detection"), default=None,
-                    help="draw the figures from --json's results into this directory")
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="no runs: tabulate (and with --plots draw) these --json results",
+    )
+    ap.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="with --from-json: write the tables of docs/DETECTION.md here",
+    )
+    ap.add_argument(
+        "--plots",
+        type=Path,
+        nargs="?",
+        const=Path("docs/detection"),
+        default=None,
+        help="draw the figures from --json's results into this directory",
+    )
     args = ap.parse_args(argv)
     quick = args.quick
     cap = args.cap if args.cap is not None else (3600.0 if quick else 4 * 3600.0)
-    nominal_days = (args.nominal_days if args.nominal_days is not None
-                    else (2 / 24 if quick else 30.0))
+    nominal_days = (
+        args.nominal_days if args.nominal_days is not None else (2 / 24 if quick else 30.0)
+    )
     fault_days = args.fault_days if args.fault_days is not None else (1 / 24 if quick else 1.0)
 
     if args.from_json is not None:
@@ -830,15 +1026,21 @@ def main(argv: list[str] | None = None) -> int:
     cells = [] if args.no_cells else grid(quick)
     if args.only:
         cells = [c for c in cells if all(t in c.label for t in args.only)]
-    jobs = [("fa", (name, d, args.fa_loop_hz,
-                    args.nominal_from_day if name == "nominal" else 0.0)) for name, d in
-            ((name, nominal_days if name == "nominal" else fault_days) for name in FA_SCENARIOS)
-            if d > 0]
+    jobs = [
+        ("fa", (name, d, args.fa_loop_hz, args.nominal_from_day if name == "nominal" else 0.0))
+        for name, d in (
+            (name, nominal_days if name == "nominal" else fault_days) for name in FA_SCENARIOS
+        )
+        if d > 0
+    ]
     jobs += [("cell", (c, cap)) for c in cells]
     # longest first, so the pool ends together
-    print(f"detection scorecard: {len(cells)} cells, false-alarm runs "
-          f"nominal {nominal_days:g} d, faults {fault_days:g} d each, loop {args.fa_loop_hz:g} Hz; "
-          f"{args.jobs} processes", flush=True)
+    print(
+        f"detection scorecard: {len(cells)} cells, false-alarm runs "
+        f"nominal {nominal_days:g} d, faults {fault_days:g} d each, loop {args.fa_loop_hz:g} Hz; "
+        f"{args.jobs} processes",
+        flush=True,
+    )
     rows: list[dict] = []
     fa: list[dict] = []
     ctx = mp.get_context("fork")
@@ -847,8 +1049,11 @@ def main(argv: list[str] | None = None) -> int:
         it = pool.imap_unordered(_work, [a for k, a in jobs if k == "cell"])
         for r in it:
             rows.append(r)
-            print(f"  {r['label']:46s} latency {_f(r['latency_s']):>6s} s "
-                  f"(floor {_f(r['floor_s'])} s)  wall {r['wall_s']:.1f} s", flush=True)
+            print(
+                f"  {r['label']:46s} latency {_f(r['latency_s']):>6s} s "
+                f"(floor {_f(r['floor_s'])} s)  wall {r['wall_s']:.1f} s",
+                flush=True,
+            )
         for f in fa_res:
             res = f.get()
             fa.append(res)
@@ -869,8 +1074,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall time {wall:.0f} s")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"quick": quick, "cap_s": cap, "wall_s": wall,
-                                         "cells": rows, "false_alarms": fa}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {"quick": quick, "cap_s": cap, "wall_s": wall, "cells": rows, "false_alarms": fa},
+                indent=1,
+            )
+        )
     if args.plots is not None:
         draw({"cells": rows, "false_alarms": fa}, args.plots)
     return 0

@@ -30,15 +30,15 @@ PRE_S = 900.0
 BIG_HOLE_MM = 25.0
 
 
-def orifice_mass_rate(d_mm: float, p_pa: float = P0_PA, t_k: float = T0_K,
-                      cd: float = CD) -> float:
+def orifice_mass_rate(d_mm: float, p_pa: float = P0_PA, t_k: float = T0_K, cd: float = CD) -> float:
     """kg/s through a sharp-edged hole of ``d_mm`` to vacuum (choked flow)."""
     area = math.pi * (d_mm / 1000.0) ** 2 / 4.0
     return cd * area * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE
 
 
-def orifice_diameter_mm(kg_day: float, p_pa: float = P0_PA, t_k: float = T0_K,
-                        cd: float = CD) -> float:
+def orifice_diameter_mm(
+    kg_day: float, p_pa: float = P0_PA, t_k: float = T0_K, cd: float = CD
+) -> float:
     """The orifice law inverted: the hole (mm) that passes ``kg_day`` at ``p_pa``, ``t_k``."""
     mdot = kg_day / 86400.0
     area = mdot / (cd * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE)
@@ -65,13 +65,14 @@ class Cell:
     hole_mm: float | None = None  # given diameter (orifice only); else from kg_day
     caution_kg_day: float | None = None  # a lower CAUTION limit than the flight set's
 
-
     @property
     def label(self) -> str:
         size = f"{self.hole_mm:g}mm" if self.hole_mm else f"{self.kg_day:g}kg/d"
         lim = f" lim{self.caution_kg_day:g}" if self.caution_kg_day else ""
-        return (f"{self.volume_m3:g}m3 {self.kind} {size} M{self.n_sensors} "
-                f"{self.noise_pa:g}Pa {self.rate_hz:g}Hz dT{self.thermal_k:g} s{self.seed}{lim}")
+        return (
+            f"{self.volume_m3:g}m3 {self.kind} {size} M{self.n_sensors} "
+            f"{self.noise_pa:g}Pa {self.rate_hz:g}Hz dT{self.thermal_k:g} s{self.seed}{lim}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,8 +80,9 @@ class Cell:
 
 def big_hole_cell(volume_m3: float, **kw) -> Cell:
     """A cell with the 25 mm orifice (its mass rate computed from the law)."""
-    return Cell(volume_m3, "orifice", orifice_mass_rate(BIG_HOLE_MM) * 86400.0,
-                hole_mm=BIG_HOLE_MM, **kw)
+    return Cell(
+        volume_m3, "orifice", orifice_mass_rate(BIG_HOLE_MM) * 86400.0, hole_mm=BIG_HOLE_MM, **kw
+    )
 
 
 def scenario_dict(cell: Cell, duration_s: float) -> dict:
@@ -96,8 +98,13 @@ def scenario_dict(cell: Cell, duration_s: float) -> dict:
     else:
         leak["kg_per_day"] = cell.kg_day
     sensors = [
-        {"name": f"s{i + 1}", "link": "bus0", "addr": i + 1, "volume": "cabin",
-         "bias_pa": (-1.5, 2.5, 0.5)[i % 3]}
+        {
+            "name": f"s{i + 1}",
+            "link": "bus0",
+            "addr": i + 1,
+            "volume": "cabin",
+            "bias_pa": (-1.5, 2.5, 0.5)[i % 3],
+        }
         for i in range(cell.n_sensors)
     ]
     return {

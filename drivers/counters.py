@@ -55,7 +55,6 @@ class DecoderCounters:
         }
 
 
-
 class Counts:
     """Mutable counters that the scanners update; ``snapshot()`` freezes them."""
 

@@ -239,9 +239,7 @@ class StreamDecoder:
             ver_msg, addr_flags, seq, length, hec_byte = unpack_header(buf, cand + 2)
             if ver_msg == SAMPLE_VER_MSG and length == SAMPLE_LEN:
                 # The common case, with the SAMPLE-constant part of the HEC folded in.
-                header_ok = (
-                    HEC_SAMPLE_CONST ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] == hec_byte
-                )
+                header_ok = HEC_SAMPLE_CONST ^ HEC_ADDR_FLAGS[addr_flags] ^ HEC_SEQ[seq] == hec_byte
                 if not header_ok:
                     c.hec += 1
             elif (

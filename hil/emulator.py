@@ -48,8 +48,9 @@ class LinkChunk:
             return [b""] * n_bounds
         end = np.cumsum(self.frame_len)
         if np.all(rel[1:] >= rel[:-1]):  # frames in release order: slices
-            cut = np.concatenate(([0], end))[np.searchsorted(rel, np.arange(n_bounds),
-                                                             side="right")].tolist()
+            cut = np.concatenate(([0], end))[
+                np.searchsorted(rel, np.arange(n_bounds), side="right")
+            ].tolist()
             start = [0, *cut[:-1]]
             data = self.data
             return [data[a:b] for a, b in zip(start, cut, strict=True)]
@@ -82,13 +83,16 @@ class Emulator:
         self.sensors: list[EmulatedSensor] = []
         self.by_link: dict[str, list[EmulatedSensor]] = {n: [] for n in self.links}
         for j, (cfg, ss) in enumerate(zip(scenario.sensors, s_seeds, strict=True)):
-            faults = SensorFaults([f for f in scenario.faults if f.sensor == cfg.name],
-                                  boot_s=cfg.boot_s)
+            faults = SensorFaults(
+                [f for f in scenario.faults if f.sensor == cfg.name], boot_s=cfg.boot_s
+            )
             sensor = EmulatedSensor(cfg, j, ss, faults)
             self.sensors.append(sensor)
             self.by_link[cfg.link].append(sensor)
-        self.injectors = {n: LinkFaultInjector(n, list(scenario.link_faults), ss)
-                          for n, ss in zip(self.links, l_seeds, strict=True)}
+        self.injectors = {
+            n: LinkFaultInjector(n, list(scenario.link_faults), ss)
+            for n, ss in zip(self.links, l_seeds, strict=True)
+        }
         self._decoders = {n: StreamDecoder(partial_timeout_s=0.5) for n in self.links}
         self._replies: dict[str, list[bytes]] = {n: [] for n in self.links}
         self.t_s = 0.0
@@ -156,9 +160,11 @@ class Emulator:
         """Whether ``advance_frames`` can run ahead of the host: no link faults
         (they cut bytes by time), no host replies pending, and sample clocks exact
         (so the samples do not depend on how time is cut)."""
-        return (not any(inj.states for inj in self.injectors.values())
-                and not any(self._replies.values())
-                and all(s.exact_clock() for s in self.sensors))
+        return (
+            not any(inj.states for inj in self.injectors.values())
+            and not any(self._replies.values())
+            and all(s.exact_clock() for s in self.sensors)
+        )
 
     def advance_frames(self, bounds) -> dict[str, LinkChunk]:
         """Run to ``bounds[-1]`` at once, with the bytes of each link split as
@@ -172,8 +178,9 @@ class Emulator:
         if not len(bounds) or bounds[0] <= self.t_s or np.any(np.diff(bounds) <= 0):
             raise ValueError("bounds must increase, after the emulator's time")
         if not self.can_look_ahead():
-            raise RuntimeError("link faults, pending replies or inexact clocks: "
-                               "advance step by step")
+            raise RuntimeError(
+                "link faults, pending replies or inexact clocks: advance step by step"
+            )
         return self._run(self.t_s, float(bounds[-1]), bounds)
 
     def _run(self, t0: float, t1: float, bounds: np.ndarray | None) -> dict[str, LinkChunk]:
@@ -187,9 +194,10 @@ class Emulator:
         for link in self.links:
             replies = self._replies[link]
             self._replies[link] = []
-            blocks = [s.samples(t0, t1, grid_t, probe_p[:, s.probe], probe_t[:, s.probe],
-                                bounds)
-                      for s in self.by_link[link]]
+            blocks = [
+                s.samples(t0, t1, grid_t, probe_p[:, s.probe], probe_t[:, s.probe], bounds)
+                for s in self.by_link[link]
+            ]
             blocks = [b for b in blocks if len(b.t_s)]
             parts = [b"".join(replies)] if replies else []
             n_rep = len(replies)
@@ -245,8 +253,7 @@ class Emulator:
         grid = hist[:, 0]
 
         def interp(cols: np.ndarray) -> np.ndarray:
-            return np.stack([np.interp(ts, grid, cols[:, i]) for i in range(cols.shape[1])],
-                            axis=1)
+            return np.stack([np.interp(ts, grid, cols[:, i]) for i in range(cols.shape[1])], axis=1)
 
         out = {key: interp(hist[:, c[key]]) for key in ("rate", "leaked", "inflowed")}
         out["m"] = np.exp(interp(np.log(np.maximum(hist[:, c["m"]], 1e-300))))
@@ -288,10 +295,21 @@ class Emulator:
         st = self._interp_state(ts, hist)
         has_faults = bool(self.scenario.faults or self.scenario.link_faults)
         faults = [self._faults_at(t) for t in ts.tolist()] if has_faults else []
-        self._truth_parts.append(TruthSeries(
-            [v.name for v in self.scenario.volumes], [h.name for h in self.scenario.hatches],
-            ts, st["P"], st["T"], st["m"], st["rate"], st["leaked"], st["inflowed"][:, 0],
-            self._hatch_states(ts), faults))
+        self._truth_parts.append(
+            TruthSeries(
+                [v.name for v in self.scenario.volumes],
+                [h.name for h in self.scenario.hatches],
+                ts,
+                st["P"],
+                st["T"],
+                st["m"],
+                st["rate"],
+                st["leaked"],
+                st["inflowed"][:, 0],
+                self._hatch_states(ts),
+                faults,
+            )
+        )
 
     def restart_truth_at(self, t_s: float) -> None:
         """Collect the regular truth records again from ``t_s`` (not before ``t_s``
@@ -312,14 +330,27 @@ class Emulator:
         ts = np.array([self.t_s])
         st = self._interp_state(ts, hist)
         names = [v.name for v in self.scenario.volumes]
-        vols = {n: VolumeTruth(float(st["P"][0, i]), float(st["T"][0, i]), float(st["m"][0, i]),
-                               float(st["rate"][0, i]), float(st["leaked"][0, i]))
-                for i, n in enumerate(names)}
+        vols = {
+            n: VolumeTruth(
+                float(st["P"][0, i]),
+                float(st["T"][0, i]),
+                float(st["m"][0, i]),
+                float(st["rate"][0, i]),
+                float(st["leaked"][0, i]),
+            )
+            for i, n in enumerate(names)
+        }
         hs = self._hatch_states(ts)[0]
         hatches = {h.name: bool(hs[j]) for j, h in enumerate(self.scenario.hatches)}
-        return Truth(self.t_s, vols, hatches, self._faults_at(self.t_s),
-                     {n: self.link_up(n) for n in self.links},
-                     float(st["inflowed"][0, 0]), float(st["m"][0].sum()))
+        return Truth(
+            self.t_s,
+            vols,
+            hatches,
+            self._faults_at(self.t_s),
+            {n: self.link_up(n) for n in self.links},
+            float(st["inflowed"][0, 0]),
+            float(st["m"][0].sum()),
+        )
 
     def counters(self) -> dict:
         return {

@@ -184,9 +184,14 @@ class Endpoint:
         return 0
 
     def counters(self) -> dict:
-        return {"written": self.bytes_written, "dropped": self.bytes_dropped,
-                "blocks_dropped": self.blocks_dropped, "in": self.bytes_in,
-                "pending": len(self.pending), "reconnects": self.reconnects}
+        return {
+            "written": self.bytes_written,
+            "dropped": self.bytes_dropped,
+            "blocks_dropped": self.blocks_dropped,
+            "in": self.bytes_in,
+            "pending": len(self.pending),
+            "reconnects": self.reconnects,
+        }
 
 
 def _nonblocking(fd: int) -> None:
@@ -270,8 +275,7 @@ class PtyEndpoint(Endpoint):
 
     def _settled(self) -> bool:
         """A reader is present and has had SETTLE_S to finish opening (and flushing)."""
-        return (self._reader_present()
-                and time.monotonic() - self._reader_since >= self.SETTLE_S)
+        return self._reader_present() and time.monotonic() - self._reader_since >= self.SETTLE_S
 
     @property
     def connected(self) -> bool:
@@ -432,8 +436,9 @@ class SerialPortEndpoint(Endpoint):
     def open(self) -> None:
         import serial
 
-        self.ser = serial.Serial(self.device, baudrate=self.baud or 115200, timeout=0,
-                                 write_timeout=0)
+        self.ser = serial.Serial(
+            self.device, baudrate=self.baud or 115200, timeout=0, write_timeout=0
+        )
         _nonblocking(self.ser.fileno())
 
     def close(self) -> None:

@@ -46,8 +46,10 @@ class LinkCounters:
     events: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in
-                ("flipped_bits", "dropped_bytes", "inserted_bytes", "lost_frames")}
+        return {
+            k: getattr(self, k)
+            for k in ("flipped_bits", "dropped_bytes", "inserted_bytes", "lost_frames")
+        }
 
 
 class _FaultState:
@@ -56,8 +58,9 @@ class _FaultState:
         self.rng = rng
         self.done = False  # one-shot applied
         self.gap: int | None = None  # units (bits or bytes) to the next rate event
-        self.next_t = fault.start_s + (rng.exponential(3600.0 / fault.per_hour)
-                                       if fault.per_hour > 0 else math.inf)
+        self.next_t = fault.start_s + (
+            rng.exponential(3600.0 / fault.per_hour) if fault.per_hour > 0 else math.inf
+        )
 
     @property
     def one_shot(self) -> bool:
@@ -71,10 +74,13 @@ class LinkFaultInjector:
         self.link = link
         faults = [f for f in faults if f.link == link]
         seeds = seed_seq.spawn(max(len(faults), 1))
-        self.states = [_FaultState(f, np.random.Generator(np.random.PCG64(s)))
-                       for f, s in zip(faults, seeds, strict=False)]
-        self.down_windows = [(f.start_s, f.start_s + f.duration_s) for f in faults
-                             if f.kind == "disconnect"]
+        self.states = [
+            _FaultState(f, np.random.Generator(np.random.PCG64(s)))
+            for f, s in zip(faults, seeds, strict=False)
+        ]
+        self.down_windows = [
+            (f.start_s, f.start_s + f.duration_s) for f in faults if f.kind == "disconnect"
+        ]
         self.counters = LinkCounters()
 
     def events(self) -> list[LinkEvent]:
@@ -90,8 +96,9 @@ class LinkFaultInjector:
         out = []
         for st in self.states:
             f = st.f
-            end = f.start_s + f.duration_s if f.kind == "disconnect" else max(f.end_s,
-                                                                              f.start_s + 1)
+            end = (
+                f.start_s + f.duration_s if f.kind == "disconnect" else max(f.end_s, f.start_s + 1)
+            )
             if f.start_s <= t_s < end:
                 out.append(f.kind)
         return out
@@ -208,5 +215,5 @@ class LinkFaultInjector:
         g = rng.integers(0, 256, length, dtype=np.uint8)
         if length >= 3 and rng.random() < 0.5:
             at = int(rng.integers(0, length - 2))
-            g[at:at + 3] = FALSE_SYNC
+            g[at : at + 3] = FALSE_SYNC
         return g

@@ -137,8 +137,9 @@ class Network:
         self.m = p0 * self.vol / (R_AIR * t_k)
         self.initial_mass_kg = float(self.m.sum())
         self.hatch_names = [h.name for h in scenario.hatches]
-        self.hatch_ends = [(idx[h.volume_a], idx[h.volume_b], h.conductance_kg_s_pa)
-                           for h in scenario.hatches]
+        self.hatch_ends = [
+            (idx[h.volume_a], idx[h.volume_b], h.conductance_kg_s_pa) for h in scenario.hatches
+        ]
         self.hatch_open = np.array([h.open for h in scenario.hatches], dtype=bool)
         self.leaks = [LeakSchedule(lk) for lk in scenario.leaks]
         self.leak_vol = np.array([idx[lk.volume] for lk in scenario.leaks], dtype=np.int64)
@@ -182,8 +183,16 @@ class Network:
     def columns(self) -> dict[str, slice]:
         nv, npr = self.nv, len(self.probe_vol)
         c, out = 1, {"t": slice(0, 1)}
-        for name, n in (("m", nv), ("T", nv), ("P", nv), ("rate", nv), ("leaked", nv),
-                        ("inflowed", 1), ("probe_p", npr), ("probe_t", npr)):
+        for name, n in (
+            ("m", nv),
+            ("T", nv),
+            ("P", nv),
+            ("rate", nv),
+            ("leaked", nv),
+            ("inflowed", 1),
+            ("probe_p", npr),
+            ("probe_t", npr),
+        ):
             out[name] = slice(c, c + n)
             c += n
         return out
@@ -205,7 +214,8 @@ class Network:
             groups.setdefault(find(i), []).append(i)
         out = []
         self._singletons = np.array(
-            sorted(m[0] for m in groups.values() if len(m) == 1), dtype=np.int64)
+            sorted(m[0] for m in groups.values() if len(m) == 1), dtype=np.int64
+        )
         for members in groups.values():
             if len(members) < 2:
                 continue
@@ -271,8 +281,9 @@ class Network:
         loss = m0 - m1
         rates = kap * m0[self.leak_vol] ** 2
         tot = np.bincount(self.leak_vol, rates, self.nv)
-        share = np.divide(rates, tot[self.leak_vol], out=np.zeros_like(rates),
-                          where=tot[self.leak_vol] > 0)
+        share = np.divide(
+            rates, tot[self.leak_vol], out=np.zeros_like(rates), where=tot[self.leak_vol] > 0
+        )
         self.leaked_kg += share * loss[self.leak_vol]
         self.m = m1
 
@@ -305,8 +316,9 @@ class Network:
             mint[one] = f1 * m0[one] + f2 * s[one]
         leaked_v = lam_v * mint
         if len(self.leaks):
-            share = np.divide(lam, lam_v[self.leak_vol], out=np.zeros_like(lam),
-                              where=lam_v[self.leak_vol] > 0)
+            share = np.divide(
+                lam, lam_v[self.leak_vol], out=np.zeros_like(lam), where=lam_v[self.leak_vol] > 0
+            )
             self.leaked_kg += share * leaked_v[self.leak_vol]
         # exact bookkeeping: what is there = what was + what came - what left
         for mem in [g[0] for g in self._groups] + [one]:
@@ -368,9 +380,21 @@ class Network:
             leaked_v = np.bincount(self.leak_vol, self.leaked_kg, self.nv)
         else:
             rate = leaked_v = np.zeros(self.nv)
-        self.rows.append(np.concatenate((
-            [self.t], self.m, tk, p, rate, leaked_v, [self.inflowed_kg],
-            self.probe_p, self.probe_t)))
+        self.rows.append(
+            np.concatenate(
+                (
+                    [self.t],
+                    self.m,
+                    tk,
+                    p,
+                    rate,
+                    leaked_v,
+                    [self.inflowed_kg],
+                    self.probe_p,
+                    self.probe_t,
+                )
+            )
+        )
 
     def leak_time_scale(self) -> float:
         """Shortest time scale m / mdot of the leaks now (inf without leaks)."""
@@ -383,9 +407,12 @@ class Network:
         return 1.0 / kmax if kmax > 0 else math.inf
 
     def next_step(self, limit_t: float = math.inf) -> float:
-        h = min(self.max_step_s, self.step_cap,
-                STEP_FRACTION * self.leak_time_scale(),
-                STEP_FRACTION * self.thermal.fastest_tau_s(self.t))
+        h = min(
+            self.max_step_s,
+            self.step_cap,
+            STEP_FRACTION * self.leak_time_scale(),
+            STEP_FRACTION * self.thermal.fastest_tau_s(self.t),
+        )
         h = min(h, self.next_event_time() - self.t, limit_t - self.t)
         return max(h, 1e-9)
 
@@ -412,5 +439,9 @@ class Network:
 
     def mass_balance_kg(self) -> float:
         """Current mass + leaked - inflowed - initial mass: zero to rounding."""
-        return (float(self.m.sum()) + float(self.leaked_kg.sum()) - self.inflowed_kg
-                - self.initial_mass_kg)
+        return (
+            float(self.m.sum())
+            + float(self.leaked_kg.sum())
+            - self.inflowed_kg
+            - self.initial_mass_kg
+        )

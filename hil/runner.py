@@ -84,9 +84,15 @@ def fast_forward(emu: Emulator, t_s: float, stop: threading.Event | None = None)
     emu.restart_truth_at(t_s)
 
 
-def run(emu: Emulator, endpoints: dict[str, Endpoint], duration_s: float,
-        speed: float | None = None, truth: TruthWriter | None = None,
-        stop: threading.Event | None = None, on_event=None) -> RunStats:
+def run(
+    emu: Emulator,
+    endpoints: dict[str, Endpoint],
+    duration_s: float,
+    speed: float | None = None,
+    truth: TruthWriter | None = None,
+    stop: threading.Event | None = None,
+    on_event=None,
+) -> RunStats:
     stop = stop or threading.Event()
     stats = RunStats()
     files_only = all(isinstance(ep, FileEndpoint) for ep in endpoints.values())
@@ -146,8 +152,12 @@ def run(emu: Emulator, endpoints: dict[str, Endpoint], duration_s: float,
     stats.wall_s = time.monotonic() - wall0
     # let the last bytes out, and a pty's reader take them before it closes (bounded)
     t_end = time.monotonic() + 2.0
-    while not files_only and not stop.is_set() and time.monotonic() < t_end and (
-            not _all_idle(endpoints) or any(ep.unread_bytes() for ep in endpoints.values())):
+    while (
+        not files_only
+        and not stop.is_set()
+        and time.monotonic() < t_end
+        and (not _all_idle(endpoints) or any(ep.unread_bytes() for ep in endpoints.values()))
+    ):
         for ep in endpoints.values():
             ep.flush()
         _wait(endpoints, 0.01)

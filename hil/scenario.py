@@ -293,8 +293,14 @@ class _Table:
             raise self.err(name, "must be true or false")
         return v
 
-    def num(self, name: str, default: Any = _REQUIRED, *, min: float | None = None,
-            positive: bool = False) -> Any:
+    def num(
+        self,
+        name: str,
+        default: Any = _REQUIRED,
+        *,
+        min: float | None = None,
+        positive: bool = False,
+    ) -> Any:
         v = self.raw(name, default)
         if v is default:
             return v
@@ -306,8 +312,9 @@ class _Table:
             raise self.err(name, f"must be >= {min} (got {v})")
         return float(v)
 
-    def int(self, name: str, default: Any = _REQUIRED, *, lo: int | None = None,
-            hi: int | None = None) -> Any:
+    def int(
+        self, name: str, default: Any = _REQUIRED, *, lo: int | None = None, hi: int | None = None
+    ) -> Any:
         v = self.raw(name, default)
         if v is default:
             return v
@@ -394,11 +401,25 @@ def _sensor_fields(t: _Table, defaults: dict[str, Any]) -> dict[str, Any]:
 
     for name in ("rate_hz", "max_rate_hz"):
         pick(name, t.num, positive=True)
-    for name in ("noise_pa", "resolution_pa", "lag_s", "temp_noise_k", "temp_resolution_k",
-                 "temp_lag_s", "warmup_s", "boot_s"):
+    for name in (
+        "noise_pa",
+        "resolution_pa",
+        "lag_s",
+        "temp_noise_k",
+        "temp_resolution_k",
+        "temp_lag_s",
+        "warmup_s",
+        "boot_s",
+    ):
         pick(name, t.num, min=0.0)
-    for name in ("bias_pa", "drift_pa_per_day", "temp_bias_k", "clock_ppm",
-                 "range_min_pa", "range_max_pa"):
+    for name in (
+        "bias_pa",
+        "drift_pa_per_day",
+        "temp_bias_k",
+        "clock_ppm",
+        "range_min_pa",
+        "range_max_pa",
+    ):
         pick(name, t.num)
     pick("power_on_s", t.time)
     pick("autostart", t.bool)
@@ -525,8 +546,9 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         t.done()
         if any(lk.name == lname for lk in leaks):
             raise t.err("name", f"duplicate leak {lname!r}")
-        leaks.append(Leak(lname, vname, kind, onset, end, d or 0.0, cd or 0.61, k or 0.0,
-                          tuple(changes)))
+        leaks.append(
+            Leak(lname, vname, kind, onset, end, d or 0.0, cd or 0.61, k or 0.0, tuple(changes))
+        )
 
     # inflows
     inflows: list[Inflow] = []
@@ -561,8 +583,13 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
                 raise t.err("hatch", f"unknown hatch {h!r}")
             ev = Event(ts, kind, h, open=t.bool("open"))
         elif kind == "temperature_step":
-            ev = Event(ts, kind, volume_ref(t, "volume"), delta_k=t.num("delta_k"),
-                       tau_s=t.time("tau", 300.0))
+            ev = Event(
+                ts,
+                kind,
+                volume_ref(t, "volume"),
+                delta_k=t.num("delta_k"),
+                tau_s=t.time("tau", 300.0),
+            )
         else:
             raise t.err("kind", f"unknown event kind {kind!r} (kinds: {', '.join(EVENT_KINDS)})")
         t.done()
@@ -613,14 +640,18 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
             raise t.err("sensor", f"unknown sensor {sname!r}")
         kind = t.str("kind")
         if kind not in SENSOR_FAULT_KINDS:
-            raise t.err("kind", f"unknown sensor fault {kind!r} "
-                        f"(kinds: {', '.join(SENSOR_FAULT_KINDS)})")
+            raise t.err(
+                "kind", f"unknown sensor fault {kind!r} (kinds: {', '.join(SENSOR_FAULT_KINDS)})"
+            )
         start = t.time("start")
         end = start + t.time("duration") if t.has("duration") else t.time("end", math.inf)
         if end < start:
             raise t.err("end", "must not be before start")
         f = SensorFault(
-            sname, kind, start, end,
+            sname,
+            kind,
+            start,
+            end,
             magnitude_pa=t.num("magnitude_pa", 0.0),
             rate_pa_per_day=t.num("rate_pa_per_day", 0.0),
             factor=t.num("factor", 10.0 if kind == "noisy" else 1.0, min=0.0),
@@ -636,15 +667,20 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
             raise t.err("link", f"unknown link {lname!r}")
         kind = t.str("kind")
         if kind not in LINK_FAULT_KINDS:
-            raise t.err("kind", f"unknown link fault {kind!r} "
-                        f"(kinds: {', '.join(LINK_FAULT_KINDS)})")
+            raise t.err(
+                "kind", f"unknown link fault {kind!r} (kinds: {', '.join(LINK_FAULT_KINDS)})"
+            )
         start = t.time("start")
-        end = start + t.time("duration_window") if t.has("duration_window") else t.time(
-            "end", start)
+        end = (
+            start + t.time("duration_window") if t.has("duration_window") else t.time("end", start)
+        )
         if end < start:
             raise t.err("end", "must not be before start")
         lf = LinkFault(
-            lname, kind, start, end,
+            lname,
+            kind,
+            start,
+            end,
             count=t.int("count", 1, lo=1, hi=10**6),
             rate=t.num("rate", 0.0, min=0.0),
             per_hour=t.num("per_hour", 0.0, min=0.0),
@@ -660,9 +696,21 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         raise ConfigError(path, "sensors", "at least one [[sensors]] table is needed")
     top.done()
     return Scenario(
-        name=name, path=path, description=description, seed=seed, duration_s=duration_s,
-        max_step_s=max_step_s, nominal_pressure_pa=nominal_p, min_pressure_pa=min_p,
-        volumes=tuple(volumes), hatches=tuple(hatches), leaks=tuple(leaks),
-        inflows=tuple(inflows), events=tuple(events), links=tuple(links.values()),
-        sensors=tuple(sensors), faults=tuple(faults), link_faults=tuple(link_faults),
+        name=name,
+        path=path,
+        description=description,
+        seed=seed,
+        duration_s=duration_s,
+        max_step_s=max_step_s,
+        nominal_pressure_pa=nominal_p,
+        min_pressure_pa=min_p,
+        volumes=tuple(volumes),
+        hatches=tuple(hatches),
+        leaks=tuple(leaks),
+        inflows=tuple(inflows),
+        events=tuple(events),
+        links=tuple(links.values()),
+        sensors=tuple(sensors),
+        faults=tuple(faults),
+        link_faults=tuple(link_faults),
     )

@@ -45,15 +45,24 @@ class SampleBlock:
 
 def _empty_block(addr: int) -> SampleBlock:
     z = np.zeros(0)
-    return SampleBlock(z, addr, np.zeros(0, np.int64), np.zeros(0, np.uint64), z,
-                       z.astype(np.float32), np.zeros(0, np.uint16), np.zeros(0, np.int64))
+    return SampleBlock(
+        z,
+        addr,
+        np.zeros(0, np.int64),
+        np.zeros(0, np.uint64),
+        z,
+        z.astype(np.float32),
+        np.zeros(0, np.uint16),
+        np.zeros(0, np.int64),
+    )
 
 
 class EmulatedSensor:
     """One transducer's state between blocks."""
 
-    def __init__(self, cfg: Sensor, probe: int, seed_seq: np.random.SeedSequence,
-                 faults: SensorFaults):
+    def __init__(
+        self, cfg: Sensor, probe: int, seed_seq: np.random.SeedSequence, faults: SensorFaults
+    ):
         self.cfg = cfg
         self.probe = probe
         sp, st = seed_seq.spawn(2)
@@ -108,10 +117,19 @@ class EmulatedSensor:
         if op is not None and args is None:
             result = AckResult.BAD_ARGUMENT
         elif op == Opcode.IDENTIFY:
-            out.append(IdentityFrame(
-                addr=cfg.addr, seq=self._next_seq(), flags=0, model=cfg.model,
-                serial=cfg.serial, firmware=cfg.firmware, range_min_pa=cfg.range_min_pa,
-                range_max_pa=cfg.range_max_pa, rate_mhz=self.rate_mhz).encode())
+            out.append(
+                IdentityFrame(
+                    addr=cfg.addr,
+                    seq=self._next_seq(),
+                    flags=0,
+                    model=cfg.model,
+                    serial=cfg.serial,
+                    firmware=cfg.firmware,
+                    range_min_pa=cfg.range_min_pa,
+                    range_max_pa=cfg.range_max_pa,
+                    rate_mhz=self.rate_mhz,
+                ).encode()
+            )
         elif op == Opcode.SET_RATE:
             rate = int(args["rate_mhz"])
             if rate <= 0 or rate > cfg.max_rate_hz * 1000:
@@ -139,9 +157,16 @@ class EmulatedSensor:
             self.config_changed = True
         if cmd.flags & Flags.ACK_REQUESTED:
             flags = 0 if result == AckResult.OK else int(Flags.ERROR_REPLY)
-            out.append(AckFrame(addr=cfg.addr, seq=self._next_seq(), flags=flags,
-                                command_seq=cmd.seq, opcode=cmd.opcode & 0xFF,
-                                result=result).encode())
+            out.append(
+                AckFrame(
+                    addr=cfg.addr,
+                    seq=self._next_seq(),
+                    flags=flags,
+                    command_seq=cmd.seq,
+                    opcode=cmd.opcode & 0xFF,
+                    result=result,
+                ).encode()
+            )
         return out
 
     def _next_seq(self) -> int:
@@ -154,11 +179,21 @@ class EmulatedSensor:
         """Whether every sample clock value is an integer number of us (exact in
         floating point), so that the samples of (t0, t1] do not depend on how the
         interval is cut into ``samples`` calls, to the last bit."""
-        return (float(self.period_us).is_integer() and float(self.next_c_us).is_integer()
-                and float(self.cfg.boot_s * 1e6 + self.period_us).is_integer())
+        return (
+            float(self.period_us).is_integer()
+            and float(self.next_c_us).is_integer()
+            and float(self.cfg.boot_s * 1e6 + self.period_us).is_integer()
+        )
 
-    def samples(self, t0: float, t1: float, grid_t: np.ndarray, probe_p: np.ndarray,
-                probe_t: np.ndarray, bounds: np.ndarray | None = None) -> SampleBlock:
+    def samples(
+        self,
+        t0: float,
+        t1: float,
+        grid_t: np.ndarray,
+        probe_p: np.ndarray,
+        probe_t: np.ndarray,
+        bounds: np.ndarray | None = None,
+    ) -> SampleBlock:
         """SAMPLEs with simulated times in (t0, t1]; physics history on ``grid_t``.
 
         With ``bounds`` (increasing times in (t0, t1], the last one t1) the block
@@ -224,9 +259,15 @@ class EmulatedSensor:
             tc = np.round(tc / cfg.temp_resolution_k) * cfg.temp_resolution_k
         bad = (p < cfg.range_min_pa) | (p > cfg.range_max_pa) | self.faults.out_of_range_mask(ts)
         status = np.where(bad, np.uint16(Status.PRESSURE_OUT_OF_RANGE), np.uint16(0))
-        status |= np.where(np.concatenate(cols["warm"]), np.uint16(Status.WARMING_UP),
-                           np.uint16(0))
+        status |= np.where(np.concatenate(cols["warm"]), np.uint16(Status.WARMING_UP), np.uint16(0))
         status[flagged] |= np.uint16(Status.CONFIG_CHANGED)
-        return SampleBlock(ts, cfg.addr, np.concatenate(cols["seq"]),
-                           np.round(c).astype(np.uint64), p, tc.astype(np.float32), status,
-                           np.concatenate(rel) if bounds is not None else None)
+        return SampleBlock(
+            ts,
+            cfg.addr,
+            np.concatenate(cols["seq"]),
+            np.round(c).astype(np.uint64),
+            p,
+            tc.astype(np.float32),
+            status,
+            np.concatenate(rel) if bounds is not None else None,
+        )

@@ -79,9 +79,19 @@ class TruthSeries:
     @classmethod
     def concat(cls, parts: list[TruthSeries]) -> TruthSeries:
         p0 = parts[0]
-        kw = {k: np.concatenate([getattr(p, k) for p in parts])
-              for k in ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg",
-                        "inflowed_kg", "hatch_open")}
+        kw = {
+            k: np.concatenate([getattr(p, k) for p in parts])
+            for k in (
+                "t_s",
+                "p_pa",
+                "t_k",
+                "mass_kg",
+                "leak_kg_s",
+                "leaked_kg",
+                "inflowed_kg",
+                "hatch_open",
+            )
+        }
         faults = [f for p in parts for f in p.faults]
         return cls(p0.volume_names, p0.hatch_names, faults=faults, **kw)
 
@@ -99,24 +109,30 @@ def _finite(o):
 
 def header_record(scenario: Scenario, seed: int, truth_rate_hz: float) -> dict:
     """The first line of a truth file (open ends are null)."""
-    return _finite({
-        "type": "header",
-        "scenario": scenario.name,
-        "path": scenario.path,
-        "seed": seed,
-        "truth_rate_hz": truth_rate_hz,
-        "duration_s": scenario.duration_s,
-        "volumes": [{"name": v.name, "volume_m3": v.volume_m3} for v in scenario.volumes],
-        "hatches": [{"name": h.name, "a": h.volume_a, "b": h.volume_b, "open": h.open}
-                    for h in scenario.hatches],
-        "hatch_events": scenario.hatch_events(),
-        "sensors": [{"name": s.name, "link": s.link, "addr": s.addr, "volume": s.volume}
-                    for s in scenario.sensors],
-        "leaks": [dataclasses.asdict(lk) for lk in scenario.leaks],
-        "inflows": [dataclasses.asdict(f) for f in scenario.inflows],
-        "faults": [dataclasses.asdict(f) for f in scenario.faults],
-        "link_faults": [dataclasses.asdict(f) for f in scenario.link_faults],
-    })
+    return _finite(
+        {
+            "type": "header",
+            "scenario": scenario.name,
+            "path": scenario.path,
+            "seed": seed,
+            "truth_rate_hz": truth_rate_hz,
+            "duration_s": scenario.duration_s,
+            "volumes": [{"name": v.name, "volume_m3": v.volume_m3} for v in scenario.volumes],
+            "hatches": [
+                {"name": h.name, "a": h.volume_a, "b": h.volume_b, "open": h.open}
+                for h in scenario.hatches
+            ],
+            "hatch_events": scenario.hatch_events(),
+            "sensors": [
+                {"name": s.name, "link": s.link, "addr": s.addr, "volume": s.volume}
+                for s in scenario.sensors
+            ],
+            "leaks": [dataclasses.asdict(lk) for lk in scenario.leaks],
+            "inflows": [dataclasses.asdict(f) for f in scenario.inflows],
+            "faults": [dataclasses.asdict(f) for f in scenario.faults],
+            "link_faults": [dataclasses.asdict(f) for f in scenario.link_faults],
+        }
+    )
 
 
 class TruthWriter:
@@ -134,18 +150,38 @@ class TruthWriter:
             return "[" + ",".join([fmt] * n) + "]"
 
         self._head = '{"type":"truth","t_s":%.3f'
-        self._body = (',"p_pa":' + arr("%.3f", nv) + ',"t_k":' + arr("%.4f", nv)
-                      + ',"mass_kg":' + arr("%.6f", nv) + ',"leak_kg_s":' + arr("%.6e", nv)
-                      + ',"leaked_kg":' + arr("%.6f", nv) + ',"inflowed_kg":%.6f'
-                      + ',"hatch_open":' + arr("%d", nh))
+        self._body = (
+            ',"p_pa":'
+            + arr("%.3f", nv)
+            + ',"t_k":'
+            + arr("%.4f", nv)
+            + ',"mass_kg":'
+            + arr("%.6f", nv)
+            + ',"leak_kg_s":'
+            + arr("%.6e", nv)
+            + ',"leaked_kg":'
+            + arr("%.6f", nv)
+            + ',"inflowed_kg":%.6f'
+            + ',"hatch_open":'
+            + arr("%d", nh)
+        )
 
     def write(self, series: TruthSeries) -> None:
         n = len(series)
         if not n:
             return
-        cols = np.column_stack([series.t_s, series.p_pa, series.t_k, series.mass_kg,
-                                series.leak_kg_s, series.leaked_kg, series.inflowed_kg,
-                                series.hatch_open.astype(np.float64)])
+        cols = np.column_stack(
+            [
+                series.t_s,
+                series.p_pa,
+                series.t_k,
+                series.mass_kg,
+                series.leak_kg_s,
+                series.leaked_kg,
+                series.inflowed_kg,
+                series.hatch_open.astype(np.float64),
+            ]
+        )
         tmpl = self._head + self._body
         rows = cols.tolist()
         if series.faults and any(series.faults):

@@ -81,8 +81,9 @@ def write_toml(path: Path, data: dict) -> Path:
     return path
 
 
-def monitor_config(scenario, urls: dict[str, str], out_dir: Path, *, speed: float = 1.0,
-                   control_socket: str = "") -> dict:
+def monitor_config(
+    scenario, urls: dict[str, str], out_dir: Path, *, speed: float = 1.0, control_socket: str = ""
+) -> dict:
     """The monitor config dict for ``scenario``'s hardware on ``urls``, outputs in ``out_dir``.
 
     The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does:
@@ -147,8 +148,7 @@ class EmulatorProcess:
         """pyserial URLs of every link: the pty alias (stable across reopen) or socket://."""
         urls = {}
         for link in links:
-            m = self.wait_line(rf"^link={re.escape(link)} (\S+)=(\S+)(?: alias=(\S+))?",
-                               timeout)
+            m = self.wait_line(rf"^link={re.escape(link)} (\S+)=(\S+)(?: alias=(\S+))?", timeout)
             kind, value, alias = m.group(1), m.group(2), m.group(3)
             if kind == "tcp":
                 urls[link] = f"socket://{value}"
@@ -204,8 +204,11 @@ def run_ticks(scenario_name: str, duration_s: float, loop_rate_hz: float | None 
     else:
         config = config_from_scenario(scenario, loop_rate_hz=loop_rate_hz)
     core = MonitorCore(config)
-    source = EmulatorSource(Emulator(scenario, truth_rate_hz=0.0),
-                            hatch_inputs=scenario.hatch_events(), on_hatch=core.set_hatch)
+    source = EmulatorSource(
+        Emulator(scenario, truth_rate_hz=0.0),
+        hatch_inputs=scenario.hatch_events(),
+        on_hatch=core.set_hatch,
+    )
     results = []
     loop = RateLoop(core, SimClock(0), config.rate_hz, source, results.append)
     loop.start_ns = int(round(NS / config.rate_hz))

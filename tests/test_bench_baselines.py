@@ -26,15 +26,16 @@ from firmware_host.config import Limits
 
 def frames(addr: int, t_s: np.ndarray, p_pa: np.ndarray) -> bytes:
     n = len(t_s)
-    return encode_samples(addr, np.arange(n), (t_s * 1e6).astype(np.uint64), p_pa,
-                          np.full(n, 22.0)).tobytes()
+    return encode_samples(
+        addr, np.arange(n), (t_s * 1e6).astype(np.uint64), p_pa, np.full(n, 22.0)
+    ).tobytes()
 
 
 def feed_per_second(panel, addr, t_s, p_pa, rate_hz):
     """Hand the bytes over one simulated second at a time, stamped at the end of it."""
     per = int(round(rate_hz))
     for i in range(0, len(t_s), per):
-        panel.feed("bus0", frames(addr, t_s[i:i + per], p_pa[i:i + per]), t_s[i + per - 1])
+        panel.feed("bus0", frames(addr, t_s[i : i + per], p_pa[i : i + per]), t_s[i + per - 1])
 
 
 # --- the floor (PHYSICS.md, "What limits detection") -------------------------
@@ -42,8 +43,9 @@ def feed_per_second(panel, addr, t_s, p_pa, rate_hz):
 
 def test_floor_formula():
     k, noise, f, s = 5.0, 2.0, 1.0, 0.01
-    assert floor_time_s(k, noise, 1, f, s) == pytest.approx((12 * k**2 * noise**2 / (f * s**2))
-                                                           ** (1 / 3))
+    assert floor_time_s(k, noise, 1, f, s) == pytest.approx(
+        (12 * k**2 * noise**2 / (f * s**2)) ** (1 / 3)
+    )
     # M sensors divide sigma by sqrt(M): T scales as M^(-1/3); T scales as s^(-2/3), f^(-1/3)
     assert floor_time_s(k, noise, 8, f, s) == pytest.approx(floor_time_s(k, noise, 1, f, s) / 2)
     assert floor_time_s(k, noise, 1, f, 8 * s) == pytest.approx(floor_time_s(k, noise, 1, f, s) / 4)
@@ -115,7 +117,7 @@ def test_slope_panel_restarts_its_window_when_the_clock_goes_back():
     # a reboot: the sensor's clock starts again from 1 s, the pressure is 1 kPa lower
     t2 = np.arange(1, 31, dtype=float)
     for i in range(len(t2)):
-        panel.feed("bus0", frames(1, t2[i:i + 1], np.full(1, 100325.0)), 121.0 + i)
+        panel.feed("bus0", frames(1, t2[i : i + 1], np.full(1, 100325.0)), 121.0 + i)
     assert panel.alarms == []  # no slope across the restart (and none until a full window)
 
 
@@ -136,16 +138,28 @@ def test_grid_scenarios_parse_with_the_leak_sized_by_mass_rate():
 
 
 def _fa(name, from_day, days, c, adv=1, step=0, slope=5, loop_hz=1.0):
-    return {"scenario": name, "days": days, "from_day": from_day, "loop_hz": loop_hz,
-            "monitor": {"CAUTION": c, "WARNING": 0, "EMERGENCY": 0}, "advisories": adv,
-            "step panel": step, "slope panel": slope, "wall_s": 100.0}
+    return {
+        "scenario": name,
+        "days": days,
+        "from_day": from_day,
+        "loop_hz": loop_hz,
+        "monitor": {"CAUTION": c, "WARNING": 0, "EMERGENCY": 0},
+        "advisories": adv,
+        "step panel": step,
+        "slope panel": slope,
+        "wall_s": 100.0,
+    }
 
 
 def test_false_alarm_segments_that_continue_each_other_are_joined():
     from bench.detection import merge_segments
 
-    fa = [_fa("nominal", 15, 15, 1), _fa("link-faults", 0, 1, 0), _fa("nominal", 0, 15, 0),
-          _fa("nominal", 40, 5, 0)]  # a gap: day 30-40 missing, not joined
+    fa = [
+        _fa("nominal", 15, 15, 1),
+        _fa("link-faults", 0, 1, 0),
+        _fa("nominal", 0, 15, 0),
+        _fa("nominal", 40, 5, 0),
+    ]  # a gap: day 30-40 missing, not joined
     out = merge_segments(fa)
     nom = [f for f in out if f["scenario"] == "nominal"]
     assert [(f["from_day"], f["days"]) for f in nom] == [(0, 30), (40, 5)]

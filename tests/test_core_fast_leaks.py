@@ -16,8 +16,10 @@ from firmware_host.core import MonitorCore
 pytestmark = pytest.mark.timeout(120)
 
 ONSET = 300.0
-PAIR = [synth.SynthSensor(addr=a, rate_hz=10.0, noise_pa=2.0, temp_noise_k=0.02,
-                          boot_s=7.0 * a) for a in (1, 2)]
+PAIR = [
+    synth.SynthSensor(addr=a, rate_hz=10.0, noise_pa=2.0, temp_noise_k=0.02, boot_s=7.0 * a)
+    for a in (1, 2)
+]
 
 
 def _hole(volume_m3=6.0, hole_mm=25.0):
@@ -99,7 +101,8 @@ def test_alarms_hold_while_the_module_empties_below_the_sensor_range():
     raised = {e.level for e in events if e.transition is Transition.RAISED}
     assert {AlarmLevel.CAUTION, AlarmLevel.EMERGENCY} <= raised
     rtn = [
-        e for e in events
+        e
+        for e in events
         if e.transition is Transition.RETURN_TO_NORMAL and e.level > AlarmLevel.ADVISORY
     ]
     assert not rtn, rtn
@@ -108,20 +111,22 @@ def test_alarms_hold_while_the_module_empties_below_the_sensor_range():
     assert AlarmLevel.ADVISORY in active  # the sensors are out of range
 
 
-
 def _caution_latency(seed, disable_onset=False):
     """Onset (s) to the first CAUTION: 40 kg/day in 900 m3, three 10 Hz sensors."""
     cab = synth.Cabin(volume_m3=900.0, leak="mass", mdot_kg_day=40.0, t_leak_s=1500.0)
-    sensors = [synth.SynthSensor(addr=a, rate_hz=10.0, noise_pa=2.0, temp_noise_k=0.02,
-                                 boot_s=5.0 * a) for a in (1, 2, 3)]
+    sensors = [
+        synth.SynthSensor(addr=a, rate_hz=10.0, noise_pa=2.0, temp_noise_k=0.02, boot_s=5.0 * a)
+        for a in (1, 2, 3)
+    ]
     rng = np.random.default_rng(seed)
     data = [synth.sensor_data(s, cab, 0, 1900, rng) for s in sensors]
     core = MonitorCore(synth.config_for(sensors, 900.0, rate_hz=1.0))
     if disable_onset:
         core._onset_leak = lambda vol, n_h: (np.zeros(1, dtype=bool), np.full(1, np.nan))
     events = synth.run(core, data, 1.0, 0.0, 1899.0)
-    t = [e.t_s for e in events
-         if e.level is AlarmLevel.CAUTION and e.transition is Transition.RAISED]
+    t = [
+        e.t_s for e in events if e.level is AlarmLevel.CAUTION and e.transition is Transition.RAISED
+    ]
     return t[0] - 1500.0 if t else np.inf
 
 
@@ -136,8 +141,9 @@ def test_onset_rule_sees_a_new_leak_in_a_long_window_before_the_short_one_is_sig
     assert max(with_rule) < 130.0, with_rule
     assert all(w <= wo for w, wo in zip(with_rule, without, strict=True))
     assert max(wo - w for w, wo in zip(with_rule, without, strict=True)) > 30.0, (
-        with_rule, without)
-
+        with_rule,
+        without,
+    )
 
 
 def test_caution_clears_only_on_evidence_not_on_a_reading_that_is_merely_not_significant():
@@ -193,8 +199,9 @@ def test_leak_caution_does_not_chatter_while_the_leak_goes_on(seed):
 
 
 def test_leak_caution_returns_to_normal_after_the_leak_is_sealed():
-    cab = synth.Cabin(volume_m3=910.0, leak="mass", mdot_kg_day=21.0, t_leak_s=900.0,
-                      t_stop_s=900.0 + 1800.0)
+    cab = synth.Cabin(
+        volume_m3=910.0, leak="mass", mdot_kg_day=21.0, t_leak_s=900.0, t_stop_s=900.0 + 1800.0
+    )
     tr = _caution_transitions(cab, 900.0 + 1800.0 + 2400.0, 4)
     assert [x[0] for x in tr] == [Transition.RAISED, Transition.RETURN_TO_NORMAL], tr
     assert tr[1][1] > 2700.0, tr
@@ -208,19 +215,22 @@ def _emergency_latency(cab, sensors, drop_sigma=6.0, faults=None, end=None, seed
     if faults:
         faults(data)
     cfg = synth.config_for(sensors, cab.volume_m3, rate_hz=1.0)
-    lim = {k: dataclasses.replace(v, emergency_drop_sigma=drop_sigma)
-           for k, v in cfg.limit_sets.items()}
+    lim = {
+        k: dataclasses.replace(v, emergency_drop_sigma=drop_sigma)
+        for k, v in cfg.limit_sets.items()
+    }
     core = MonitorCore(dataclasses.replace(cfg, limit_sets=lim))
     events = synth.run(core, data, 1.0, 0.0, end)
-    t = [e.t_s for e in events
-         if e.level is AlarmLevel.EMERGENCY and e.transition is Transition.RAISED]
+    t = [
+        e.t_s
+        for e in events
+        if e.level is AlarmLevel.EMERGENCY and e.transition is Transition.RAISED
+    ]
     return (t[0] - cab.t_leak_s if t else np.inf), events
 
 
 @pytest.mark.parametrize("hole_mm, within_s", [(25.0, 2.0), (5.0, 3.0)])
-def test_sudden_drop_seen_by_two_sensors_raises_emergency_at_the_first_samples(
-    hole_mm, within_s
-):
+def test_sudden_drop_seen_by_two_sensors_raises_emergency_at_the_first_samples(hole_mm, within_s):
     """A hole in 6 m3 read by two 1 Hz sensors: the fitted slopes need about eight
     samples (6-8 s); two sensors that each read a drop far beyond their noise raise
     EMERGENCY at their first or second sample after onset (the 5 mm hole falls
@@ -245,8 +255,10 @@ def test_one_sensor_stepping_down_never_raises_the_sudden_drop_emergency():
 
     lat, events = _emergency_latency(cab, pair, faults=step, end=ONSET + 120.0)
     assert lat == np.inf, [e for e in events if e.level is AlarmLevel.EMERGENCY]
-    alone = [_emergency_latency(cab, pair[:1], drop_sigma=d, faults=step, end=ONSET + 120.0)[0]
-             for d in (6.0, 0.0)]
+    alone = [
+        _emergency_latency(cab, pair[:1], drop_sigma=d, faults=step, end=ONSET + 120.0)[0]
+        for d in (6.0, 0.0)
+    ]
     assert alone[0] == alone[1] > 3.0, alone
 
 

@@ -153,8 +153,7 @@ def test_group_compensation_and_a_module_that_goes_silent():
     cfg = MonitorConfig(
         volumes=(VolumeConfig("lab", 106.0), VolumeConfig("fgb", 72.0)),
         sensors=tuple(
-            SensorConfig(s.link, s.addr, "lab" if s.link == "usos" else "fgb", 2.0)
-            for s in sensors
+            SensorConfig(s.link, s.addr, "lab" if s.link == "usos" else "fgb", 2.0) for s in sensors
         ),
         hatches=(HatchConfig("lab-fgb", "lab", "fgb", True),),
         rate_hz=2.0,
@@ -171,6 +170,4 @@ def test_group_compensation_and_a_module_that_goes_silent():
     events = synth.run(core, data, 2.0, 0.0, end - 1, on_tick=on_tick)
     assert not [e for e in events if e.level.name in ("CAUTION", "WARNING", "EMERGENCY")]
     assert max(worst.values()) < 5.0
-    assert [e.kind.name for e in events if e.transition.name == "RAISED"].count(
-        "SENSOR_STALE"
-    ) == 2
+    assert [e.kind.name for e in events if e.transition.name == "RAISED"].count("SENSOR_STALE") == 2

@@ -369,5 +369,5 @@ def test_bulk_blocks_keep_stream_offsets(monkeypatch):
     assert len(big) == len(walked) > 0.6 * n  # inserts inside a frame destroy it
     assert (big == walked).all()
     starts = big["offset"]
-    assert all(stream[s : s + 2] == SYNC for s in starts[:: 97].tolist())
+    assert all(stream[s : s + 2] == SYNC for s in starts[::97].tolist())
     assert bulk.counters() == small.counters()

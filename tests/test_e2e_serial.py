@@ -29,8 +29,9 @@ from tests.runtime_helpers import (
 )
 
 
-def _run(tmp_path, scenario_name: str, where: list[str], speed: float, duration: float,
-         during=None):
+def _run(
+    tmp_path, scenario_name: str, where: list[str], speed: float, duration: float, during=None
+):
     """Emulator at ``speed``, then the monitor for ``duration`` of its (sped-up) seconds.
 
     ``during(socket_path)``, if given, runs once the monitor's control socket is up.
@@ -41,13 +42,28 @@ def _run(tmp_path, scenario_name: str, where: list[str], speed: float, duration:
     try:
         urls = emu.endpoints(scenario.link_names)
         out = tmp_path / "out"
-        cfg = write_toml(tmp_path / "monitor.toml",
-                         monitor_config(scenario, urls, out, speed=speed,
-                                        control_socket="ctl.sock" if during else ""))
+        cfg = write_toml(
+            tmp_path / "monitor.toml",
+            monitor_config(
+                scenario, urls, out, speed=speed, control_socket="ctl.sock" if during else ""
+            ),
+        )
         monitor = subprocess.Popen(
-            [*CLI, "monitor", "--config", str(cfg), "--speed", str(speed), "--duration",
-             str(duration), "--no-display"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            [
+                *CLI,
+                "monitor",
+                "--config",
+                str(cfg),
+                "--speed",
+                str(speed),
+                "--duration",
+                str(duration),
+                "--no-display",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
             start_new_session=True,
         )
         if during is not None:
@@ -85,16 +101,24 @@ def _check_rapid_depress(out, link: str = "bus0"):
     # samples flowed: estimates with pressures, the five transducers identified
     n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
     assert n > 0 and n_p > 0
-    assert query(db, "SELECT count(DISTINCT volume) FROM estimates WHERE pressure_pa IS NOT NULL"
-                 )[0][0] == 3
+    assert (
+        query(db, "SELECT count(DISTINCT volume) FROM estimates WHERE pressure_pa IS NOT NULL")[0][
+            0
+        ]
+        == 3
+    )
     idents = query(db, "SELECT link, addr, model, serial, rate_mhz FROM identities")
     assert {(r[0], r[1]) for r in idents} == {(link, a) for a in range(1, 6)}
     assert all(r[2] and r[3] > 0 and r[4] == 10_000 for r in idents)
-    assert query(db, "SELECT kind FROM link_events WHERE link=? ORDER BY t_s LIMIT 1",
-                 link) == [("CONNECTED",)]
+    assert query(db, "SELECT kind FROM link_events WHERE link=? ORDER BY t_s LIMIT 1", link) == [
+        ("CONNECTED",)
+    ]
     # the leak was detected on node3
-    alarms = query(db, "SELECT t_s, level, kind FROM events WHERE source='node3' "
-                       "AND transition='RAISED' AND level IN ('CAUTION', 'EMERGENCY')")
+    alarms = query(
+        db,
+        "SELECT t_s, level, kind FROM events WHERE source='node3' "
+        "AND transition='RAISED' AND level IN ('CAUTION', 'EMERGENCY')",
+    )
     assert alarms, query(db, "SELECT t_s, source, level, kind, transition FROM events")
     meta = dict(query(db, "SELECT key, value FROM meta"))
     assert "[links.bus0]" in meta["config_toml"]
@@ -120,11 +144,11 @@ def test_monitor_over_a_pseudo_terminal(tmp_path):
 
     def operator(sock):
         replies["status"] = run_cli("ctl", "--socket", sock, "status", timeout=30)
-        replies["bad"] = run_cli("ctl", "--socket", sock, "hatch", "airlock", "open",
-                                 timeout=30)
+        replies["bad"] = run_cli("ctl", "--socket", sock, "hatch", "airlock", "open", timeout=30)
 
-    urls, out, lines, _ = _run(tmp_path, "rapid-depress", ["--pty"], speed=10, duration=150,
-                               during=operator)
+    urls, out, lines, _ = _run(
+        tmp_path, "rapid-depress", ["--pty"], speed=10, duration=150, during=operator
+    )
     assert urls["bus0"].startswith("/")
     _check_rapid_depress(out)
     status = replies["status"]
@@ -137,8 +161,9 @@ def test_monitor_over_a_pseudo_terminal(tmp_path):
 
 @pytest.mark.timeout(90)
 def test_monitor_over_tcp(tmp_path):
-    urls, out, lines, _ = _run(tmp_path, "rapid-depress", ["--tcp", "127.0.0.1:0"], speed=10,
-                               duration=150)
+    urls, out, lines, _ = _run(
+        tmp_path, "rapid-depress", ["--tcp", "127.0.0.1:0"], speed=10, duration=150
+    )
     assert urls["bus0"].startswith("socket://127.0.0.1:")
     _check_rapid_depress(out)
 
@@ -162,17 +187,23 @@ def test_monitor_survives_the_port_going_away(tmp_path, where):
     t_up = next(t for t, k in events if k == "RECONNECTED" and t > t_down)
     assert query(db, "SELECT kind FROM link_events WHERE link='rs'") == [("CONNECTED",)]
     # the transducers were set up again after the reconnect
-    again = query(db, "SELECT DISTINCT addr FROM identities WHERE link='usos' AND t_s >= ?",
-                  t_up)
+    again = query(db, "SELECT DISTINCT addr FROM identities WHERE link='usos' AND t_s >= ?", t_up)
     assert sorted(a for (a,) in again) == [1, 2, 3]
     # samples came back: the lab's sensors recover and its estimates resume
-    stale = query(db, "SELECT source, transition, t_s FROM events WHERE kind='SENSOR_STALE' "
-                      "AND source LIKE 'usos:%' ORDER BY t_s")
+    stale = query(
+        db,
+        "SELECT source, transition, t_s FROM events WHERE kind='SENSOR_STALE' "
+        "AND source LIKE 'usos:%' ORDER BY t_s",
+    )
     for addr in (1, 2, 3):
         mine = [(tr, t) for s, tr, t in stale if s == f"usos:{addr}"]
         assert [tr for tr, _ in mine][-1:] == ["RETURN_TO_NORMAL"], stale
-    after = query(db, "SELECT count(*) FROM estimates WHERE volume='lab' AND t_s > ? "
-                      "AND pressure_pa IS NOT NULL AND n_healthy > 0", t_up)[0][0]
+    after = query(
+        db,
+        "SELECT count(*) FROM estimates WHERE volume='lab' AND t_s > ? "
+        "AND pressure_pa IS NOT NULL AND n_healthy > 0",
+        t_up,
+    )[0][0]
     assert after >= 10, (t_up, query(db, "SELECT max(t_s) FROM estimates"))
     meta = dict(query(db, "SELECT key, value FROM meta"))
     health = json.loads(meta["link_health"])

@@ -21,9 +21,9 @@ def frames(data: bytes) -> list[tuple[int, bytes]]:
     """(MSG_ID, frame bytes) of a clean stream."""
     out, i = [], 0
     while i < len(data):
-        assert data[i:i + 2] == b"\xeb\x90", f"lost sync at {i}"
-        n = 11 + int.from_bytes(data[i + 8:i + 10], "big") + 2
-        out.append((data[i + 3], data[i:i + n]))
+        assert data[i : i + 2] == b"\xeb\x90", f"lost sync at {i}"
+        n = 11 + int.from_bytes(data[i + 8 : i + 10], "big") + 2
+        out.append((data[i + 3], data[i : i + n]))
         i += n
     return out
 
@@ -35,16 +35,16 @@ def samples(data: bytes) -> np.ndarray:
 
 def acks(data: bytes) -> list[tuple[int, int, int, int, int]]:
     """(addr, flags, command seq, opcode, result) of every ACK."""
-    return [(f[4], f[5], *struct.unpack(">HBB", f[11:15])) for m, f in frames(data)
-            if m == MsgId.ACK]
+    return [
+        (f[4], f[5], *struct.unpack(">HBB", f[11:15])) for m, f in frames(data) if m == MsgId.ACK
+    ]
 
 
 def tiny(rate_hz=1.0, nsensors=2, **extra):
     data = {
         "scenario": {"duration": "1h", "seed": 5},
         "volumes": [{"name": "lab", "volume_m3": 100.0, "orbit_amplitude_k": 0.5}],
-        "sensors": [{"addr": i + 1, "volume": "lab", "rate_hz": rate_hz}
-                    for i in range(nsensors)],
+        "sensors": [{"addr": i + 1, "volume": "lab", "rate_hz": rate_hz} for i in range(nsensors)],
         **extra,
     }
     return parse_scenario(data, "tiny.toml")
@@ -70,9 +70,15 @@ def test_vectorised_frames_equal_the_reference_encoder():
     data = emu.advance(5.0)["bus0"]
     for _, f in frames(data)[:4]:
         rec = np.frombuffer(f, dtype=WIRE_SAMPLE_DTYPE)[0]
-        ref = SampleFrame(int(rec["addr"]), int(rec["seq"]), 0, int(rec["t_us"]),
-                          float(rec["pressure_pa"]), float(rec["temperature_c"]),
-                          int(rec["status"])).encode()
+        ref = SampleFrame(
+            int(rec["addr"]),
+            int(rec["seq"]),
+            0,
+            int(rec["t_us"]),
+            float(rec["pressure_pa"]),
+            float(rec["temperature_c"]),
+            int(rec["status"]),
+        ).encode()
         assert ref == f
 
 
@@ -81,8 +87,7 @@ def test_same_seed_same_bytes_and_block_size_does_not_matter():
     a = Emulator(sc)
     whole = a.advance(1800.0)["bus0"]
     b = Emulator(sc)
-    parts = b"".join(b.advance(t)["bus0"] for t in np.arange(7.3, 1800.0, 7.3).tolist()
-                     + [1800.0])
+    parts = b"".join(b.advance(t)["bus0"] for t in np.arange(7.3, 1800.0, 7.3).tolist() + [1800.0])
     assert whole == parts
     c = Emulator(sc, seed=sc.seed + 1)
     assert c.advance(1800.0)["bus0"] != whole
@@ -113,7 +118,7 @@ def test_identify_answers_identity_then_ack():
     assert fr[0][0] == MsgId.IDENTITY and fr[0][1][4] == 1
     model = fr[0][1][11:27].rstrip(b"\0").decode()
     assert model == "PTB330-EMU"
-    assert struct.unpack(">I", fr[0][1][11 + 30:11 + 34])[0] == 1000  # rate 1 Hz
+    assert struct.unpack(">I", fr[0][1][11 + 30 : 11 + 34])[0] == 1000  # rate 1 Hz
     assert acks(data) == [(1, 0, 7, Opcode.IDENTIFY, AckResult.OK)]
     # the device numbers every frame it sends with one SEQ counter
     seqs = [int.from_bytes(f[6:8], "big") for _, f in fr if f[4] == 1]
@@ -220,7 +225,8 @@ def test_every_sensor_fault_kind():
     big = np.flatnonzero(np.abs(sp - ref) > 1000)
     assert len(big) == 3 and np.all(np.diff(big) == 1)
     assert np.mean(at("step", 1300, 4700)["pressure_pa"]) - np.mean(
-        at("clean-a", 1300, 4700)["pressure_pa"]) == pytest.approx(-400, abs=5)
+        at("clean-a", 1300, 4700)["pressure_pa"]
+    ) == pytest.approx(-400, abs=5)
     drift = at("drift", 5200, 7200)["pressure_pa"] - at("clean-b", 5200, 7200)["pressure_pa"]
     assert np.mean(drift) == pytest.approx(100, abs=5)  # 2400 Pa/day for 1 h, held
     gap = at("dropout", 1790, 2110)
@@ -257,8 +263,12 @@ def test_link_faults_counts_and_recovery():
     assert c["rs"]["flipped_bits"] > 3 and c["rs"]["dropped_bytes"] > 3
     assert c["rs"]["inserted_bytes"] >= 24 * 10
     ev = emu.link_events()
-    assert [(e.link, e.up) for e in ev] == [("usos", False), ("usos", True),
-                                           ("rs", False), ("rs", True)]
+    assert [(e.link, e.up) for e in ev] == [
+        ("usos", False),
+        ("usos", True),
+        ("rs", False),
+        ("rs", True),
+    ]
     # the frames the faults did not touch are all in the stream, intact
     clean = Emulator(dataclasses.replace(sc, link_faults=()))
     ref = clean.advance(sc.duration_s)
@@ -360,11 +370,14 @@ def _fine_around(*times, coarse=37.0, end=3000.0):
     return sorted(fine | set(np.arange(coarse, end, coarse).tolist()))
 
 
-@pytest.mark.parametrize("name,bounds", [
-    ("soyuz-ms09-2018", np.arange(1.0, 240.5, 1.0).tolist()),  # ppm clocks at 10 Hz
-    # stuck, spike, dropout on and off, reboot, out of range, at 2 Hz
-    ("sensor-faults", _fine_around(600, 900, 1800, 2100, 2700, 3000, end=3100.0)),
-])
+@pytest.mark.parametrize(
+    "name,bounds",
+    [
+        ("soyuz-ms09-2018", np.arange(1.0, 240.5, 1.0).tolist()),  # ppm clocks at 10 Hz
+        # stuck, spike, dropout on and off, reboot, out of range, at 2 Hz
+        ("sensor-faults", _fine_around(600, 900, 1800, 2100, 2700, 3000, end=3100.0)),
+    ],
+)
 def test_advance_frames_splits_as_advance_per_bound(name, bounds):
     """One ``advance_frames`` over many bounds: the bytes, counters, physics steps and
     truth of ``advance`` called at every bound."""
@@ -379,9 +392,9 @@ def test_advance_frames_splits_as_advance_per_bound(name, bounds):
     assert emu.can_look_ahead()
     got = {}
     for lo in range(0, len(bounds), 97):  # chunks of 97 bounds
-        chunk = bounds[lo:lo + 97]
+        chunk = bounds[lo : lo + 97]
         out = emu.advance_frames(chunk)
-        assert emu.last_steps_at.tolist() == steps[lo:lo + 97]
+        assert emu.last_steps_at.tolist() == steps[lo : lo + 97]
         for link, ch in out.items():
             got.setdefault(link, []).extend(ch.split(len(chunk)))
     for link in emu.links:

@@ -37,8 +37,9 @@ class Emulate:
     """``cabinwatch emulate ...`` in a subprocess; stdout lines collected by a thread."""
 
     def __init__(self, *args: str):
-        self.proc = subprocess.Popen([*cli(), "emulate", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [*cli(), "emulate", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.lines: list[str] = []
         self._t = threading.Thread(target=self._pump, daemon=True)
         self._t.start()
@@ -57,8 +58,10 @@ class Emulate:
             if self.proc.poll() is not None and not self._t.is_alive():
                 break
             time.sleep(0.02)
-        raise AssertionError(f"no line matching {pattern!r}: {self.lines} "
-                             f"{self.proc.stderr.read() if self.proc.poll() is not None else ''}")
+        raise AssertionError(
+            f"no line matching {pattern!r}: {self.lines} "
+            f"{self.proc.stderr.read() if self.proc.poll() is not None else ''}"
+        )
 
     def stop(self) -> tuple[int, str]:
         if self.proc.poll() is None:
@@ -87,8 +90,8 @@ def sample_records(buf: bytes) -> np.ndarray:
     i = buf.find(SAMPLE)
     out = []
     while 0 <= i and i + 35 <= len(buf):
-        if buf[i:i + 4] == SAMPLE:
-            out.append(buf[i:i + 35])
+        if buf[i : i + 4] == SAMPLE:
+            out.append(buf[i : i + 35])
             i += 35
         else:
             i = buf.find(SAMPLE, i + 1)
@@ -113,7 +116,7 @@ def test_pty_client_reads_samples_and_commands_are_answered():
         data = read_for(ser, 1.0)
         assert data.find(bytes.fromhex("eb900102")) >= 0  # IDENTITY
         ack = bytes.fromhex("eb900111")
-        found = [data[i:i + 17] for i in range(len(data)) if data.startswith(ack, i)]
+        found = [data[i : i + 17] for i in range(len(data)) if data.startswith(ack, i)]
         assert any(f[11:15] == b"\x00\x07\x01\x00" for f in found)
         assert sum(f[11:15] == b"\x13\x11\x02\x02" for f in found) == 5  # bad rate, each
         ser.close()
@@ -262,8 +265,22 @@ def test_baud_pacing_on_a_pty():
 @pytest.mark.timeout(60)
 def test_out_file_and_truth(tmp_path):
     out = tmp_path / "cap.bin"
-    r = subprocess.run([*cli(), "emulate", "rapid-depress", "--out", str(out), "--duration",
-                        "180", "--truth-rate", "2"], capture_output=True, text=True, timeout=50)
+    r = subprocess.run(
+        [
+            *cli(),
+            "emulate",
+            "rapid-depress",
+            "--out",
+            str(out),
+            "--duration",
+            "180",
+            "--truth-rate",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"link=bus0 out={out}"
     rec = np.frombuffer(out.read_bytes(), dtype=WIRE_SAMPLE_DTYPE)
@@ -277,8 +294,22 @@ def test_out_file_and_truth(tmp_path):
     assert records[-1]["leak_kg_s"][1] > 0.05 and records[0]["hatch_open"] == [1, 1]
     # same seed: same bytes
     out2 = tmp_path / "cap2.bin"
-    subprocess.run([*cli(), "emulate", "rapid-depress", "--out", str(out2), "--duration", "180",
-                    "--truth-rate", "0"], check=True, capture_output=True, timeout=50)
+    subprocess.run(
+        [
+            *cli(),
+            "emulate",
+            "rapid-depress",
+            "--out",
+            str(out2),
+            "--duration",
+            "180",
+            "--truth-rate",
+            "0",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=50,
+    )
     assert out2.read_bytes() == out.read_bytes()
 
 
@@ -345,8 +376,22 @@ def test_port_endpoint_on_a_pty_device():
 @pytest.mark.timeout(60)
 def test_start_plays_silently_then_serves(tmp_path):
     out = tmp_path / "cap.bin"
-    r = subprocess.run([*cli(), "emulate", "rapid-depress", "--out", str(out), "--start", "300",
-                        "--duration", "330"], capture_output=True, text=True, timeout=50)
+    r = subprocess.run(
+        [
+            *cli(),
+            "emulate",
+            "rapid-depress",
+            "--out",
+            str(out),
+            "--start",
+            "300",
+            "--duration",
+            "330",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert r.returncode == 0, r.stderr
     rec = np.frombuffer(out.read_bytes(), dtype=WIRE_SAMPLE_DTYPE)
     t = rec["t_us"] / 1e6

@@ -46,9 +46,11 @@ def test_choke_factor_matches_physics_md():
 @pytest.mark.parametrize("max_step", ["0.5s", "15s", "10min"])
 def test_orifice_decay_is_the_exponential(max_step):
     # a 25 mm hole in 6 m3: tau = V / (Cd A c*), about 100 s; exact at any step
-    sc = scenario([vol("bo", 6.0)], leaks=[{"volume": "bo", "kind": "orifice",
-                                            "diameter_mm": 25.0, "cd": 0.61}],
-                  max_step=max_step)
+    sc = scenario(
+        [vol("bo", 6.0)],
+        leaks=[{"volume": "bo", "kind": "orifice", "diameter_mm": 25.0, "cd": 0.61}],
+        max_step=max_step,
+    )
     net = Network(sc)
     net.run_until(600.0)
     t, p = pressures(net)
@@ -67,8 +69,11 @@ def test_orifice_flow_formula_and_equivalent_diameter():
 
 def test_crack_decay_follows_inverse_pressure_law():
     k = 1.0 / 86400 / 101325.0**2  # 1 kg/day at 101.3 kPa
-    sc = scenario([vol("prk", 2.5)], leaks=[{"volume": "prk", "kind": "crack",
-                                             "k_kg_s_pa2": k}], max_step="1h")
+    sc = scenario(
+        [vol("prk", 2.5)],
+        leaks=[{"volume": "prk", "kind": "crack", "k_kg_s_pa2": k}],
+        max_step="1h",
+    )
     net = Network(sc)
     net.run_until(3 * 86400.0)
     t, p = pressures(net)
@@ -79,10 +84,12 @@ def test_crack_decay_follows_inverse_pressure_law():
 
 
 def test_hatch_equalisation_conserves_mass_and_is_stable():
-    sc = scenario([vol("a", 6.0, p=60000.0), vol("b", 900.0, p=101325.0)],
-                  hatches=[{"name": "h", "a": "a", "b": "b", "open": False}],
-                  events=[{"t": 100.0, "kind": "hatch", "hatch": "h", "open": True}],
-                  max_step="1h")
+    sc = scenario(
+        [vol("a", 6.0, p=60000.0), vol("b", 900.0, p=101325.0)],
+        hatches=[{"name": "h", "a": "a", "b": "b", "open": False}],
+        events=[{"t": 100.0, "kind": "hatch", "hatch": "h", "open": True}],
+        max_step="1h",
+    )
     net = Network(sc)
     m0 = net.total_mass_kg()
     net.run_until(3600.0)
@@ -97,9 +104,12 @@ def test_hatch_equalisation_conserves_mass_and_is_stable():
 
 
 def test_temperature_moves_pressure_by_0_34_percent_per_kelvin():
-    sc = scenario([vol("lab", 100.0, t_c=T0 - 273.15)],
-                  events=[{"t": 10.0, "kind": "temperature_step", "volume": "lab",
-                           "delta_k": 1.0, "tau": 1.0}])
+    sc = scenario(
+        [vol("lab", 100.0, t_c=T0 - 273.15)],
+        events=[
+            {"t": 10.0, "kind": "temperature_step", "volume": "lab", "delta_k": 1.0, "tau": 1.0}
+        ],
+    )
     net = Network(sc)
     net.run_until(200.0)
     t, p = pressures(net)
@@ -226,14 +236,21 @@ def test_zvezda_prk_closed_decay_and_equalisation():
 )
 def test_mass_balance_property(sizes, pressures, hole_mm, k_day, toggle_s, inflow):
     n = len(sizes)
-    vols = [vol(f"v{i}", s, p=pressures[i], orbit_amplitude_k=0.8, orbit_phase_deg=40 * i)
-            for i, s in enumerate(sizes)]
-    hatches = [{"name": f"h{i}", "a": f"v{i}", "b": f"v{i + 1}", "open": i % 2 == 0}
-               for i in range(n - 1)]
-    events = [{"t": t, "kind": "hatch", "hatch": f"h{j % (n - 1)}", "open": j % 2 == 1}
-              for j, t in enumerate(sorted(toggle_s))]
-    leaks = [{"volume": "v0", "kind": "orifice", "diameter_mm": hole_mm},
-             {"volume": f"v{n - 1}", "kind": "crack", "kg_per_day": k_day, "onset": 100.0}]
+    vols = [
+        vol(f"v{i}", s, p=pressures[i], orbit_amplitude_k=0.8, orbit_phase_deg=40 * i)
+        for i, s in enumerate(sizes)
+    ]
+    hatches = [
+        {"name": f"h{i}", "a": f"v{i}", "b": f"v{i + 1}", "open": i % 2 == 0} for i in range(n - 1)
+    ]
+    events = [
+        {"t": t, "kind": "hatch", "hatch": f"h{j % (n - 1)}", "open": j % 2 == 1}
+        for j, t in enumerate(sorted(toggle_s))
+    ]
+    leaks = [
+        {"volume": "v0", "kind": "orifice", "diameter_mm": hole_mm},
+        {"volume": f"v{n - 1}", "kind": "crack", "kg_per_day": k_day, "onset": 100.0},
+    ]
     inflows = [{"volume": "v1", "start": 500.0, "end": 900.0, "kg_s": inflow}] if inflow else []
     net = Network(scenario(vols, hatches=hatches, leaks=leaks, inflows=inflows, events=events))
     net.run_until(3600.0)

@@ -12,8 +12,15 @@ import pytest
 from firmware_host.errors import ConfigError
 from hil.scenario import list_scenarios, load_scenario, parse_time
 
-SHIPPED = ["heater-steps", "link-faults", "nominal", "rapid-depress", "sensor-faults",
-           "soyuz-ms09-2018", "zvezda-prk"]
+SHIPPED = [
+    "heater-steps",
+    "link-faults",
+    "nominal",
+    "rapid-depress",
+    "sensor-faults",
+    "soyuz-ms09-2018",
+    "zvezda-prk",
+]
 
 GOOD = """
 [scenario]
@@ -63,24 +70,37 @@ def test_monitor_side_view_of_a_scenario():
     assert 900 <= sc.total_volume_m3() <= 920
     assert sc.link_names == ["station", "soyuz"]
     assert sc.hatch_events()[0] == (11.5 * 3600, "node1-fgb", False)
-    assert [h.name for h in sc.hatches if h.initially_open] == ["node1-fgb", "mrm1-soyuz",
-                                                                "bo-sa"]
+    assert [h.name for h in sc.hatches if h.initially_open] == ["node1-fgb", "mrm1-soyuz", "bo-sa"]
     s = sc.sensors[0]
     assert (s.link, s.addr, s.volume, s.rate_hz) == ("station", 1, "usos", 10.0)
     assert s.range_min_pa < 101325 < s.range_max_pa and s.noise_pa > 0
     leak = sc.leaks[0]
-    assert (leak.kind, leak.onset_s, leak.end_s, leak.diameter_mm) == ("orifice", 3 * 3600.0,
-                                                                       21 * 3600.0, 1.45)
+    assert (leak.kind, leak.onset_s, leak.end_s, leak.diameter_mm) == (
+        "orifice",
+        3 * 3600.0,
+        21 * 3600.0,
+        1.45,
+    )
     assert sc.nominal_pressure_pa == 101325.0 and sc.min_pressure_pa == 69300.0
     crack = load_scenario("zvezda-prk").leaks[0]
     assert crack.k_kg_s_pa2 * 101325.0**2 * 86400 == pytest.approx(0.45)
     assert crack.changes[0].ramp
 
 
-@pytest.mark.parametrize("text,seconds", [
-    (90, 90.0), (1.5, 1.5), ("90s", 90.0), ("15min", 900.0), ("8h", 28800.0),
-    ("2d", 172800.0), ("1d 6h 30min", 109800.0), ("250ms", 0.25), ("13h45min", 49500.0),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        (90, 90.0),
+        (1.5, 1.5),
+        ("90s", 90.0),
+        ("15min", 900.0),
+        ("8h", 28800.0),
+        ("2d", 172800.0),
+        ("1d 6h 30min", 109800.0),
+        ("250ms", 0.25),
+        ("13h45min", 49500.0),
+    ],
+)
 def test_times(text, seconds):
     assert parse_time(text) == pytest.approx(seconds)
 
@@ -97,21 +117,32 @@ def write(tmp_path: Path, text: str) -> str:
     return str(p)
 
 
-@pytest.mark.parametrize("old,new,key,problem", [
-    ('volume = "lab"\nkind = "crack"', 'volume = "galley"\nkind = "crack"', "leaks[0].volume",
-     "unknown volume 'galley'"),
-    ("volume_m3 = 100", "volume_m3 = -100", "volumes[0].volume_m3", "must be > 0"),
-    ('t = "10min"', 't = -10', "events[0].t", "before time 0"),
-    ("seed = 3", "seed = 3\ncolour = 1", "scenario.colour", "unknown key"),
-    ('[[sensors]]\naddr = 1', '[[sensors]]\naddr = 1\nnoise = 2', "sensors[0].noise",
-     "unknown key"),
-    ('kind = "crack"', 'kind = "fissure"', "leaks[0].kind", "unknown leak kind"),
-    ('hatch = "h"', 'hatch = "x"', "events[0].hatch", "unknown hatch"),
-    ("addr = 1", "addr = 300", "sensors[0].addr", "must be in 1..247"),
-    ('duration = "1h"', 'duration = "1 fortnight"', "scenario.duration", "bad time"),
-    ('duration = "1h"\n', "", "scenario.duration", "missing"),
-    ("[[leaks]]", "[[leak]]", "leak", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "old,new,key,problem",
+    [
+        (
+            'volume = "lab"\nkind = "crack"',
+            'volume = "galley"\nkind = "crack"',
+            "leaks[0].volume",
+            "unknown volume 'galley'",
+        ),
+        ("volume_m3 = 100", "volume_m3 = -100", "volumes[0].volume_m3", "must be > 0"),
+        ('t = "10min"', "t = -10", "events[0].t", "before time 0"),
+        ("seed = 3", "seed = 3\ncolour = 1", "scenario.colour", "unknown key"),
+        (
+            "[[sensors]]\naddr = 1",
+            "[[sensors]]\naddr = 1\nnoise = 2",
+            "sensors[0].noise",
+            "unknown key",
+        ),
+        ('kind = "crack"', 'kind = "fissure"', "leaks[0].kind", "unknown leak kind"),
+        ('hatch = "h"', 'hatch = "x"', "events[0].hatch", "unknown hatch"),
+        ("addr = 1", "addr = 300", "sensors[0].addr", "must be in 1..247"),
+        ('duration = "1h"', 'duration = "1 fortnight"', "scenario.duration", "bad time"),
+        ('duration = "1h"\n', "", "scenario.duration", "missing"),
+        ("[[leaks]]", "[[leak]]", "leak", "unknown key"),
+    ],
+)
 def test_mistakes_name_file_key_and_problem(tmp_path, old, new, key, problem):
     assert old in GOOD
     path = write(tmp_path, GOOD.replace(old, new, 1))
@@ -145,13 +176,21 @@ def cli() -> list[str]:
 @pytest.mark.timeout(60)
 def test_cli_bad_scenario_one_line_exit_2(tmp_path):
     path = write(tmp_path, GOOD.replace("volume_m3 = 100", "volume_m3 = -1"))
-    r = subprocess.run([*cli(), "emulate", path, "--out", str(tmp_path / "x.bin")],
-                       capture_output=True, text=True, timeout=50)
+    r = subprocess.run(
+        [*cli(), "emulate", path, "--out", str(tmp_path / "x.bin")],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert path in lines[0] and "volumes[0].volume_m3" in lines[0]
     assert "Traceback" not in r.stderr
-    r = subprocess.run([*cli(), "emulate", "nominal", "--out", str(tmp_path / "x.bin"),
-                        "--speed", "fast"], capture_output=True, text=True, timeout=50)
+    r = subprocess.run(
+        [*cli(), "emulate", "nominal", "--out", str(tmp_path / "x.bin"), "--speed", "fast"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -32,12 +32,18 @@ def test_monitor_sigterm_without_a_device(tmp_path):
     scenario = load_scenario("rapid-depress")
     url = f"socket://127.0.0.1:{_closed_port()}"
     out = tmp_path / "out"
-    cfg = write_toml(tmp_path / "monitor.toml",
-                     monitor_config(scenario, {"bus0": url}, out, speed=10,
-                                    control_socket="ctl.sock"))
-    proc = subprocess.Popen([*CLI, "monitor", "--config", str(cfg), "--speed", "10",
-                             "--no-display"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path, start_new_session=True)
+    cfg = write_toml(
+        tmp_path / "monitor.toml",
+        monitor_config(scenario, {"bus0": url}, out, speed=10, control_socket="ctl.sock"),
+    )
+    proc = subprocess.Popen(
+        [*CLI, "monitor", "--config", str(cfg), "--speed", "10", "--no-display"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         sock = out / "ctl.sock"
         deadline = time.monotonic() + 20
@@ -82,7 +88,8 @@ def test_plot_of_an_archive_without_estimates(tmp_path, capsys):
     assert main(["plot", str(path), "--out", str(tmp_path / "x.png")]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.splitlines() == [
-        f"cabinwatch plot: {path}: archive holds no estimates to plot"]
+        f"cabinwatch plot: {path}: archive holds no estimates to plot"
+    ]
     assert not (tmp_path / "x.png").exists()
 
 

@@ -35,9 +35,17 @@ def simulated(tmp_path_factory):
     archive.write_meta("scenario", scenario.name)
     archive.write_meta("links", {"bus0": "socket://127.0.0.1:1"})
     idents = [
-        IdentityFrame(addr=a, seq=0, flags=0, model="PTB330-EMU", serial=100000 + a,
-                      firmware=0x0102, range_min_pa=50000.0, range_max_pa=110000.0,
-                      rate_mhz=10000)
+        IdentityFrame(
+            addr=a,
+            seq=0,
+            flags=0,
+            model="PTB330-EMU",
+            serial=100000 + a,
+            firmware=0x0102,
+            range_min_pa=50000.0,
+            range_max_pa=110000.0,
+            rate_mhz=10000,
+        )
         for a in (1, 2, 3, 4, 5)
     ]
     for f in idents:
@@ -81,8 +89,10 @@ def test_estimates_once_per_second_of_t_s(simulated):
     ticks = len(result.trace.t_s)
     assert ticks >= SIM_S - 1
     for vol in volumes:
-        ts = [r[0] for r in _rows(path, "SELECT t_s FROM estimates WHERE volume=? ORDER BY rowid",
-                                  vol)]
+        ts = [
+            r[0]
+            for r in _rows(path, "SELECT t_s FROM estimates WHERE volume=? ORDER BY rowid", vol)
+        ]
         seconds = [math.floor(t) for t in ts]
         assert len(seconds) == len(set(seconds)), f"{vol}: two rows in one second"
         assert seconds == sorted(seconds)
@@ -90,11 +100,18 @@ def test_estimates_once_per_second_of_t_s(simulated):
         assert ts[-1] == pytest.approx(result.trace.t_s[-1])
     # the values are the core's: compare with the simulation's own per-second trace
     j = result.trace.volumes.index("node3")
-    est = _rows(path, "SELECT t_s, pressure_pa, mass_rate_kg_day, n_healthy, regime "
-                      "FROM estimates WHERE volume='node3' ORDER BY t_s")
+    est = _rows(
+        path,
+        "SELECT t_s, pressure_pa, mass_rate_kg_day, n_healthy, regime "
+        "FROM estimates WHERE volume='node3' ORDER BY t_s",
+    )
     for (t, p, m, n, regime), tt, pp, mm, rr in zip(
-        est, result.trace.t_s, result.trace.pressure_pa, result.trace.mass_rate_kg_day,
-        result.trace.regime, strict=True,
+        est,
+        result.trace.t_s,
+        result.trace.pressure_pa,
+        result.trace.mass_rate_kg_day,
+        result.trace.regime,
+        strict=True,
     ):
         assert t == pytest.approx(tt)
         assert _same(p, pp[j]) and _same(m, mm[j]) and regime == rr[j]
@@ -105,20 +122,34 @@ def test_estimates_once_per_second_of_t_s(simulated):
     assert pressures[-1] < pressures[0] - 300
     assert est[-1][2] > 1000
     # non-finite numbers are stored as NULL, never NaN
-    assert _rows(path, "SELECT count(*) FROM estimates WHERE pressure_pa != pressure_pa "
-                       "OR hole_mm != hole_mm OR reserve_s_linear != reserve_s_linear")[0][0] == 0
+    assert (
+        _rows(
+            path,
+            "SELECT count(*) FROM estimates WHERE pressure_pa != pressure_pa "
+            "OR hole_mm != hole_mm OR reserve_s_linear != reserve_s_linear",
+        )[0][0]
+        == 0
+    )
 
 
 def test_every_event_is_archived(simulated):
     path, result, _, _ = simulated
-    got = _rows(path, "SELECT t_s, source, level, kind, transition, value, unit, message, "
-                      "replayed FROM events ORDER BY rowid")
+    got = _rows(
+        path,
+        "SELECT t_s, source, level, kind, transition, value, unit, message, "
+        "replayed FROM events ORDER BY rowid",
+    )
     assert len(result.events) > 0
     assert len(got) == len(result.events)
     for row, ev in zip(got, result.events, strict=True):
         t, source, level, kind, transition, value, unit, message, replayed = row
         assert (t, source, level, kind, transition) == (
-            ev.t_s, ev.source, ev.level.name, ev.kind.name, ev.transition.name)
+            ev.t_s,
+            ev.source,
+            ev.level.name,
+            ev.kind.name,
+            ev.transition.name,
+        )
         assert unit == ev.unit and message == ev.message and replayed == 0
         if math.isfinite(ev.value):
             assert value == pytest.approx(ev.value)
@@ -137,8 +168,11 @@ def test_sensor_snapshots_once_a_minute(simulated):
 
 def test_identities_link_events_and_meta(simulated):
     path, _, idents, _ = simulated
-    rows = _rows(path, "SELECT t_s, link, addr, model, serial, firmware, range_min_pa, "
-                       "range_max_pa, rate_mhz FROM identities ORDER BY addr")
+    rows = _rows(
+        path,
+        "SELECT t_s, link, addr, model, serial, firmware, range_min_pa, "
+        "range_max_pa, rate_mhz FROM identities ORDER BY addr",
+    )
     assert rows == [
         (0.5, "bus0", f.addr, "PTB330-EMU", f.serial, "1.2", 50000.0, 110000.0, 10000)
         for f in idents
@@ -162,8 +196,9 @@ def test_estimates_once_per_second_at_a_10_hz_loop(tmp_path):
             archive.record_tick(r)
     seconds = sorted({math.floor(r.t_s) for r in results})
     for vol in (v.name for v in config.volumes):
-        ts = [t for (t,) in _rows(path, "SELECT t_s FROM estimates WHERE volume=? ORDER BY t_s",
-                                  vol)]
+        ts = [
+            t for (t,) in _rows(path, "SELECT t_s FROM estimates WHERE volume=? ORDER BY t_s", vol)
+        ]
         assert [math.floor(t) for t in ts] == seconds
         assert ts[0] == pytest.approx(results[0].t_s)  # the first tick is archived
     n_events = sum(len(r.events) for r in results)
@@ -232,9 +267,13 @@ CHILD = textwrap.dedent(
 
 
 def _start_writer(path, mode):
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(path), mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     line = proc.stdout.readline()
     assert line.strip() == "ready", (line, proc.stderr.read() if proc.poll() is not None else "")
     return proc

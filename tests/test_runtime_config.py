@@ -146,8 +146,9 @@ def test_missing_file(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize(("mutate", "key"), [(_unknown_driver, "links.bus0.driver"),
-                                             (None, "(file)")])
+@pytest.mark.parametrize(
+    ("mutate", "key"), [(_unknown_driver, "links.bus0.driver"), (None, "(file)")]
+)
 def test_monitor_with_bad_config(tmp_path, mutate, key):
     """The monitor refuses a bad file before touching a port: one line, exit 2."""
     path = tmp_path / "bad.toml"
@@ -155,8 +156,9 @@ def test_monitor_with_bad_config(tmp_path, mutate, key):
         data = copy.deepcopy(_good())
         mutate(data)
         write_toml(path, data)
-    proc = run_cli("monitor", "--config", path, "--duration", "1", "--no-display",
-                   cwd=tmp_path, timeout=30)
+    proc = run_cli(
+        "monitor", "--config", path, "--duration", "1", "--no-display", cwd=tmp_path, timeout=30
+    )
     line = assert_one_line_error(proc, str(path), key)
     assert line.startswith(f"cabinwatch monitor: {path}: {key}: ")
     assert proc.stdout == ""

@@ -55,8 +55,11 @@ def monitor(served):
 
 def _unacked(core):
     """Alarms an acknowledgement changes: raised, or returned to normal, and not acknowledged."""
-    return [a for a in core.active_alarms()
-            if a.state in (AlarmState.ACTIVE_UNACK, AlarmState.RTN_UNACK)]
+    return [
+        a
+        for a in core.active_alarms()
+        if a.state in (AlarmState.ACTIVE_UNACK, AlarmState.RTN_UNACK)
+    ]
 
 
 def test_ack_one_then_all(monitor):
@@ -74,7 +77,9 @@ def test_ack_one_then_all(monitor):
     assert reply == {"ok": True, "acknowledged": len(before) - 1}
     assert _unacked(core) == []
     assert send_command(server.path, {"cmd": "ack", "key": "nosuch:LEAK"}) == {
-        "ok": True, "acknowledged": 0}
+        "ok": True,
+        "acknowledged": 0,
+    }
 
 
 def test_hatch_close_and_open(monitor):
@@ -174,8 +179,9 @@ def test_stale_socket_file_is_replaced(tmp_path):
     server = ControlServer(path)
     try:
         replies = []
-        t = threading.Thread(target=lambda: replies.append(
-            send_command(path, {"cmd": "status"}, timeout_s=5)))
+        t = threading.Thread(
+            target=lambda: replies.append(send_command(path, {"cmd": "status"}, timeout_s=5))
+        )
         t.start()
         for _ in range(500):
             if server.poll(lambda req: {"ok": True, "echo": req["cmd"]}):

@@ -68,9 +68,8 @@ def test_render_fits_80_columns_and_shows_everything(tick):
     for s in result.sensors:
         assert f"{s.sensor_id} {s.health.name.lower()}" in text
         assert f"{s.last_sample_age_s:.1f}s" in text
-    alarm_lines = lines[lines.index("alarms:") + 1:lines.index(f"link bus0: {LINK_STATUS}")]
-    assert len(alarm_lines) == min(8, len(core.active_alarms())) + (
-        len(core.active_alarms()) > 8)
+    alarm_lines = lines[lines.index("alarms:") + 1 : lines.index(f"link bus0: {LINK_STATUS}")]
+    assert len(alarm_lines) == min(8, len(core.active_alarms())) + (len(core.active_alarms()) > 8)
     assert any("EMER" in ln and "node3:RAPID_DEPRESS" in ln for ln in alarm_lines), text
     assert any("CAUT" in ln and ":LEAK" in ln for ln in alarm_lines), text
     assert any("WARN" in ln and ":LOW_RESERVE" in ln for ln in alarm_lines), text
@@ -86,8 +85,9 @@ def test_render_closed_hatch_and_worst_alarm_first(tick):
     lines = render(view)
     assert any("1:node1-node3=CLOSED" in ln for ln in lines)
     first = lines.index("alarms:") + 1
-    levels = [ln.split()[0] for ln in lines[first:] if ln.startswith("  ") and not
-              ln.startswith("  ...")]
+    levels = [
+        ln.split()[0] for ln in lines[first:] if ln.startswith("  ") and not ln.startswith("  ...")
+    ]
     order = {"EMER": 4, "WARN": 3, "CAUT": 2, "adv": 1}
     ranks = [order[x] for x in levels if x in order]
     assert ranks and ranks == sorted(ranks, reverse=True)
@@ -95,14 +95,21 @@ def test_render_closed_hatch_and_worst_alarm_first(tick):
 
 def test_render_stays_in_80_columns_with_long_names(tick):
     core, result = tick
-    long_vols = tuple(replace(v, volume="a-very-long-volume-name-" + v.volume)
-                      for v in result.volumes)
+    long_vols = tuple(
+        replace(v, volume="a-very-long-volume-name-" + v.volume) for v in result.volumes
+    )
     many_sensors = result.sensors * 6
     alarms = core.active_alarms() * 3
     view = View(
-        t_s=1e9, title="x" * 120, volumes=long_vols, sensors=many_sensors,
+        t_s=1e9,
+        title="x" * 120,
+        volumes=long_vols,
+        sensors=many_sensors,
         hatches={f"hatch-with-a-long-name-{i}": i % 2 == 0 for i in range(12)},
-        alarms=alarms, links={"l" * 50: "s" * 100}, loop="y" * 200, note="n" * 100,
+        alarms=alarms,
+        links={"l" * 50: "s" * 100},
+        loop="y" * 200,
+        note="n" * 100,
     )
     lines = render(view)
     assert all(len(line) <= 80 for line in lines), [ln for ln in lines if len(ln) > 80]
@@ -122,10 +129,23 @@ def test_render_without_data():
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
-        (None, "none"), (math.nan, "none"), (math.inf, "none"), (100 * 86400, "none"),
-        (-5.0, "0s"), (0.0, "0s"), (45.0, "45s"), (59.4, "59s"), (60.0, "1m00s"),
-        (750.0, "12m30s"), (3599.0, "59m59s"), (3600.0, "1h00m"), (18720.0, "5h12m"),
-        (86399.0, "23h59m"), (86400.0, "1d00h"), (273600.0, "3d04h"), (99 * 86400, "99d00h"),
+        (None, "none"),
+        (math.nan, "none"),
+        (math.inf, "none"),
+        (100 * 86400, "none"),
+        (-5.0, "0s"),
+        (0.0, "0s"),
+        (45.0, "45s"),
+        (59.4, "59s"),
+        (60.0, "1m00s"),
+        (750.0, "12m30s"),
+        (3599.0, "59m59s"),
+        (3600.0, "1h00m"),
+        (18720.0, "5h12m"),
+        (86399.0, "23h59m"),
+        (86400.0, "1d00h"),
+        (273600.0, "3d04h"),
+        (99 * 86400, "99d00h"),
     ],
 )
 def test_fmt_duration(seconds, text):

@@ -24,8 +24,18 @@ def rapid(tmp_path_factory):
     """``simulate rapid-depress --duration 300 --json --archive``: (process, objects, archive)."""
     tmp = tmp_path_factory.mktemp("simulate")
     archive = tmp / "run.sqlite"
-    proc = run_cli("simulate", "rapid-depress", "--duration", "300", "--json",
-                   "--archive", archive, "--telemetry", tmp / "telemetry.jsonl", timeout=80)
+    proc = run_cli(
+        "simulate",
+        "rapid-depress",
+        "--duration",
+        "300",
+        "--json",
+        "--archive",
+        archive,
+        "--telemetry",
+        tmp / "telemetry.jsonl",
+        timeout=80,
+    )
     assert proc.returncode == 0, proc.stderr
     objects = [json.loads(line) for line in proc.stdout.splitlines()]
     return proc, objects, archive
@@ -41,7 +51,8 @@ def test_telemetry_file(rapid):
     assert len(estimates) == pytest.approx(300, abs=2)  # 1 Hz
     assert set(estimates[-1]["volumes"]) == {"usos", "node3", "rs"}
     assert [(e["t_s"], e["key"], e["transition"]) for e in events] == [
-        (o["t_s"], o["key"], o["transition"]) for o in objects[:-1]]
+        (o["t_s"], o["key"], o["transition"]) for o in objects[:-1]
+    ]
 
 
 def test_json_lines_events_then_summary(rapid):
@@ -53,8 +64,18 @@ def test_json_lines_events_then_summary(rapid):
     times = [o["t_s"] for o in objects[:-1]]
     assert times == sorted(times)
     for ev in objects[:-1]:
-        assert {"t_s", "key", "source", "level", "kind", "transition", "value", "limit",
-                "unit", "message"} <= ev.keys()
+        assert {
+            "t_s",
+            "key",
+            "source",
+            "level",
+            "kind",
+            "transition",
+            "value",
+            "limit",
+            "unit",
+            "message",
+        } <= ev.keys()
 
 
 def test_summary_scores_the_leak(rapid):
@@ -64,8 +85,17 @@ def test_summary_scores_the_leak(rapid):
     assert s["scenario"] == "rapid-depress" and s["sim_seconds"] == 300.0
     assert len(s["leaks"]) == 1
     leak = s["leaks"][0]
-    for key in ("volume", "onset_s", "detected_s", "latency_s", "first_level",
-                "mass_rate_true_kg_day", "mass_rate_est_kg_day", "hole_true_mm", "hole_est_mm"):
+    for key in (
+        "volume",
+        "onset_s",
+        "detected_s",
+        "latency_s",
+        "first_level",
+        "mass_rate_true_kg_day",
+        "mass_rate_est_kg_day",
+        "hole_true_mm",
+        "hole_est_mm",
+    ):
         assert key in leak
     assert leak["volume"] == "node3" and leak["onset_s"] == 120.0
     assert leak["first_level"] == "EMERGENCY"
@@ -78,9 +108,14 @@ def test_summary_scores_the_leak(rapid):
     frames = s["counters"]["decoder"]["bus0"]["frames"]["SAMPLE"]
     assert frames == pytest.approx(300 * 10 * 5, rel=0.01)
     # the summary's first raise is among the events printed before it
-    assert any(o["type"] == "event" and o["level"] == "EMERGENCY" and o["source"] == "node3"
-               and o["transition"] == "RAISED" and o["t_s"] == leak["detected_s"]
-               for o in objects)
+    assert any(
+        o["type"] == "event"
+        and o["level"] == "EMERGENCY"
+        and o["source"] == "node3"
+        and o["transition"] == "RAISED"
+        and o["t_s"] == leak["detected_s"]
+        for o in objects
+    )
 
 
 def test_archive_and_plot(rapid, tmp_path):
@@ -134,8 +169,13 @@ def test_link_faults_raise_no_false_alarm():
 def _run(name, lookahead_s, **kw):
     scenario = load_scenario(name)
     taps = []
-    result = run_simulation(scenario, config_from_scenario(scenario), lookahead_s=lookahead_s,
-                            tap=lambda link, data: taps.append((link, data)), **kw)
+    result = run_simulation(
+        scenario,
+        config_from_scenario(scenario),
+        lookahead_s=lookahead_s,
+        tap=lambda link, data: taps.append((link, data)),
+        **kw,
+    )
     return result, taps
 
 
@@ -151,19 +191,30 @@ def _assert_same_run(a, b):
     for f in ("t_s", *TRACE_FIELDS):
         assert np.array_equal(getattr(ra.trace, f), getattr(rb.trace, f), equal_nan=True), f
     assert list(ra.trace.regime) == list(rb.trace.regime)
-    for k in ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg", "inflowed_kg",
-              "hatch_open"):
+    for k in (
+        "t_s",
+        "p_pa",
+        "t_k",
+        "mass_kg",
+        "leak_kg_s",
+        "leaked_kg",
+        "inflowed_kg",
+        "hatch_open",
+    ):
         assert np.array_equal(getattr(ra.truth, k), getattr(rb.truth, k)), k
     assert ra.truth.faults == rb.truth.faults
     assert score(ra) | {"loop": None} == score(rb) | {"loop": None}
 
 
-@pytest.mark.parametrize("name,kw", [
-    # the leak opens at 3 h; ppm clocks at 10 Hz
-    ("soyuz-ms09-2018", {"start_s": 10_740.0, "duration_s": 10_960.0}),
-    # stuck, spike, step, drift and dropout; stopped early off a chunk's end
-    ("sensor-faults", {"start_s": 1680.0, "duration_s": 2000.0, "stop_after": 1850.0}),
-])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        # the leak opens at 3 h; ppm clocks at 10 Hz
+        ("soyuz-ms09-2018", {"start_s": 10_740.0, "duration_s": 10_960.0}),
+        # stuck, spike, step, drift and dropout; stopped early off a chunk's end
+        ("sensor-faults", {"start_s": 1680.0, "duration_s": 2000.0, "stop_after": 1850.0}),
+    ],
+)
 def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
     """The emulator running 60 s ahead changes nothing: events, bytes, counters, trace,
     truth and score are those of advancing it at every tick."""
@@ -174,8 +225,10 @@ def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
         clock = [0.0]
         extra = {}
         if stop_after is not None:
-            extra = {"on_tick": lambda r, c=clock: c.__setitem__(0, r.t_s),
-                     "stop": lambda c=clock: c[0] >= stop_after}
+            extra = {
+                "on_tick": lambda r, c=clock: c.__setitem__(0, r.t_s),
+                "stop": lambda c=clock: c[0] >= stop_after,
+            }
         runs.append(_run(name, lookahead_s, **kw, **extra))
     _assert_same_run(*runs)
 
@@ -186,10 +239,13 @@ def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
 
     calls = []
     orig = Emulator.advance_frames
-    monkeypatch.setattr(Emulator, "advance_frames",
-                        lambda self, b: calls.append(len(b)) or orig(self, b))
-    _assert_same_run(_run("link-faults", 0.0, start_s=590.0, duration_s=630.0),
-                     _run("link-faults", 60.0, start_s=590.0, duration_s=630.0))
+    monkeypatch.setattr(
+        Emulator, "advance_frames", lambda self, b: calls.append(len(b)) or orig(self, b)
+    )
+    _assert_same_run(
+        _run("link-faults", 0.0, start_s=590.0, duration_s=630.0),
+        _run("link-faults", 60.0, start_s=590.0, duration_s=630.0),
+    )
     assert calls == []
     _run("rapid-depress", 60.0, duration_s=150.0)
     assert calls == [60, 60, 30]  # 1 Hz: 60 ticks a chunk, the last one cut at the end

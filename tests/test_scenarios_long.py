@@ -42,5 +42,8 @@ def test_zvezda_prk_tunnel_rate_within_20_percent_while_closed_and_regime_crack(
     assert seen[-1][2] is Regime.CRACK
     # once decided, the regime does not flip to ORIFICE
     assert all(r is not Regime.ORIFICE for _, _, r in seen)
-    assert not [e for e in result.events if e.level.name in ("CAUTION", "WARNING", "EMERGENCY")
-                and e.source != "prk"]
+    assert not [
+        e
+        for e in result.events
+        if e.level.name in ("CAUTION", "WARNING", "EMERGENCY") and e.source != "prk"
+    ]

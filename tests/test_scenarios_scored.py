@@ -62,8 +62,16 @@ def test_rapid_depress_emergency_within_5_s():
 def test_sensor_faults_each_raise_an_advisory_and_no_leak_alarm():
     s = scored("sensor-faults")
     kinds = {f["kind"] for f in s["faults"]}
-    assert kinds >= {"stuck", "spike", "step", "drift", "dropout", "noisy", "reboot",
-                     "out_of_range"}
+    assert kinds >= {
+        "stuck",
+        "spike",
+        "step",
+        "drift",
+        "dropout",
+        "noisy",
+        "reboot",
+        "out_of_range",
+    }
     for f in s["faults"]:
         assert f["advisory_s"] is not None, f"no advisory for {f}"
         # A 2400 Pa/day drift needs about 115 s of data to show at 5 sigma against its

@@ -69,7 +69,6 @@ def test_heater_step_in_a_closed_module_raises_nothing_above_advisory(volume, de
     events = []
     run_simulation(sc, config_from_scenario(sc), start_s=2400.0, on_event=events.append)
     raised = [
-        e for e in events
-        if e.transition is Transition.RAISED and e.level > AlarmLevel.ADVISORY
+        e for e in events if e.transition is Transition.RAISED and e.level > AlarmLevel.ADVISORY
     ]
     assert not raised, raised

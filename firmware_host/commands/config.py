@@ -14,8 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
     check = cmds.add_parser("check", help="validate FILE; one line per mistake, exit 2")
     check.add_argument("file")
-    check.add_argument("--no-links", action="store_true",
-                       help="the file is for analyze/simulate: [links] tables are not required")
+    check.add_argument(
+        "--no-links",
+        action="store_true",
+        help="the file is for analyze/simulate: [links] tables are not required",
+    )
     p.set_defaults(func=run)
 
 
@@ -33,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     for name, link in cfg.links.items():
         print(f"  link {name}: {link.url} at {link.baudrate} baud, driver {link.driver}")
     out = cfg.outputs
-    print(f"  archive: {out.archive or 'none'}; telemetry: {out.telemetry or 'none'}; "
-          f"capture: {out.capture or 'none'}")
+    print(
+        f"  archive: {out.archive or 'none'}; telemetry: {out.telemetry or 'none'}; "
+        f"capture: {out.capture or 'none'}"
+    )
     return 0

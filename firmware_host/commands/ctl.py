@@ -16,8 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="send an operator command to a running monitor",
         description="Send an operator command to a running `cabinwatch monitor` (or demo).",
     )
-    p.add_argument("--socket", default=DEFAULT_SOCKET,
-                   help="the monitor's control socket (outputs.control_socket)")
+    p.add_argument(
+        "--socket",
+        default=DEFAULT_SOCKET,
+        help="the monitor's control socket (outputs.control_socket)",
+    )
     cmds = p.add_subparsers(dest="ctl", metavar="ACTION", required=True)
     ack = cmds.add_parser("ack", help="acknowledge every alarm, or the one named")
     ack.add_argument("key", nargs="?", help="an alarm key such as usos:LEAK")

@@ -76,17 +76,30 @@ def run(args: argparse.Namespace) -> int:
     for stale in out.glob("archive.sqlite*"):
         stale.unlink()
     truth_path = out / "truth.jsonl"
-    cmd = [sys.executable, "-m", "firmware_host.cli", "emulate", args.scenario,
-           "--speed", str(speed), "--duration", str(start + duration * 1.05 + 5 * speed),
-           "--truth", str(truth_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "firmware_host.cli",
+        "emulate",
+        args.scenario,
+        "--speed",
+        str(speed),
+        "--duration",
+        str(start + duration * 1.05 + 5 * speed),
+        "--truth",
+        str(truth_path),
+    ]
     cmd += ["--tcp", "127.0.0.1:0"] if args.tcp else ["--pty"]
     if start > 0:
         cmd += ["--start", str(start)]
     print(f"demo: {scenario.name}: {scenario.description}")
-    print(f"demo: emulator at {speed:g}x real time from t={start:.0f} s for {duration:.0f} s "
-          f"({duration / speed:.0f} s of wall time), over {'TCP' if args.tcp else 'a pty'}")
-    emu = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    print(
+        f"demo: emulator at {speed:g}x real time from t={start:.0f} s for {duration:.0f} s "
+        f"({duration / speed:.0f} s of wall time), over {'TCP' if args.tcp else 'a pty'}"
+    )
+    emu = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         urls = _read_endpoints(emu, scenario.link_names)
         return _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, emu)
@@ -155,8 +168,13 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
             next_trace[0] = math.floor(result.t_s) + 1.0
             trace.record(result)
 
-    app = MonitorApp(rc, clock=clock, display=display, on_tick=on_tick,
-                     title=f"cabinwatch demo: {scenario.name} at {speed:g}x")
+    app = MonitorApp(
+        rc,
+        clock=clock,
+        display=display,
+        on_tick=on_tick,
+        title=f"cabinwatch demo: {scenario.name} at {speed:g}x",
+    )
     hatch_inputs = [h for h in scenario.hatch_events() if h[0] > start]
     # The hatch states at the start of the window, as the crew left them.
     for t, name, is_open in scenario.hatch_events():
@@ -169,8 +187,10 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
         while hatch_inputs and hatch_inputs[0][0] <= now:
             t, name, is_open = hatch_inputs.pop(0)
             app.core.set_hatch(name, is_open, now)
-            print(f"demo: operator sets hatch {name} {'open' if is_open else 'closed'} "
-                  f"at t={now:.0f} s")
+            print(
+                f"demo: operator sets hatch {name} {'open' if is_open else 'closed'} "
+                f"at t={now:.0f} s"
+            )
         return emu.poll() is not None
 
     app.start()
@@ -197,43 +217,57 @@ def _summary(scenario, rc, app, events, trace, truth_path, start, duration, out)
     if truth is None or not len(truth):
         print("  (no truth records from the emulator: estimates not scored)")
     else:
-        result = SimulationResult(scenario, rc.monitor, start + duration, events, trace, truth,
-                                  app.loop.health(), {})
+        result = SimulationResult(
+            scenario, rc.monitor, start + duration, events, trace, truth, app.loop.health(), {}
+        )
         s = score(result)
         for leak in s["leaks"]:
             if leak["onset_s"] > start + duration or (leak["end_s"] or math.inf) < start:
                 continue
             if leak["detected_s"] is None:
-                print(f"  leak {leak['name']} in {leak['volume']} (onset {leak['onset_s']:.0f} s): "
-                      "not detected in this window")
+                print(
+                    f"  leak {leak['name']} in {leak['volume']} (onset {leak['onset_s']:.0f} s): "
+                    "not detected in this window"
+                )
                 continue
-            print(f"  leak {leak['name']} in {leak['volume']} opened at t={leak['onset_s']:.0f} s; "
-                  f"{leak['first_level']} after {leak['latency_s']:.0f} s")
+            print(
+                f"  leak {leak['name']} in {leak['volume']} opened at t={leak['onset_s']:.0f} s; "
+                f"{leak['first_level']} after {leak['latency_s']:.0f} s"
+            )
             if leak["settle_s"] is not None:
-                print(f"    at t={leak['settle_s']:.0f} s: leak "
-                      f"{_fmt(leak['mass_rate_est_kg_day'], '.2f')} kg/day (truth "
-                      f"{_fmt(leak['mass_rate_true_kg_day'], '.2f')}), hole "
-                      f"{_fmt(leak['hole_est_mm'], '.2f')} mm (truth "
-                      f"{_fmt(leak['hole_true_mm'], '.2f')})")
+                print(
+                    f"    at t={leak['settle_s']:.0f} s: leak "
+                    f"{_fmt(leak['mass_rate_est_kg_day'], '.2f')} kg/day (truth "
+                    f"{_fmt(leak['mass_rate_true_kg_day'], '.2f')}), hole "
+                    f"{_fmt(leak['hole_est_mm'], '.2f')} mm (truth "
+                    f"{_fmt(leak['hole_true_mm'], '.2f')})"
+                )
         print(f"  false alarms: {len(s['false_alarms'])}")
     health = {n: d.health() for n, d in app.drivers.items()}
     for name, h in health.items():
         dec = h.decoder
-        print(f"  link {name}: {h.samples_in} samples, {dec.errors_total if dec else 0} "
-              f"decoder errors, {h.reconnects} reconnects")
+        print(
+            f"  link {name}: {h.samples_in} samples, {dec.errors_total if dec else 0} "
+            f"decoder errors, {h.reconnects} reconnects"
+        )
     lh = app.loop.health()
     print(f"  loop: {lh.ticks} ticks, {lh.overruns} overruns")
     png = out / "demo.png"
     tr = None
     if truth is not None and len(truth):
-        tr = {v: (truth.t_s, truth.p_pa[:, i]) for i, v in enumerate(truth.volume_names)
-              if v in {vol.name for vol in rc.monitor.volumes}}
+        tr = {
+            v: (truth.t_s, truth.p_pa[:, i])
+            for i, v in enumerate(truth.volume_names)
+            if v in {vol.name for vol in rc.monitor.volumes}
+        }
     if rc.outputs.archive and rc.outputs.archive.exists():
         plot_archive(rc.outputs.archive, png, title=f"cabinwatch demo: {scenario.name}", truth=tr)
         print(f"  plot: {png}")
         print(f"  archive: {rc.outputs.archive}")
-    print(f"  configuration: {out / 'config.toml'} (cabinwatch analyze "
-          f"{out / 'capture'}/LINK.000000.bin --config {out / 'config.toml'})")
+    print(
+        f"  configuration: {out / 'config.toml'} (cabinwatch analyze "
+        f"{out / 'capture'}/LINK.000000.bin --config {out / 'config.toml'})"
+    )
     return 0
 
 

@@ -22,11 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="the configuration file (TOML)")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="clock speed-up for a sped-up HIL emulator (default 1: real time)")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="clock speed-up for a sped-up HIL emulator (default 1: real time)",
+    )
     p.add_argument("--no-display", action="store_true", help="no live display")
-    p.add_argument("--telemetry", help="JSON-lines telemetry: - for stdout, or a file "
-                   "(overrides outputs.telemetry)")
+    p.add_argument(
+        "--telemetry",
+        help="JSON-lines telemetry: - for stdout, or a file (overrides outputs.telemetry)",
+    )
     p.set_defaults(func=run)
 
 

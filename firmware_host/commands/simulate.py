@@ -29,11 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="monitor configuration (TOML) instead of the derived one")
     p.add_argument("--json", action="store_true", help="events as JSON lines, then a summary")
     p.add_argument("--duration", type=float, help="stop at this simulated time, s")
-    p.add_argument("--start", type=float, default=0.0,
-                   help="play the scenario to this time without the monitor, then start it")
+    p.add_argument(
+        "--start",
+        type=float,
+        default=0.0,
+        help="play the scenario to this time without the monitor, then start it",
+    )
     p.add_argument("--seed", type=int, help="override the scenario's seed")
-    p.add_argument("--settle", type=float, default=1800.0,
-                   help="seconds after a leak's onset at which estimates are scored (1800)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=1800.0,
+        help="seconds after a leak's onset at which estimates are scored (1800)",
+    )
     p.add_argument("--archive", help="also write the SQLite archive here")
     p.add_argument("--telemetry", help="also write JSON-lines telemetry here")
     p.set_defaults(func=run)

@@ -111,8 +111,9 @@ class MonitorApp:
                 )
                 self.captures[name] = cap
                 sink = cap
-            driver = DRIVERS[link.driver](name, link.url, baudrate=link.baudrate,
-                                          clock=time.monotonic, raw_sink=sink)
+            driver = DRIVERS[link.driver](
+                name, link.url, baudrate=link.baudrate, clock=time.monotonic, raw_sink=sink
+            )
             self.drivers[name] = driver
             if link.configure:
                 devices = [
@@ -130,8 +131,7 @@ class MonitorApp:
                     self.archive.write_meta("config_toml", fh.read())
             except OSError:
                 pass
-        self.loop = RateLoop(self.core, self.clock, rc.monitor.rate_hz, self._source,
-                             self._on_tick)
+        self.loop = RateLoop(self.core, self.clock, rc.monitor.rate_hz, self._source, self._on_tick)
 
     def _clock_s(self) -> float:
         return self.clock.now_ns() / NS

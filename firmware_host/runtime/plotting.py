@@ -13,15 +13,20 @@ import numpy as np  # noqa: E402
 from firmware_host.errors import InputFileError  # noqa: E402
 from firmware_host.runtime.archive import open_archive  # noqa: E402
 
-LEVEL_COLORS = {"ADVISORY": "tab:gray", "CAUTION": "gold", "WARNING": "darkorange",
-                "EMERGENCY": "red"}
+LEVEL_COLORS = {
+    "ADVISORY": "tab:gray",
+    "CAUTION": "gold",
+    "WARNING": "darkorange",
+    "EMERGENCY": "red",
+}
 MMHG_PA = 133.322
 #: Reserve times beyond this (h) are not drawn: nothing is running out.
 RESERVE_MAX_H = 1000.0
 
 
-def plot_archive(archive: str | Path, out_png: str | Path, title: str | None = None,
-                 truth: dict | None = None) -> Path:
+def plot_archive(
+    archive: str | Path, out_png: str | Path, title: str | None = None, truth: dict | None = None
+) -> Path:
     """Draw the archive into ``out_png``; ``truth`` optionally overlays the true pressure
     per volume as ``{volume: (t_s array, pressure_pa array)}``."""
     db = open_archive(archive)
@@ -29,9 +34,7 @@ def plot_archive(archive: str | Path, out_png: str | Path, title: str | None = N
         "SELECT t_s, volume, pressure_pa, dpdt_pa_s, reserve_s_linear, reserve_s_orifice, "
         "mass_rate_kg_day FROM estimates ORDER BY t_s"
     ).fetchall()
-    events = db.execute(
-        "SELECT t_s, level, transition FROM events ORDER BY t_s"
-    ).fetchall()
+    events = db.execute("SELECT t_s, level, transition FROM events ORDER BY t_s").fetchall()
     db.close()
     if not rows:
         raise InputFileError(str(archive), "archive holds no estimates to plot")
@@ -46,8 +49,12 @@ def plot_archive(archive: str | Path, out_png: str | Path, title: str | None = N
     any_reserve = False
     ax_p, ax_d, ax_m, ax_r = axes
     for vol, rs in sorted(by_vol.items()):
-        a = np.array([[x if x is not None else np.nan for x in (r[0], r[2], r[3], r[4], r[5],
-                                                                 r[6])] for r in rs])
+        a = np.array(
+            [
+                [x if x is not None else np.nan for x in (r[0], r[2], r[3], r[4], r[5], r[6])]
+                for r in rs
+            ]
+        )
         t = (a[:, 0] - t0) / scale
         ax_p.plot(t, a[:, 1] / 1000, label=vol)
         ax_d.plot(t, a[:, 2] * 60, label=vol)
@@ -58,11 +65,17 @@ def plot_archive(archive: str | Path, out_png: str | Path, title: str | None = N
         ax_r.plot(t, reserve, label=vol)
     if truth:
         for vol, (tt, pp) in truth.items():
-            ax_p.plot((np.asarray(tt) - t0) / scale, np.asarray(pp) / 1000, "k:", lw=0.8,
-                      label=f"{vol} (truth)")
+            ax_p.plot(
+                (np.asarray(tt) - t0) / scale,
+                np.asarray(pp) / 1000,
+                "k:",
+                lw=0.8,
+                label=f"{vol} (truth)",
+            )
     ax_p.set_ylabel("pressure (kPa)")
-    sec = ax_p.secondary_yaxis("right", functions=(lambda k: k * 1000 / MMHG_PA,
-                                                   lambda m: m * MMHG_PA / 1000))
+    sec = ax_p.secondary_yaxis(
+        "right", functions=(lambda k: k * 1000 / MMHG_PA, lambda m: m * MMHG_PA / 1000)
+    )
     sec.set_ylabel("mmHg")
     ax_d.set_ylabel("dP/dt (Pa/min)")
     ax_d.axhline(0, color="k", lw=0.5)
@@ -79,8 +92,13 @@ def plot_archive(archive: str | Path, out_png: str | Path, title: str | None = N
         label = level if level not in shown else None
         shown.add(level)
         for ax in axes:
-            ax.axvline(x, color=LEVEL_COLORS.get(level, "k"), lw=1.2, ls="--",
-                       label=label if ax is ax_p else None)
+            ax.axvline(
+                x,
+                color=LEVEL_COLORS.get(level, "k"),
+                lw=1.2,
+                ls="--",
+                label=label if ax is ax_p else None,
+            )
     for ax in axes:
         ax.grid(True, alpha=0.3)
     ax_p.legend(loc="best", fontsize=8, ncol=2)

@@ -140,8 +140,14 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
     if not isinstance(raw_out, dict):
         raise ConfigError(src, "outputs", "must be a table [outputs]")
     allowed = {
-        "directory", "archive", "telemetry", "telemetry_rate_hz", "capture",
-        "capture_max_bytes", "capture_keep", "control_socket",
+        "directory",
+        "archive",
+        "telemetry",
+        "telemetry_rate_hz",
+        "capture",
+        "capture_max_bytes",
+        "capture_keep",
+        "control_socket",
     }
     _check_keys(src, raw_out, allowed, "outputs")
     # Relative to the working directory (systemd: WorkingDirectory=), not the file.

@@ -84,9 +84,7 @@ def score(result, *, settle_s: float = 1800.0, grace_s: float = 60.0) -> dict:
     cd = config.estimator.discharge_coefficient
     groups = _Groups(scenario, truth)
     leak_flow = np.asarray(truth.leak_kg_s)
-    raised = [
-        e for e in result.events if e.transition == Transition.RAISED
-    ]
+    raised = [e for e in result.events if e.transition == Transition.RAISED]
     alarms = [e for e in raised if e.level >= AlarmLevel.CAUTION]
     vol_names = set(groups.names)
 

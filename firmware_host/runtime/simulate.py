@@ -25,8 +25,14 @@ from firmware_host.core import MonitorCore, TickResult
 from firmware_host.loop import NS, LoopHealth, RateLoop, SampleBatch
 
 #: The per-volume float columns of an ``EstimateTrace``, in storage order.
-TRACE_FIELDS = ("mass_rate_kg_day", "mass_rate_sigma_kg_day", "hole_mm", "pressure_pa",
-                "dpdt_pa_s", "reserve_s")
+TRACE_FIELDS = (
+    "mass_rate_kg_day",
+    "mass_rate_sigma_kg_day",
+    "hole_mm",
+    "pressure_pa",
+    "dpdt_pa_s",
+    "reserve_s",
+)
 
 
 class _RegimeRows:
@@ -104,9 +110,16 @@ class EstimateTrace:
                 cols.append(nan_row)
                 name = "UNKNOWN"
             else:
-                cols.append([v.mass_rate_kg_day, v.mass_rate_sigma_kg_day, v.hole_mm,
-                             v.pressure_pa, _best_slope(v),
-                             min(v.reserve_s_linear, v.reserve_s_orifice)])
+                cols.append(
+                    [
+                        v.mass_rate_kg_day,
+                        v.mass_rate_sigma_kg_day,
+                        v.hole_mm,
+                        v.pressure_pa,
+                        _best_slope(v),
+                        min(v.reserve_s_linear, v.reserve_s_orifice),
+                    ]
+                )
                 name = v.regime.name
             code = self._regime_code.get(name)
             if code is None:
@@ -228,8 +241,7 @@ class EmulatorSource:
         for link, pend in self._pending.items():
             ch = chunks[link]
             counts = np.bincount(ch.release, minlength=len(ticks)).tolist()
-            self._pending[link] = pend[p:] + list(zip(ch.split(len(ticks)), counts,
-                                                       strict=True))
+            self._pending[link] = pend[p:] + list(zip(ch.split(len(ticks)), counts, strict=True))
         self._pos = 0
 
     def _released(self, now_s: float) -> dict[str, bytes]:
@@ -302,8 +314,7 @@ class EmulatorSource:
 class _TruthStore:
     """Truth parts appended into arrays grown in blocks (no per-second objects)."""
 
-    KEYS = ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg", "inflowed_kg",
-            "hatch_open")
+    KEYS = ("t_s", "p_pa", "t_k", "mass_kg", "leak_kg_s", "leaked_kg", "inflowed_kg", "hatch_open")
 
     def __init__(self, capacity: int = 0):
         self._cap_hint = max(int(capacity), 64)
@@ -329,7 +340,7 @@ class _TruthStore:
                 new[:n] = old[:n]
                 self._arr[k] = new
         for k in self.KEYS:
-            self._arr[k][n:n + m] = getattr(part, k)
+            self._arr[k][n : n + m] = getattr(part, k)
         self._faults.extend(part.faults)
         self._n = n + m
 
@@ -403,12 +414,18 @@ def run_simulation(
         hatch_inputs = [h for h in hatch_inputs if h[0] > start_s]
     end_s = scenario.duration_s if duration_s is None else min(duration_s, scenario.duration_s)
     n_seconds = max(0, int(end_s - start_s) + 2)
-    trace = EstimateTrace([v.name for v in config.volumes],
-                          capacity=min(n_seconds, 1 << 20) if record_trace else 0)
+    trace = EstimateTrace(
+        [v.name for v in config.volumes], capacity=min(n_seconds, 1 << 20) if record_trace else 0
+    )
     events: list[AlarmEvent] = []
     truth = _TruthStore(capacity=min(n_seconds, 1 << 20))
-    source = EmulatorSource(emulator, hatch_inputs=hatch_inputs, on_hatch=core.set_hatch,
-                            tap=tap, lookahead_s=lookahead_s)
+    source = EmulatorSource(
+        emulator,
+        hatch_inputs=hatch_inputs,
+        on_hatch=core.set_hatch,
+        tap=tap,
+        lookahead_s=lookahead_s,
+    )
     next_trace = [start_s]
 
     def tick(result: TickResult) -> None:

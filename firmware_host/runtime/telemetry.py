@@ -128,8 +128,9 @@ class TelemetryWriter:
         self.write({"type": "loop", "t_s": round(t_s, 6), **health.to_json_dict()})
 
     def record_link_event(self, t_s: float, link: str, kind: str, detail: str = "") -> None:
-        self.write({"type": "link", "t_s": round(t_s, 6), "link": link, "kind": kind,
-                    "detail": detail})
+        self.write(
+            {"type": "link", "t_s": round(t_s, 6), "link": link, "kind": kind, "detail": detail}
+        )
 
     def close(self) -> None:
         try:
