@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.gas import CHOKE, GAMMA, R_AIR
 from drivers.frames import SAMPLE_RECORD_DTYPE
-from firmware_host.core import CHOKE, GAMMA, R_AIR
 
 T_REF_K = 295.15
 ORBIT_S = 5520.0

@@ -4,6 +4,7 @@ the module empties below its sensors' range."""
 from __future__ import annotations
 
 import dataclasses
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from firmware_host import synth
 from firmware_host.alarms import AlarmLevel, AlarmState, Transition
 from firmware_host.config import SensorConfig
 from firmware_host.core import MonitorCore
+from firmware_host.stages import alarm_rules
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -122,8 +124,14 @@ def _caution_latency(seed, disable_onset=False):
     data = [synth.sensor_data(s, cab, 0, 1900, rng) for s in sensors]
     core = MonitorCore(synth.config_for(sensors, 900.0, rate_hz=1.0))
     if disable_onset:
-        core._onset_leak = lambda vol, n_h: (np.zeros(1, dtype=bool), np.full(1, np.nan))
-    events = synth.run(core, data, 1.0, 0.0, 1899.0)
+        with mock.patch.object(
+            alarm_rules,
+            "onset_leak",
+            lambda fit, usable, channels, limits: (np.zeros(1, dtype=bool), np.full(1, np.nan)),
+        ):
+            events = synth.run(core, data, 1.0, 0.0, 1899.0)
+    else:
+        events = synth.run(core, data, 1.0, 0.0, 1899.0)
     t = [
         e.t_s for e in events if e.level is AlarmLevel.CAUTION and e.transition is Transition.RAISED
     ]
@@ -158,16 +166,31 @@ def test_caution_clears_only_on_evidence_not_on_a_reading_that_is_merely_not_sig
     core = MonitorCore(synth.config_for(PAIR, 910.0, rate_hz=1.0))
     events = synth.run(core, data, 1.0, 0.0, 1500.0)
     assert any(e.level is AlarmLevel.CAUTION for e in events)
-    vol = dict(core._last_vol)
+    fit = core.last_result.volume_fit
+    km = fit.kg_day_per_pa_s[0]
 
     def feed(mdot, se, t0, seconds):
+        """The volume stage's fit with the given mass rate and error, through the
+        alarm rules into the core's alarm book, once a second."""
+        f = dataclasses.replace(
+            fit,
+            mass_rate_kg_day=np.array([mdot]),
+            mass_rate_sigma_kg_day=np.array([se]),
+            best_slope_pa_s=np.array([-mdot / km]),
+            best_stderr_pa_s=np.array([se / km]),
+        )
         out = []
         for k in range(seconds):
-            vol["mdot"] = np.array([mdot])
-            vol["mdot_se"] = np.array([se])
-            vol["best_s"] = np.array([-mdot / vol["k_mass"][0]])
-            vol["best_se"] = np.array([se / vol["k_mass"][0]])
-            core._volume_alarms(t0 + k, vol, np.full(len(PAIR), 101_000.0), out)
+            for cond in alarm_rules.volume_conditions(
+                f,
+                np.full(len(PAIR), 101_000.0),
+                np.ones(1, dtype=bool),
+                core.health.usable,
+                core.channels,
+                core.limits,
+                core.config.p_min_pa,
+            ):
+                core.alarms.step_volumes(cond, t0 + k, core.limits.clear_s, out)
         return [e for e in out if e.level is AlarmLevel.CAUTION]
 
     assert feed(2.5, 1.0, 1501.0, 120) == []
@@ -271,4 +294,4 @@ def test_learnt_noise_is_the_sensors_white_noise():
     data = [synth.sensor_data(s, cab, 0, 1201, rng) for s in pair]
     core = MonitorCore(synth.config_for(pair, 6.0, rate_hz=1.0))
     synth.run(core, data, 1.0, 0.0, 1200.0)
-    assert np.sqrt(core.noise_var) == pytest.approx([2.0, 2.0], rel=0.1)
+    assert np.sqrt(core.health.noise_var) == pytest.approx([2.0, 2.0], rel=0.1)

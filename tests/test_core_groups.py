@@ -64,8 +64,8 @@ def test_isolated_tunnel_leak_rate_uses_its_own_volume_and_settles():
 def test_leak_alarms_wait_for_the_group_to_settle_after_a_hatch_change():
     core = MonitorCore(_two_volumes(True))
     core.set_hatch("prk-hatch", False, 100.0)
-    assert not core._volume_settled(110.0).any()
-    assert core._volume_settled(131.0).all()
+    assert not core.groups.settled(110.0).any()
+    assert core.groups.settled(131.0).all()
 
 
 def test_decimated_window_matches_full_rate_fit():
@@ -75,7 +75,7 @@ def test_decimated_window_matches_full_rate_fit():
     rng = np.random.default_rng(12)
     d = synth.sensor_data(s, cab, 0, 800, rng)
     core = MonitorCore(synth.config_for([s], 50, rate_hz=5.0))
-    assert core.win_tier.tolist() == [0, 0, 1, 1, 2]
+    assert core.windows.window_tier.tolist() == [0, 0, 1, 1, 2]
     last = {}
     synth.run(core, [d], 5.0, 0.0, 700.0, on_tick=lambda r: last.update(r=r))
     r = last["r"]
@@ -96,7 +96,7 @@ def test_memory_bound_64_channels_6_hour_window():
     )
     core = MonitorCore(cfg)
     assert core.memory_bytes < 40e6  # the ring buffer: far under the 100 MB process budget
-    assert core.tiers[2].length * 60 >= 21600
+    assert core.windows.tiers[2].length * 60 >= 21600
 
 
 def test_results_serialize_and_snapshot():

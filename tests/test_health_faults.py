@@ -155,7 +155,7 @@ def test_a_sensor_faster_or_slower_than_configured_still_counts():
     last = {}
     synth.run(core, data, 1.0, 0.0, 700.0, on_tick=lambda r: last.update(r=r))
     v = last["r"].volume("cabin")
-    np.testing.assert_allclose(core.rate_est, 1.0, rtol=0.01)
+    np.testing.assert_allclose(core.health.rate_hz, 1.0, rtol=0.01)
     assert v.best_window_s == 600.0 and v.n_healthy_sensors == 2
     assert v.mass_rate_kg_day == pytest.approx(100.0, rel=0.05)
 

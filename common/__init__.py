@@ -1,0 +1,1 @@
+"""Pieces shared by the board package, the emulator and the harness."""

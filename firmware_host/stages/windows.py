@@ -1,0 +1,208 @@
+"""The window bank: per-tick sums -> ring-buffer tiers -> fits of every window.
+
+Three tiers of ring buffer (``firmware_host.ringbuffer.Tier``): one slot per
+tick, per 1-s bin and per 60-s bin.  Each configured window lives on the
+finest tier that holds it in at most ``max_window_slots`` slots.  The raw tier
+also holds the short rapid-depressurization window.  ``fits`` returns the
+straight-line fits of every window for every channel (``WindowFits``), with
+the pressure slopes as they were a temperature lag ago for compensation.
+
+Units: time s, pressure Pa, temperature deg C, slopes Pa/s and K/s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware_host.config import MonitorConfig
+from firmware_host.ringbuffer import Fit, Tier
+
+
+@dataclass(frozen=True)
+class WindowFits:
+    """Fits of every window (rows, ``(nW, C)``) for every channel at one slow tick.
+
+    ``level_pa`` is the fitted pressure at the tick; ``delayed_*`` the
+    pressure slope and its error as fitted a temperature lag ago.
+    """
+
+    slope_pa_s: np.ndarray
+    stderr_pa_s: np.ndarray
+    slope_temp_k_s: np.ndarray
+    stderr_temp_k_s: np.ndarray
+    level_pa: np.ndarray
+    mean_temp_c: np.ndarray
+    n_samples: np.ndarray
+    delayed_slope_pa_s: np.ndarray
+    delayed_stderr_pa_s: np.ndarray
+
+
+class WindowBank:
+    """Tiers, decimation bins, fit cache and lag history; see module docstring.
+
+    ``windows_s`` are the configured windows (s); ``rapid_window_s`` the
+    lengths of the raw-tier windows the rapid-depressurization test reads.
+    """
+
+    def __init__(self, config: MonitorConfig, n_channels: int):
+        est = config.estimator
+        C = self.n_channels = n_channels
+        self.dt_tick = 1.0 / config.rate_hz
+        periods = [self.dt_tick, max(1.0, self.dt_tick), max(60.0, self.dt_tick)]
+        keeps = [est.raw_keep_s, est.mid_keep_s, est.slow_keep_s]
+        assign: list[list[tuple[int, int]]] = [[], [], []]  # (global window, slots)
+        self.windows_s = np.asarray(config.windows_s, dtype=float)
+        self.n_windows = len(self.windows_s)
+        self.window_tier = np.zeros(self.n_windows, dtype=np.int64)
+        for j, w in enumerate(self.windows_s):
+            for k, per in enumerate(periods):
+                m = max(3, int(round(w / per)))
+                if m <= est.max_window_slots or k == len(periods) - 1 or j == 0:
+                    assign[k].append((j, m))
+                    self.window_tier[j] = k
+                    break
+        self.tiers: list[Tier] = []
+        self._tier_windows: list[np.ndarray] = []
+        # an extra short window on the raw tier, only for the rapid-depressurization test
+        em_m = int(round(est.emergency_window_s / self.dt_tick)) if est.emergency_window_s else 0
+        has_em = em_m >= 3
+        for k, per in enumerate(periods):
+            slots = [m for _, m in assign[k]]
+            if k == 0 and has_em:
+                slots.append(em_m)
+            length = max([int(math.ceil(keeps[k] / per))] + slots)
+            rebase = max(1, int(round(est.rebase_s / per)))
+            self.tiers.append(Tier(C, per, length, slots, config.t_ref_k, rebase))
+            self._tier_windows.append(np.array([j for j, _ in assign[k]], dtype=np.int64))
+        self._bin: list[int | None] = [None, None, None]  # current bin of decimated tiers
+        self._bin_sums = np.zeros((2, 4, C))  # the open 1-s and 60-s bins
+        self._fit_cache: list[Fit | None] = [None, None, None]
+        # the rapid-depressurization test runs every tick: only windows on the raw tier
+        fast = self.windows_s <= est.emergency_max_window_s
+        fast_windows = np.flatnonzero(fast) if fast.any() else np.array([0])
+        on_raw = fast_windows[self.window_tier[fast_windows] == 0]
+        fast_windows = on_raw if len(on_raw) else np.array([0])
+        self._rapid_local = np.searchsorted(self._tier_windows[0], fast_windows)
+        if has_em:
+            self._rapid_local = np.append(self._rapid_local, len(self._tier_windows[0]))
+        self._rapid_min_slots = est.emergency_min_samples
+        self.rapid_window_s = self.windows_s[fast_windows]
+        if has_em:
+            self.rapid_window_s = np.append(self.rapid_window_s, em_m * self.dt_tick)
+        # pressure slopes delayed by the temperature sensors' lag (in slow ticks)
+        slow_period_s = max(est.slow_period_s, self.dt_tick)
+        lag = max(0.0, est.temp_lag_s - est.pressure_lag_s)
+        self.lag_ticks = int(round(lag / slow_period_s))
+        self.lag_s = self.lag_ticks * slow_period_s
+        self._lag_history = np.full((self.lag_ticks + 1, 2, self.n_windows, C), np.nan)
+        self._fits_done = 0
+
+    # --- every tick -----------------------------------------------------------------
+    def push(self, now_s: float, sums: np.ndarray) -> bool:
+        """Add one tick's sums ``(4, C)`` (n, sum t, sum p, sum T) at host time ``now_s``:
+        a slot on the raw tier, and into the open bins of the decimated tiers.
+
+        Returns True when a 60-s bin closed (the regime test is due)."""
+        C = self.n_channels
+        n = sums[0]
+        means = np.zeros((3, C))
+        np.divide(sums[1:], n, out=means, where=n > 0)
+        self.tiers[0].push(means[0], means[1], means[2], n)
+        self._fit_cache[0] = None
+        minute_closed = False
+        bins = self._bin_sums
+        for k in (1, 2):
+            tier = self.tiers[k]
+            b = math.floor(now_s / tier.period_s)
+            if self._bin[k] is None:
+                self._bin[k] = b
+            elif b > self._bin[k]:
+                ba = bins[k - 1]
+                bm = np.zeros((3, C))
+                np.divide(ba[1:], ba[0], out=bm, where=ba[0] > 0)
+                tier.push(bm[0], bm[1], bm[2], ba[0])
+                skipped = min(b - self._bin[k] - 1, tier.length)
+                zero = np.zeros(C)
+                for _ in range(skipped):
+                    tier.push(zero, zero, zero, zero)
+                ba[:] = 0.0
+                self._bin[k] = b
+                self._fit_cache[k] = None
+                minute_closed = minute_closed or k == 2
+        bins += sums
+        return minute_closed
+
+    def rapid_slopes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pressure slopes and standard errors (Pa/s) of the raw-tier windows of the
+        rapid-depressurization test, ``(len(rapid_window_s), C)``."""
+        return self.tiers[0].pressure_slopes(self._rapid_local, self._rapid_min_slots)
+
+    # --- every slow tick ------------------------------------------------------------
+    def fits(self, now_s: float) -> WindowFits:
+        """Fits of every window at host time ``now_s`` (s); also records the pressure
+        slopes for the lag history (call once per slow tick)."""
+        C = self.n_channels
+        nW = self.n_windows
+        slope_p = np.empty((nW, C))
+        se_p = np.empty((nW, C))
+        slope_T = np.empty((nW, C))
+        se_T = np.empty((nW, C))
+        level_p = np.empty((nW, C))
+        mean_T = np.empty((nW, C))
+        nsamp = np.empty((nW, C))
+        for k, tier in enumerate(self.tiers):
+            js = self._tier_windows[k]
+            if not len(js):
+                continue
+            fit = self._fit_cache[k]
+            if fit is None:
+                fit = self._fit_cache[k] = tier.fit()
+            nj = len(js)  # the raw tier may hold the extra rapid-depressurization window last
+            slope_p[js] = fit.slope_pa_s[:nj]
+            se_p[js] = fit.stderr_pa_s[:nj]
+            slope_T[js] = fit.slope_temp_k_s[:nj]
+            se_T[js] = fit.stderr_temp_k_s[:nj]
+            level_p[js] = fit.mean_pa[:nj] + fit.slope_pa_s[:nj] * (now_s - fit.t_mean_s[:nj])
+            mean_T[js] = fit.mean_temp_c[:nj]
+            nsamp[js] = fit.n[:nj]
+        L = self.lag_ticks
+        hist = self._lag_history
+        i = self._fits_done % (L + 1)
+        hist[i, 0] = slope_p
+        hist[i, 1] = se_p
+        di = max(self._fits_done - L, 0) % (L + 1)
+        self._fits_done += 1
+        return WindowFits(
+            slope_pa_s=slope_p,
+            stderr_pa_s=se_p,
+            slope_temp_k_s=slope_T,
+            stderr_temp_k_s=se_T,
+            level_pa=level_p,
+            mean_temp_c=mean_T,
+            n_samples=nsamp,
+            delayed_slope_pa_s=hist[di, 0],
+            delayed_stderr_pa_s=hist[di, 1],
+        )
+
+    def minute_view(self):
+        """The 60-s tier's filled slots (``ringbuffer.WindowView``), or None if it
+        holds fewer than 5."""
+        tier = self.tiers[2]
+        return tier.latest(min(tier.head, tier.length)) if tier.head >= 5 else None
+
+    # --- resets ---------------------------------------------------------------------
+    def clear_channels(self, mask: np.ndarray) -> None:
+        """Forget the history of the channels in ``mask`` (tiers and open bins)."""
+        for tier in self.tiers:
+            tier.clear_channels(mask)
+        for acc in self._bin_sums:
+            acc[:, mask] = 0.0
+        self._fit_cache = [None, None, None]
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the ring-buffer tiers."""
+        return sum(t.nbytes for t in self.tiers)
