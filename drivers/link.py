@@ -4,10 +4,10 @@
 a udev ``/dev/serial/by-id/...`` symlink, ``socket://127.0.0.1:7000``) with
 ``serial.serial_for_url`` and runs one reader thread that
 
-* polls the port's ``fileno()`` (plus a wake-up pipe, so ``stop()`` is
-  immediate) and reads everything that is there in one call: a bulk read costs
-  one system call per burst instead of one per frame, and the thread sleeps in
-  ``select`` when the line is idle (no CPU);
+* waits in ``select.poll`` on the port's ``fileno()`` (plus a wake-up pipe, so
+  ``stop()`` is immediate) and reads everything that is there in one call: a
+  bulk read costs one system call per burst instead of one per frame, and the
+  thread sleeps in ``poll`` when the line is idle (no CPU);
 * treats every ``SerialException``/``OSError`` while opening, reading or
   configuring as a disconnect: an unplugged adapter, a closed pseudo-terminal
   ("device reports readiness to read but returned no data", ``EIO``) and a

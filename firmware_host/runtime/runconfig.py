@@ -16,7 +16,7 @@ Every mistake raises ``ConfigError(file, dotted key, problem)``.
     archive = "archive.sqlite"          # SQLite (WAL); "" for none
     telemetry = "-"                     # JSON lines: "-" stdout, a file, or "" for none
     telemetry_rate_hz = 1.0
-    capture = "capture"                 # raw bytes of every link: capture/<link>.NNNNNN.cwcap
+    capture = "capture"                 # raw bytes of every link: capture/<link>.NNNNNN.bin
     capture_max_bytes = 16000000
     capture_keep = 64                   # files kept per link (0: all)
     control_socket = "cabinwatch.sock"  # `cabinwatch ctl` talks to it; "" for none
