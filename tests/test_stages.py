@@ -1,0 +1,174 @@
+"""Unit tests of the core's stages through their public functions."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+from firmware_host import synth
+from firmware_host.alarms import AlarmLevel, AlarmState, Transition
+from firmware_host.config import HatchConfig, Limits, MonitorConfig, SensorConfig, VolumeConfig
+from firmware_host.core import MonitorCore
+from firmware_host.stages import alarm_rules
+from firmware_host.stages.alarm_book import AlarmBook, SensorAlarmKey, VolumeAlarmKey
+from firmware_host.stages.alarm_rules import VolumeConditions, VolumeFamily
+from firmware_host.stages.health import FAULT_KINDS, FaultKind, HealthState, column
+from firmware_host.stages.topology import Channels, HatchGroups, connected_roots
+
+
+def _config(hatch_open=True) -> MonitorConfig:
+    return MonitorConfig(
+        volumes=(VolumeConfig("a", 10.0), VolumeConfig("b", 20.0), VolumeConfig("c", 30.0)),
+        sensors=(
+            SensorConfig("bus0", 1, "a", 1.0),
+            SensorConfig("bus0", 2, "a", 1.0),
+            SensorConfig("bus1", 1, "b", 1.0),
+            SensorConfig("bus1", 2, "c", 1.0),
+        ),
+        hatches=(HatchConfig("ab", "a", "b", hatch_open), HatchConfig("bc", "b", "c", False)),
+        rate_hz=1.0,
+    )
+
+
+def test_connected_roots_joins_chains_and_leaves_isolated_nodes_alone():
+    roots = connected_roots(5, [(0, 1), (1, 2), (3, 3)])
+    assert roots[0] == roots[1] == roots[2]
+    assert len({roots[0], roots[3], roots[4]}) == 3
+    assert connected_roots(3, []).tolist() == [0, 1, 2]
+
+
+def test_channels_map_addresses_and_volumes():
+    ch = Channels(_config())
+    assert ch.volume_of.tolist() == [0, 0, 1, 2]
+    assert ch.address_map["bus1"][2] == 3 and ch.address_map["bus0"][7] == -1
+    assert ch.member.sum(axis=1).tolist() == [2.0, 1.0, 1.0]
+    assert ch.volume_table[0].tolist() == [0, 1]
+    assert ch.volume_table[1].tolist() == [2, -1]
+
+
+def test_hatch_groups_follow_the_hatches_and_settle():
+    cfg = _config()
+    groups = HatchGroups(cfg, Channels(cfg))
+    assert groups.group_m3.tolist() == [30.0, 30.0, 30.0]
+    assert groups.members[0] == ("a", "b") and groups.members[2] == ("c",)
+    assert groups.settled(0.0).all()
+    groups.set_hatch("bc", True, 100.0)
+    assert groups.group_m3.tolist() == [60.0, 60.0, 60.0]
+    settle = cfg.estimator.hatch_settle_s
+    assert not groups.settled(100.0 + settle - 1.0).any()
+    assert groups.settled(100.0 + settle).all()
+    assert groups.settled_from_channel.tolist() == [100.0 + settle] * 4
+    with pytest.raises(KeyError):
+        groups.set_hatch("nope", True, 0.0)
+
+
+def test_fault_columns_and_health_codes_are_explicit():
+    assert [column(k) for k in FAULT_KINDS] == list(range(len(FAULT_KINDS)))
+    assert column(FaultKind.STALE) == 0 and column(FaultKind.NOISY) == 7
+    assert [int(s) for s in HealthState] == [0, 1, 2, 3]
+    assert HealthState(2) is HealthState.FAULTED
+
+
+def test_voted_needs_all_of_one_and_two_of_more():
+    ch = Channels(_config())
+    usable = np.ones(4, dtype=bool)
+    n_h = usable.astype(float) @ ch.member.T
+    one_vote_in_a = np.array([True, False, True, False])
+    assert alarm_rules.voted(one_vote_in_a, usable, ch, n_h).tolist() == [False, True, False]
+    assert alarm_rules.voted(np.ones(4, dtype=bool), usable, ch, n_h).tolist() == [True] * 3
+    # a volume without a healthy sensor never votes
+    usable[3] = False
+    n_h = usable.astype(float) @ ch.member.T
+    assert not alarm_rules.voted(np.ones(4, dtype=bool), usable, ch, n_h)[2]
+
+
+def test_alarm_book_raises_acknowledges_clears_and_forgets_by_typed_key():
+    book = AlarmBook(["a", "b"], ["bus0:1"], replay=False)
+    on = np.array([True, False])
+    off = np.array([False, False])
+    value = np.array([5.0, 0.0])
+
+    def step(raise_, clear, t):
+        out = []
+        c = VolumeConditions(VolumeFamily.LEAK, raise_, clear, value, 2.0, 10.0)
+        book.step_volumes(c, t, 30.0, out)
+        return out
+
+    assert step(on, off, 0.0) == []  # persistence 10 s
+    assert book.family_live(VolumeFamily.LEAK)
+    (ev,) = step(on, off, 10.0)
+    assert ev.transition is Transition.RAISED and ev.level is AlarmLevel.CAUTION
+    assert ev.key == "a:LEAK" and "5 kg/day beyond limit 2 kg/day" in ev.message
+    assert [a.key for a in book.active()] == ["a:LEAK"]
+    (ack,) = book.acknowledge("a:LEAK", 11.0)
+    assert ack.transition is Transition.ACKNOWLEDGED
+    assert book.active()[0].state is AlarmState.ACTIVE_ACK
+    clear = np.array([True, True])
+    step(off, clear, 20.0)
+    (rtn,) = step(off, clear, 50.0)
+    assert rtn.transition is Transition.RETURN_TO_NORMAL
+    assert book.active() == [] and not book.family_live(VolumeFamily.LEAK)
+    assert VolumeAlarmKey(VolumeFamily.LEAK, 0) == VolumeAlarmKey(VolumeFamily.LEAK, 0)
+    assert SensorAlarmKey(1, 2) != SensorAlarmKey(1, 3)
+
+
+def test_sensor_advisories_carry_the_stale_age_and_limit():
+    book = AlarmBook(["a"], ["bus0:1", "bus0:2"], replay=True)
+    active = np.zeros((2, len(FAULT_KINDS)), dtype=bool)
+    active[1, column(FaultKind.STALE)] = True
+    values = np.zeros((2, len(FAULT_KINDS)))
+    values[1, column(FaultKind.STALE)] = 7.5
+    out = []
+    book.step_sensors(5.0, active, values, lambda: np.array([3.0, 4.0]), 20, 0.0, 30.0, out)
+    (ev,) = out
+    assert ev.key == "bus0:2:SENSOR_STALE" and ev.replayed
+    assert (ev.value, ev.limit, ev.unit) == (7.5, 4.0, "s")
+
+
+def test_onset_and_volume_rules_are_pure():
+    """The same inputs give the same conditions, and nothing in the core changes."""
+    cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=80.0, t_leak_s=100.0)
+    sensors = [synth.SynthSensor(addr=a, rate_hz=1.0) for a in (1, 2)]
+    rng = np.random.default_rng(3)
+    data = [synth.sensor_data(s, cab, 0, 700, rng) for s in sensors]
+    core = MonitorCore(synth.config_for(sensors, 50, rate_hz=1.0))
+    synth.run(core, data, 1.0, 0.0, 700.0)
+    fit = core.last_result.volume_fit
+    args = (fit, fit.pressure_pa[core.channels.volume_of], np.ones(1, dtype=bool))
+    rest = (core.health.usable, core.channels, Limits(), core.config.p_min_pa)
+    first = alarm_rules.volume_conditions(*args, *rest)
+    second = alarm_rules.volume_conditions(*args, *rest)
+    assert [c.family for c in first] == [
+        VolumeFamily.LEAK,
+        VolumeFamily.LOW_RESERVE,
+        VolumeFamily.RESERVE_CRITICAL,
+    ]
+    assert first[0].raise_.tolist() == [True]  # 80 kg/day in 50 m3 is a leak
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a.raise_, b.raise_) and np.array_equal(a.clear, b.clear)
+
+
+def test_tick_result_holds_data_and_says_when_its_estimates_were_computed():
+    cab = synth.Cabin(volume_m3=50, leak="none")
+    sensors = [synth.SynthSensor(addr=1, rate_hz=10.0)]
+    rng = np.random.default_rng(1)
+    data = [synth.sensor_data(s, cab, 0, 30, rng) for s in sensors]
+    cfg = synth.config_for(sensors, 50, rate_hz=10.0)
+    core = MonitorCore(cfg)
+    results = []
+    synth.run(core, data, 10.0, 0.0, 20.0, on_tick=results.append)
+    slow = cfg.estimator.slow_period_s
+    for r in results[-15:]:
+        assert r.estimates_t_s <= r.t_s < r.estimates_t_s + slow + 1e-9
+    # nothing reachable from a result is the core (a result may outlive it)
+    seen, todo = set(), [results[-1]]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (np.ndarray, str, float, int)):
+            continue
+        seen.add(id(obj))
+        assert not isinstance(obj, MonitorCore)
+        todo.extend(gc.get_referents(obj))
+    assert results[-1].volume("cabin").n_healthy_sensors == 1
