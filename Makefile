@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/cabinwatch demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check drivers firmware_host hil tests bench
-	$(BIN)/ruff format --check drivers firmware_host hil tests bench
+	$(BIN)/ruff check common drivers firmware_host harness hil tests bench
+	$(BIN)/ruff format --check common drivers firmware_host harness hil tests bench
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

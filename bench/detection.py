@@ -38,12 +38,12 @@ from bench.scenario_grid import (
     ONSET_S,
     P_MIN_PA,
     PRE_S,
-    R_AIR,
     Cell,
     big_hole_cell,
     build,
     dpdt_pa_s,
 )
+from common.gas import R_AIR
 from firmware_host.alarms import AlarmLevel, Transition
 from firmware_host.config import Limits, config_from_dict
 from firmware_host.runtime.derive import config_dict_from_scenario, config_from_scenario

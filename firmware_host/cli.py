@@ -13,7 +13,7 @@ import importlib.util
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from firmware_host.errors import CabinwatchError
+from common.errors import CabinwatchError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (

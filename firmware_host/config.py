@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from firmware_host.errors import ConfigError
+from common.errors import ConfigError
 
 #: 520 mmHg, a quoted physiological limit on the ISS (PHYSICS.md).
 DEFAULT_P_MIN_PA = 69_300.0

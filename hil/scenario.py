@@ -2,7 +2,7 @@
 
 ``load_scenario(name_or_path)`` reads a shipped scenario (``hil/scenarios/NAME.toml``)
 or a file, checks every key and returns frozen dataclasses.  Any mistake raises
-``firmware_host.errors.ConfigError(path, key, problem)``: one line naming the file,
+``common.errors.ConfigError(path, key, problem)``: one line naming the file,
 the key (``leaks[0].volume``) and the problem.  The format is documented in
 docs/scenarios.md.
 
@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_host.errors import ConfigError
+from common.errors import ConfigError
+from common.gas import KELVIN, SECONDS_PER_DAY
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
-R_AIR = 287.05  # J/(kg K)
 ORBIT_PERIOD_S = 92 * 60.0
-KELVIN = 273.15
 
 _TIME_TOKEN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|s|h|d)")
 _TIME_FULL = re.compile(r"\s*(?:(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|min|s|h|d)\s*)+")
@@ -526,7 +525,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
                 if tt.has("k_kg_s_pa2") and tt.has("kg_per_day"):
                     raise tt.err("kg_per_day", "give k_kg_s_pa2 or kg_per_day, not both")
                 if tt.has("kg_per_day"):
-                    k = tt.num("kg_per_day", min=0.0) / 86400.0 / p_ref**2
+                    k = tt.num("kg_per_day", min=0.0) / SECONDS_PER_DAY / p_ref**2
                 else:
                     k = tt.num("k_kg_s_pa2", _REQUIRED if required else None, min=0.0)
             return d, cd, k

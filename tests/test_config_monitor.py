@@ -6,6 +6,7 @@ from importlib.resources import files
 
 import pytest
 
+from common.errors import ConfigError
 from firmware_host.config import (
     DEFAULT_P_MIN_PA,
     DEFAULT_WINDOWS_S,
@@ -13,7 +14,6 @@ from firmware_host.config import (
     config_from_dict,
     load_config,
 )
-from firmware_host.errors import ConfigError
 
 EXAMPLE = files("firmware_host") / "examples" / "monitor.toml"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_host.errors import ConfigError
+from common.errors import ConfigError
 from hil.scenario import list_scenarios, load_scenario, parse_time
 
 SHIPPED = [

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from firmware_host.errors import CabinwatchError
+from common.errors import CabinwatchError
 
 #: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
 #: interesting part fits in well under a minute of wall time.

@@ -20,7 +20,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from firmware_host.errors import CabinwatchError, ConfigError
+from common.errors import CabinwatchError, ConfigError
 from hil.emulator import Emulator
 from hil.endpoints import (
     Endpoint,

@@ -7,8 +7,8 @@ import json
 import sys
 import time
 
+from common.errors import CabinwatchError
 from firmware_host.config import load_config
-from firmware_host.errors import CabinwatchError
 from firmware_host.runtime.derive import config_from_scenario
 from firmware_host.runtime.scoring import score
 from firmware_host.runtime.simulate import run_simulation

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from firmware_host.errors import InputFileError  # noqa: E402
+from common.errors import InputFileError  # noqa: E402
 from firmware_host.runtime.archive import open_archive  # noqa: E402
 
 LEVEL_COLORS = {

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
 from firmware_host.config import MonitorConfig, load_config
-from firmware_host.errors import ConfigError
 
 DRIVERS = ("native",)
 
