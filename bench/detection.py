@@ -46,9 +46,9 @@ from bench.scenario_grid import (
 from common.gas import R_AIR
 from firmware_host.alarms import AlarmLevel, Transition
 from firmware_host.config import Limits, config_from_dict
-from firmware_host.runtime.derive import config_dict_from_scenario, config_from_scenario
-from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import run_simulation
+from harness.derive import config_dict_from_scenario, config_from_scenario
+from harness.scoring import score
+from harness.simulate import run_simulation
 from hil.scenario import SCENARIO_DIR, parse_scenario
 
 LEVELS = ("CAUTION", "WARNING", "EMERGENCY")

@@ -89,7 +89,7 @@ def monitor_config(
     The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does:
     its bursts and a 20 ms scheduling hiccup span ``speed`` times more simulated time.
     """
-    from firmware_host.runtime.derive import config_dict_from_scenario
+    from harness.derive import config_dict_from_scenario
     from hil.runner import quiet_sim_seconds
 
     data = config_dict_from_scenario(scenario)
@@ -193,8 +193,8 @@ def run_ticks(scenario_name: str, duration_s: float, loop_rate_hz: float | None 
     from firmware_host.clock import SimClock
     from firmware_host.core import MonitorCore
     from firmware_host.loop import NS, RateLoop
-    from firmware_host.runtime.derive import config_from_scenario
-    from firmware_host.runtime.simulate import EmulatorSource
+    from harness.derive import config_from_scenario
+    from harness.simulate import EmulatorSource
     from hil.emulator import Emulator
     from hil.scenario import load_scenario
 

@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from firmware_host import synth
 from firmware_host.alarms import AlarmLevel, AlarmState, Transition
 from firmware_host.config import SensorConfig
 from firmware_host.core import MonitorCore
+from harness import synth
 
 pytestmark = pytest.mark.timeout(120)
 

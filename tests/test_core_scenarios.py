@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from common.gas import R_AIR
-from firmware_host import synth
 from firmware_host.alarms import AlarmKind, AlarmLevel, Transition
 from firmware_host.core import MonitorCore, Regime
+from harness import synth
 
 
 def _raised(events, level=None, kind=None):

@@ -4,7 +4,7 @@ The emulator's bytes for every link go through the real decoder and the real
 fixed-rate loop on a simulated clock, as fast as the machine allows.  The
 scenario's hatch operations reach the monitor as operator inputs at their
 times; the monitor never reads the emulator's truth, which is kept only to
-score the run afterwards (``firmware_host.runtime.scoring``).
+score the run afterwards (``harness.scoring``).
 """
 
 from __future__ import annotations
