@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench scorecard clean
 
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt (pyproject.toml gives compatible ranges).
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,plot]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,7 +7,6 @@ end; every file goes below the test's ``tmp_path``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -17,6 +16,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import tomli_w
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
 
@@ -42,38 +43,9 @@ def assert_one_line_error(proc, *needles: str) -> str:
 # -- TOML ---------------------------------------------------------------------
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
-
-
-def _is_table_array(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def to_toml(data: dict, prefix: str = "") -> str:
-    """A small TOML writer: scalars, lists, tables, nested tables, arrays of tables."""
-    lines = []
-    for k, v in data.items():
-        if not isinstance(v, dict) and not _is_table_array(v):
-            lines.append(f"{k} = {_toml_value(v)}")
-    for k, v in data.items():
-        name = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict):
-            lines.append(f"\n[{name}]")
-            lines.append(to_toml(v, name))
-        elif _is_table_array(v):
-            for item in v:
-                lines.append(f"\n[[{name}]]")
-                lines.append(to_toml(item, name))
-    return "\n".join(x for x in lines if x) + "\n"
+def to_toml(data: dict) -> str:
+    """``data`` as TOML text."""
+    return tomli_w.dumps(data)
 
 
 def write_toml(path: Path, data: dict) -> Path:

@@ -1,5 +1,5 @@
-"""Import rules: the board's monitor never loads the emulator or the harness, and the
-emulator never loads the monitor.  Each check runs in a fresh interpreter."""
+"""Import rules: the board's monitor never loads the emulator, the harness or matplotlib,
+and the emulator never loads the monitor.  Each check runs in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _under(modules: list[str], *packages: str) -> list[str]:
     return [m for m in modules if m.split(".")[0] in packages]
 
 
-def test_monitor_parser_and_config_load_no_emulator_or_harness():
+def test_monitor_parser_and_config_load_no_emulator_harness_or_matplotlib():
     loaded = _loaded(
         """
         import firmware_host.runtime.app
@@ -40,7 +40,7 @@ def test_monitor_parser_and_config_load_no_emulator_or_harness():
         """
     )
     assert "firmware_host.config" in loaded and "firmware_host.commands.monitor" in loaded
-    assert _under(loaded, "hil", "harness") == []
+    assert _under(loaded, "hil", "harness", "matplotlib") == []
 
 
 def test_emulator_imports_nothing_of_the_monitor():
@@ -57,3 +57,18 @@ def test_emulator_imports_nothing_of_the_monitor():
     )
     assert {"hil.physics", "hil.runner", "hil.scenario"} <= set(loaded)
     assert _under(loaded, "firmware_host", "harness") == []
+
+
+def test_plot_without_matplotlib_is_one_line_exit_2(tmp_path):
+    """matplotlib is the optional ``plot`` extra: without it ``plot`` says so, exit 2."""
+    code = f"""
+import sys
+sys.modules["matplotlib"] = None  # as if not installed: importing it raises ImportError
+from firmware_host.cli import main
+sys.exit(main(["plot", "{tmp_path / "a.sqlite"}", "--out", "{tmp_path / "a.png"}"]))
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "cabinwatch[plot]" in r.stderr, r.stderr

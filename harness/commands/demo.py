@@ -56,7 +56,10 @@ def _emulator_supports_start() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_host.runtime.plotting import pyplot
     from hil.scenario import load_scenario
+
+    pyplot()  # the demo ends with a plot: without matplotlib, say so before the run
 
     scenario = load_scenario(args.scenario)
     start, duration, speed = PRESETS.get(scenario.name, DEFAULT_PRESET)
