@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import tomli_w
@@ -94,23 +93,33 @@ class EmulatorProcess:
             start_new_session=True,
         )
         self.lines: list[str] = []
+        self._eof = False
+        self._new_line = threading.Condition()
         self._t = threading.Thread(target=self._pump, daemon=True)
         self._t.start()
 
     def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
+        try:
+            for line in self.proc.stdout:
+                with self._new_line:
+                    self.lines.append(line.strip())
+                    self._new_line.notify_all()
+        finally:
+            with self._new_line:
+                self._eof = True
+                self._new_line.notify_all()
 
     def wait_line(self, pattern: str, timeout: float = 20.0) -> re.Match:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for line in list(self.lines):
-                m = re.search(pattern, line)
-                if m:
-                    return m
-            if self.proc.poll() is not None and not self._t.is_alive():
-                break
-            time.sleep(0.02)
+        def first_match() -> re.Match | None:
+            return next((m for m in (re.search(pattern, s) for s in self.lines) if m), None)
+
+        with self._new_line:  # until a line matches or stdout ends
+            m = self._new_line.wait_for(lambda: first_match() or self._eof, timeout)
+        if isinstance(m, re.Match):
+            return m
+        if self._eof:  # stdout closed: the emulator is exiting; its stderr tells why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2.0)
         err = ""
         if self.proc.poll() is not None:
             err = self.proc.stderr.read()
