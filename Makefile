@@ -6,18 +6,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench scorecard clean
 
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt (pyproject.toml gives compatible ranges).
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,plot]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/cabinwatch demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check drivers firmware_host hil tests bench
-	$(BIN)/ruff format --check drivers firmware_host hil tests bench
+	$(BIN)/ruff check common drivers firmware_host harness hil tests bench
+	$(BIN)/ruff format --check common drivers firmware_host harness hil tests bench
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

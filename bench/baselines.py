@@ -25,9 +25,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from common.gas import fall_rate_pa_s
 from drivers.decoder import StreamDecoder
-
-R_AIR = 287.05
 
 
 def step_for_noise(noise_pa: float, k: float = 6.0) -> float:
@@ -37,7 +36,7 @@ def step_for_noise(noise_pa: float, k: float = 6.0) -> float:
 
 def slope_threshold_pa_s(kg_day: float, volume_m3: float, t_k: float = 295.15) -> float:
     """Fall rate (Pa/s) of ``kg_day`` lost from ``volume_m3`` at ``t_k``."""
-    return kg_day / 86400.0 * R_AIR * t_k / volume_m3
+    return fall_rate_pa_s(kg_day, volume_m3, t_k)
 
 
 #: Pressure change per kelvin of gas temperature at 101.3 kPa and 295.15 K (Pa/K).

@@ -38,17 +38,19 @@ from bench.scenario_grid import (
     ONSET_S,
     P_MIN_PA,
     PRE_S,
-    R_AIR,
     Cell,
     big_hole_cell,
     build,
     dpdt_pa_s,
 )
+from common.errors import CabinwatchError
+from common.gas import R_AIR
 from firmware_host.alarms import AlarmLevel, Transition
 from firmware_host.config import Limits, config_from_dict
-from firmware_host.runtime.derive import config_dict_from_scenario, config_from_scenario
-from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import run_simulation
+from firmware_host.runtime.plotting import pyplot
+from harness.derive import config_dict_from_scenario, config_from_scenario
+from harness.scoring import score
+from harness.simulate import run_simulation
 from hil.scenario import SCENARIO_DIR, parse_scenario
 
 LEVELS = ("CAUTION", "WARNING", "EMERGENCY")
@@ -743,11 +745,9 @@ def print_fa(fa: list[dict]) -> None:
 
 def draw(data: dict, outdir: Path) -> list[Path]:
     """latency_vs_size.png, floor_ratio.png, false_alarms.png from the results."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     outdir.mkdir(parents=True, exist_ok=True)
     rows = data["cells"]
@@ -994,6 +994,12 @@ def main(argv: list[str] | None = None) -> int:
         help="draw the figures from --json's results into this directory",
     )
     args = ap.parse_args(argv)
+    if args.plots is not None:
+        try:
+            pyplot()  # before hours of runs, not after
+        except CabinwatchError as exc:
+            print(f"bench.detection: {exc}", file=sys.stderr)
+            return 2
     quick = args.quick
     cap = args.cap if args.cap is not None else (3600.0 if quick else 4 * 3600.0)
     nominal_days = (

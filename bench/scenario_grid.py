@@ -10,17 +10,20 @@ The dict goes through ``hil.scenario.parse_scenario`` like a TOML file.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
+from common.gas import (
+    KELVIN,
+    SECONDS_PER_DAY,
+    equivalent_diameter_mm,
+    fall_rate_pa_s,
+    orifice_mdot,
+)
 from hil.scenario import Scenario, parse_scenario
 
-R_AIR = 287.05
-GAMMA = 1.4
-CHOKE = (2.0 / (GAMMA + 1.0)) ** ((GAMMA + 1.0) / (2.0 * (GAMMA - 1.0)))
 P0_PA = 101325.0
 T0_C = 22.0
-T0_K = T0_C + 273.15
+T0_K = T0_C + KELVIN
 CD = 0.61
 P_MIN_PA = 69300.0
 #: Leak onset (s from the scenario's start) and how long the monitor runs before it.
@@ -32,22 +35,19 @@ BIG_HOLE_MM = 25.0
 
 def orifice_mass_rate(d_mm: float, p_pa: float = P0_PA, t_k: float = T0_K, cd: float = CD) -> float:
     """kg/s through a sharp-edged hole of ``d_mm`` to vacuum (choked flow)."""
-    area = math.pi * (d_mm / 1000.0) ** 2 / 4.0
-    return cd * area * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE
+    return orifice_mdot(cd, d_mm, p_pa, t_k)
 
 
 def orifice_diameter_mm(
     kg_day: float, p_pa: float = P0_PA, t_k: float = T0_K, cd: float = CD
 ) -> float:
     """The orifice law inverted: the hole (mm) that passes ``kg_day`` at ``p_pa``, ``t_k``."""
-    mdot = kg_day / 86400.0
-    area = mdot / (cd * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE)
-    return 1000.0 * math.sqrt(4.0 * area / math.pi)
+    return equivalent_diameter_mm(kg_day / SECONDS_PER_DAY, p_pa, t_k, cd)
 
 
 def dpdt_pa_s(kg_day: float, volume_m3: float, t_k: float = T0_K) -> float:
     """Pressure fall rate (Pa/s, positive) of a leak of ``kg_day`` from ``volume_m3``."""
-    return kg_day / 86400.0 * R_AIR * t_k / volume_m3
+    return fall_rate_pa_s(kg_day, volume_m3, t_k)
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,11 @@ class Cell:
 def big_hole_cell(volume_m3: float, **kw) -> Cell:
     """A cell with the 25 mm orifice (its mass rate computed from the law)."""
     return Cell(
-        volume_m3, "orifice", orifice_mass_rate(BIG_HOLE_MM) * 86400.0, hole_mm=BIG_HOLE_MM, **kw
+        volume_m3,
+        "orifice",
+        orifice_mass_rate(BIG_HOLE_MM) * SECONDS_PER_DAY,
+        hole_mm=BIG_HOLE_MM,
+        **kw,
     )
 
 

@@ -1,1 +1,4 @@
-"""Pieces shared by the board package, the emulator and the harness."""
+"""Pieces shared by the monitor, the emulator and the harness: gas laws, errors, TOML tables.
+
+Imports nothing from ``drivers``, ``firmware_host``, ``hil`` or ``harness``.
+"""

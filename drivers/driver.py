@@ -153,13 +153,9 @@ class FrameSubscription:
 
     def get(self, timeout_s: float) -> Frame | None:
         """The next matching frame, waiting up to ``timeout_s`` seconds; None on timeout."""
-        deadline = time.monotonic() + max(0.0, timeout_s)
         with self._cond:
-            while not self._queue:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
+            if not self._cond.wait_for(lambda: self._queue, max(0.0, timeout_s)):
+                return None
             return self._queue.popleft()
 
     def close(self) -> None:
@@ -295,13 +291,11 @@ class TransducerDriver(abc.ABC):
 
     def wait_generation_change(self, known: int, timeout_s: float) -> int:
         """Wait until ``connection_generation`` differs from ``known`` or the timeout; return it."""
-        deadline = time.monotonic() + timeout_s
         with self._gen_cond:
-            while self.link.connects == known and self.link.state is not LinkState.STOPPED:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._gen_cond.wait(left)
+            self._gen_cond.wait_for(
+                lambda: self.link.connects != known or self.link.state is LinkState.STOPPED,
+                timeout_s,
+            )
         return self.link.connects
 
     # -- public: data ---------------------------------------------------------
@@ -329,14 +323,12 @@ class TransducerDriver(abc.ABC):
         Independent of ``drain()``: both see every frame.
         """
         self.ensure_running()
-        deadline = time.monotonic() + max(0.0, timeout_s)
         with self._recv_cond:
-            while not self._recv_queue:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.link.state is LinkState.STOPPED:
-                    return None
-                self._recv_cond.wait(left)
-            return self._recv_queue.popleft()
+            self._recv_cond.wait_for(
+                lambda: self._recv_queue or self.link.state is LinkState.STOPPED,
+                max(0.0, timeout_s),
+            )
+            return self._recv_queue.popleft() if self._recv_queue else None
 
     def subscribe(self, predicate: Callable[[Frame], bool]) -> FrameSubscription:
         """Queue every later non-SAMPLE frame that matches ``predicate`` (see FrameSubscription)."""

@@ -303,14 +303,8 @@ class SerialLink:
 
     def wait_state(self, state: LinkState, timeout_s: float) -> bool:
         """Block until the link is in ``state`` (True) or ``timeout_s`` passes (False)."""
-        deadline = time.monotonic() + timeout_s
         with self._state_changed:
-            while self._state is not state:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._state_changed.wait(left)
-        return True
+            return self._state_changed.wait_for(lambda: self._state is state, timeout_s)
 
     def stats(self) -> LinkStats:
         alive = self._thread is not None and self._thread.is_alive()

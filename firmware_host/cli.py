@@ -1,8 +1,13 @@
 """The ``cabinwatch`` command: a dispatcher over one module per subcommand.
 
 Each module in ``COMMANDS`` exposes ``register(subparsers)``, which adds its
-parser and sets ``func=run`` where ``run(args) -> int``.  Errors the user can
-fix (``CabinwatchError``) print one line on stderr and exit 2, no traceback.
+parser and sets ``func=run`` where ``run(args) -> int``.  The closed-loop
+harness's subcommands (``HARNESS_COMMANDS``: package ``harness``, the emulator
+side) are listed with their one-line help and imported only when one of them
+is parsed or shows its help; their modules expose ``configure(parser)``.  So
+building the parser, as ``cabinwatch monitor`` on the board does, imports
+neither ``harness`` nor ``hil``.  Errors the user can fix (``CabinwatchError``)
+print one line on stderr and exit 2, no traceback.
 """
 
 from __future__ import annotations
@@ -13,20 +18,61 @@ import importlib.util
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from firmware_host.errors import CabinwatchError
+from common.errors import CabinwatchError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (
-    "firmware_host.commands.demo",
+    "harness.commands.demo",
     "firmware_host.commands.monitor",
-    "firmware_host.commands.simulate",
-    "firmware_host.commands.emulate",
+    "harness.commands.simulate",
+    "harness.commands.emulate",
     "firmware_host.commands.analyze",
     "firmware_host.commands.decode",
     "firmware_host.commands.plot",
     "firmware_host.commands.config",
     "firmware_host.commands.ctl",
 )
+
+
+#: Harness subcommands, imported on first use: module -> (name, one-line help).
+HARNESS_COMMANDS = {
+    "harness.commands.demo": (
+        "demo",
+        "run the monitor against the built-in emulator (the main job)",
+    ),
+    "harness.commands.simulate": (
+        "simulate",
+        "run a scenario through the emulator and the monitor, as fast as possible",
+    ),
+    "harness.commands.emulate": (
+        "emulate",
+        "run the HIL emulator (physics + transducers) on a pty, TCP, a port or a file",
+    ),
+}
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser.  With ``module`` set (a harness subcommand), its
+    arguments are added by ``module.configure(self)`` on first parse or help."""
+
+    module: str | None = None
+
+    def _configure(self) -> None:
+        if self.module is not None:
+            name, self.module = self.module, None
+            importlib.import_module(name).configure(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._configure()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._configure()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._configure()
+        return super().format_help()
 
 
 def _version() -> str:
@@ -42,11 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time cabin-pressure leak monitor and its hardware-in-the-loop emulator.",
     )
     parser.add_argument("--version", action="version", version=f"cabinwatch {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name in COMMANDS:
-        if importlib.util.find_spec(name) is None:
+        # a top-level spec: finding a submodule's would import its package
+        if importlib.util.find_spec(name.partition(".")[0]) is None:
             continue  # subcommand not part of this build
-        importlib.import_module(name).register(sub)
+        if name in HARNESS_COMMANDS:
+            command, help_text = HARNESS_COMMANDS[name]
+            sub.add_parser(command, help=help_text).module = name
+        else:
+            importlib.import_module(name).register(sub)
     return parser
 
 

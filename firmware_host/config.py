@@ -12,13 +12,11 @@ cubic metres, ``_kg_day`` kilograms per day, ``_pa_min`` pascal per minute.
 
 from __future__ import annotations
 
-import math
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from firmware_host.errors import ConfigError
+from common.tomltable import Table, read_toml
 
 #: 520 mmHg, a quoted physiological limit on the ISS (PHYSICS.md).
 DEFAULT_P_MIN_PA = 69_300.0
@@ -226,104 +224,28 @@ class MonitorConfig:
 
 # --- validation --------------------------------------------------------------
 
-_TYPE_NAMES = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
 
-
-class _Checker:
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, key, problem)
-
-    def table(self, value: Any, key: str) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be a table")
-        return value
-
-    def no_unknown(self, data: dict, allowed: set[str] | list[str], prefix: str) -> None:
-        for k in data:
-            if k not in allowed:
-                raise self.fail(_join(prefix, k), "unknown key")
-
-    def scalar(self, value: Any, kind: type, key: str) -> Any:
-        if kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise self.fail(key, "must be a number")
-            if not math.isfinite(value):
-                raise self.fail(key, "must be finite")
-            return float(value)
-        if kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise self.fail(key, "must be an integer")
-            return value
-        if not isinstance(value, kind):
-            raise self.fail(key, f"must be {_TYPE_NAMES.get(kind, kind.__name__)}")
-        return value
-
-    def positive(self, value: Any, key: str, allow_zero: bool = False) -> float:
-        v = self.scalar(value, float, key)
-        if v < 0 or (v == 0 and not allow_zero):
-            raise self.fail(key, "must be positive" if not allow_zero else "must not be negative")
-        return v
-
-    def pair(self, value: Any, key: str) -> tuple[float, float]:
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise self.fail(key, "must be a list of two numbers [min, max]")
-        lo = self.scalar(value[0], float, f"{key}[0]")
-        hi = self.scalar(value[1], float, f"{key}[1]")
-        if not lo < hi:
-            raise self.fail(key, "min must be below max")
-        return lo, hi
-
-    def dataclass_table(self, cls: type, data: Any, key: str, base: Any = None) -> Any:
-        """Fill dataclass ``cls`` (all fields defaulted) from table ``data``."""
-        data = self.table(data, key)
-        names = {f.name: f for f in fields(cls)}
-        self.no_unknown(data, set(names), key)
-        base = base if base is not None else cls()
-        kwargs = {}
-        for name, value in data.items():
-            default = getattr(base, name)
-            k = _join(key, name)
-            if isinstance(default, tuple):
-                kwargs[name] = self.pair(value, k)
-            elif isinstance(default, int) and not isinstance(default, bool):
-                v = self.scalar(value, int, k)
-                if v <= 0:
-                    raise self.fail(k, "must be positive")
-                kwargs[name] = v
-            elif isinstance(default, float):
-                kwargs[name] = self.positive(value, k, allow_zero=True)
-            else:
-                kwargs[name] = self.scalar(value, type(default), k)
-        return _replace(base, kwargs)
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _replace(obj: Any, kwargs: dict) -> Any:
-    from dataclasses import replace
-
-    return replace(obj, **kwargs)
-
-
-_TOP_KEYS = {
-    "p_min_pa",
-    "t_ref_k",
-    "windows_s",
-    "limit_set",
-    "loop",
-    "estimator",
-    "health",
-    "volumes",
-    "sensors",
-    "hatches",
-    "limits",
-    *PASSTHROUGH_TABLES,
-}
+def _dataclass_table(t: Table, cls: type, base: Any = None) -> Any:
+    """Dataclass ``cls`` (all fields defaulted, or as in ``base``) with the keys of
+    table ``t``: pairs ``[min, max]``, integers >= 1, numbers >= 0, strings, booleans."""
+    base = base if base is not None else cls()
+    kwargs = {}
+    for f in fields(cls):
+        if not t.has(f.name):
+            continue
+        default = getattr(base, f.name)
+        if isinstance(default, tuple):
+            kwargs[f.name] = t.pair(f.name)
+        elif isinstance(default, bool):
+            kwargs[f.name] = t.bool(f.name)
+        elif isinstance(default, int):
+            kwargs[f.name] = t.int(f.name, lo=1)
+        elif isinstance(default, float):
+            kwargs[f.name] = t.num(f.name, min=0.0)
+        else:
+            kwargs[f.name] = t.str(f.name)
+    t.done()
+    return replace(base, **kwargs)
 
 
 def config_from_dict(data: dict, source: str) -> MonitorConfig:
@@ -331,118 +253,94 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
 
     ``source`` names the file in error messages.  Raises ``ConfigError``.
     """
-    c = _Checker(source)
-    data = c.table(data, "(top level)")
-    c.no_unknown(data, _TOP_KEYS, "")
+    top = Table(source, "", data)
 
     # volumes
-    raw_vols = data.get("volumes")
-    if not isinstance(raw_vols, list) or not raw_vols:
-        raise c.fail("volumes", "at least one [[volumes]] entry is required")
+    if not top.has("volumes") or not isinstance(data["volumes"], list) or not data["volumes"]:
+        raise top.err("volumes", "at least one [[volumes]] entry is required")
     volumes: list[VolumeConfig] = []
-    for i, rv in enumerate(raw_vols):
-        key = f"volumes[{i}]"
-        rv = c.table(rv, key)
-        c.no_unknown(rv, {"name", "volume_m3"}, key)
-        for req in ("name", "volume_m3"):
-            if req not in rv:
-                raise c.fail(_join(key, req), "missing")
-        name = c.scalar(rv["name"], str, _join(key, "name"))
+    for t in top.tables("volumes"):
+        name = t.str("name")
         if not name:
-            raise c.fail(_join(key, "name"), "must not be empty")
+            raise t.err("name", "must not be empty")
         if any(v.name == name for v in volumes):
-            raise c.fail(_join(key, "name"), f"duplicate volume {name!r}")
-        volumes.append(VolumeConfig(name, c.positive(rv["volume_m3"], _join(key, "volume_m3"))))
+            raise t.err("name", f"duplicate volume {name!r}")
+        volumes.append(VolumeConfig(name, t.num("volume_m3", positive=True)))
+        t.done()
     vol_names = {v.name for v in volumes}
 
     # sensors
-    raw_sens = data.get("sensors")
-    if not isinstance(raw_sens, list) or not raw_sens:
-        raise c.fail("sensors", "at least one [[sensors]] entry is required")
+    if not top.has("sensors") or not isinstance(data["sensors"], list) or not data["sensors"]:
+        raise top.err("sensors", "at least one [[sensors]] entry is required")
     sensors: list[SensorConfig] = []
     seen: set[tuple[str, int]] = set()
-    for i, rs in enumerate(raw_sens):
-        key = f"sensors[{i}]"
-        rs = c.table(rs, key)
-        c.no_unknown(rs, {"link", "addr", "volume", "rate_hz", "range_pa"}, key)
-        for req in ("link", "addr", "volume"):
-            if req not in rs:
-                raise c.fail(_join(key, req), "missing")
-        link = c.scalar(rs["link"], str, _join(key, "link"))
+    for t in top.tables("sensors"):
+        link = t.str("link")
+        addr = t.int("addr", lo=1, hi=247)
+        vol = t.str("volume")
         if not link or ":" in link:
-            raise c.fail(_join(key, "link"), "must be a non-empty name without ':'")
-        addr = c.scalar(rs["addr"], int, _join(key, "addr"))
-        if not 1 <= addr <= 247:
-            raise c.fail(_join(key, "addr"), "must be 1-247")
+            raise t.err("link", "must be a non-empty name without ':'")
         if (link, addr) in seen:
-            raise c.fail(_join(key, "addr"), f"duplicate sensor {link}:{addr}")
+            raise t.err("addr", f"duplicate sensor {link}:{addr}")
         seen.add((link, addr))
-        vol = c.scalar(rs["volume"], str, _join(key, "volume"))
         if vol not in vol_names:
-            raise c.fail(_join(key, "volume"), f"unknown volume {vol!r}")
-        rate = c.positive(rs.get("rate_hz", 10.0), _join(key, "rate_hz"))
-        rng = c.pair(rs.get("range_pa", (0.0, 130_000.0)), _join(key, "range_pa"))
+            raise t.err("volume", f"unknown volume {vol!r}")
+        rate = t.num("rate_hz", 10.0, positive=True)
+        rng = t.pair("range_pa", (0.0, 130_000.0))
         sensors.append(SensorConfig(link, addr, vol, rate, rng))
+        t.done()
 
     # hatches
     hatches: list[HatchConfig] = []
-    raw_h = data.get("hatches", [])
-    if not isinstance(raw_h, list):
-        raise c.fail("hatches", "must be an array of tables [[hatches]]")
-    for i, rh in enumerate(raw_h):
-        key = f"hatches[{i}]"
-        rh = c.table(rh, key)
-        c.no_unknown(rh, {"name", "volume_a", "volume_b", "open"}, key)
-        for req in ("name", "volume_a", "volume_b"):
-            if req not in rh:
-                raise c.fail(_join(key, req), "missing")
-        name = c.scalar(rh["name"], str, _join(key, "name"))
+    for t in top.tables("hatches"):
+        name = t.str("name")
         if any(h.name == name for h in hatches):
-            raise c.fail(_join(key, "name"), f"duplicate hatch {name!r}")
-        a = c.scalar(rh["volume_a"], str, _join(key, "volume_a"))
-        b = c.scalar(rh["volume_b"], str, _join(key, "volume_b"))
+            raise t.err("name", f"duplicate hatch {name!r}")
+        a = t.str("volume_a")
+        b = t.str("volume_b")
         for k, v in (("volume_a", a), ("volume_b", b)):
             if v not in vol_names:
-                raise c.fail(_join(key, k), f"unknown volume {v!r}")
+                raise t.err(k, f"unknown volume {v!r}")
         if a == b:
-            raise c.fail(_join(key, "volume_b"), "a hatch joins two different volumes")
-        is_open = c.scalar(rh.get("open", True), bool, _join(key, "open"))
-        hatches.append(HatchConfig(name, a, b, is_open))
+            raise t.err("volume_b", "a hatch joins two different volumes")
+        hatches.append(HatchConfig(name, a, b, t.bool("open", True)))
+        t.done()
 
-    p_min = c.positive(data.get("p_min_pa", DEFAULT_P_MIN_PA), "p_min_pa")
-    t_ref = c.positive(data.get("t_ref_k", 295.15), "t_ref_k")
+    p_min = top.num("p_min_pa", DEFAULT_P_MIN_PA, positive=True)
+    t_ref = top.num("t_ref_k", 295.15, positive=True)
 
-    windows = data.get("windows_s", list(DEFAULT_WINDOWS_S))
+    windows = top.raw("windows_s", list(DEFAULT_WINDOWS_S))
     if not isinstance(windows, list) or not windows:
-        raise c.fail("windows_s", "must be a non-empty list of seconds")
-    win = tuple(c.positive(w, f"windows_s[{i}]") for i, w in enumerate(windows))
+        raise top.err("windows_s", "must be a non-empty list of seconds")
+    win = tuple(top.check_num(w, f"windows_s[{i}]", positive=True) for i, w in enumerate(windows))
     if list(win) != sorted(set(win)):
-        raise c.fail("windows_s", "must be strictly increasing")
+        raise top.err("windows_s", "must be strictly increasing")
 
-    loop = c.table(data.get("loop", {}), "loop")
-    c.no_unknown(loop, {"rate_hz"}, "loop")
-    rate_hz = c.positive(loop.get("rate_hz", 10.0), "loop.rate_hz")
+    loop = top.sub("loop")
+    rate_hz = loop.num("rate_hz", 10.0, positive=True)
+    loop.done()
     if win[0] * rate_hz < 3:
-        raise c.fail("windows_s[0]", "shortest window must span at least 3 loop ticks")
+        raise top.err("windows_s[0]", "shortest window must span at least 3 loop ticks")
 
-    estimator = c.dataclass_table(EstimatorConfig, data.get("estimator", {}), "estimator")
-    health = c.dataclass_table(HealthConfig, data.get("health", {}), "health")
+    estimator = _dataclass_table(top.sub("estimator"), EstimatorConfig)
+    health = _dataclass_table(top.sub("health"), HealthConfig)
 
     limit_sets = default_limit_sets()
-    raw_limits = c.table(data.get("limits", {}), "limits")
-    for name, table in raw_limits.items():
-        key = _join("limits", name)
-        lim = c.dataclass_table(Limits, table, key, base=limit_sets.get(name, Limits()))
+    raw_limits = top.sub("limits")
+    for name in raw_limits.data:
+        t = raw_limits.sub(name)
+        lim = _dataclass_table(t, Limits, base=limit_sets.get(name, Limits()))
         if not 0 <= lim.hysteresis < 1:
-            raise c.fail(_join(key, "hysteresis"), "must be a fraction in [0, 1)")
+            raise t.err("hysteresis", "must be a fraction in [0, 1)")
         if not 0 < lim.vote_fraction <= 1:
-            raise c.fail(_join(key, "vote_fraction"), "must be a fraction in (0, 1]")
+            raise t.err("vote_fraction", "must be a fraction in (0, 1]")
         limit_sets[name] = lim
-    active = c.scalar(data.get("limit_set", "flight"), str, "limit_set")
+    active = top.str("limit_set", "flight")
     if active not in limit_sets:
-        raise c.fail("limit_set", f"unknown limit set {active!r} (have {sorted(limit_sets)})")
+        raise top.err("limit_set", f"unknown limit set {active!r} (have {sorted(limit_sets)})")
 
-    extra = {k: data[k] for k in PASSTHROUGH_TABLES if k in data}
+    extra = {k: data[k] for k in PASSTHROUGH_TABLES if top.has(k)}
+    top.done()
     return MonitorConfig(
         volumes=tuple(volumes),
         sensors=tuple(sensors),
@@ -462,15 +360,4 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
 
 def load_config(path: str | Path) -> MonitorConfig:
     """Read and validate a TOML configuration file.  Raises ``ConfigError``."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(p), "(file)", exc.strerror or str(exc)) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(str(p), "(file)", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(p), "(syntax)", str(exc)) from None
-    return config_from_dict(data, str(p))
+    return config_from_dict(read_toml(path), str(Path(path)))

@@ -42,7 +42,6 @@ _PI = np.array([0, 0, 0, 1, 1, 2, 0, 1, 3])
 _PJ = np.array([0, 1, 2, 1, 2, 2, 3, 3, 3])
 #: The same pairs as rows of the flattened (4, 4) outer product n v_i v_j.
 _PAIRS = _PI * 4 + _PJ
-KELVIN = 273.15
 
 
 @dataclass(frozen=True)

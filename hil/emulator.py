@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.gas import pressure_pa
 from drivers.decoder import StreamDecoder
 from drivers.encode import encode_samples
 from drivers.frames import CommandFrame
@@ -25,7 +26,7 @@ from drivers.protocol import SAMPLE_FRAME_SIZE
 from hil.faults import SensorFaults
 from hil.linkfaults import LinkEvent, LinkFaultInjector
 from hil.physics import Network
-from hil.scenario import R_AIR, Scenario
+from hil.scenario import Scenario
 from hil.sensors import EmulatedSensor
 from hil.truth import Truth, TruthSeries, VolumeTruth
 
@@ -258,7 +259,7 @@ class Emulator:
         out = {key: interp(hist[:, c[key]]) for key in ("rate", "leaked", "inflowed")}
         out["m"] = np.exp(interp(np.log(np.maximum(hist[:, c["m"]], 1e-300))))
         out["T"] = np.stack([self.net.thermal.series(i, ts) for i in range(self.net.nv)], axis=1)
-        out["P"] = out["m"] * R_AIR * out["T"] / self.net.vol
+        out["P"] = pressure_pa(out["m"], out["T"], self.net.vol)
         return out
 
     def _hatch_states(self, ts: np.ndarray) -> np.ndarray:

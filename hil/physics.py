@@ -35,33 +35,14 @@ from bisect import bisect_right
 
 import numpy as np
 
-from hil.scenario import R_AIR, Leak, Scenario
+from common.gas import R_AIR, mass_kg, orifice_rate_coef, pressure_pa
+from common.graph import connected_roots
+from hil.scenario import Leak, Scenario
 from hil.thermal import ThermalModel
 
-GAMMA = 1.4
-#: (2/(gamma+1))^((gamma+1)/(2(gamma-1))), about 0.5787: c* = this * sqrt(gamma R T).
-CHOKE_FACTOR = (2 / (GAMMA + 1)) ** ((GAMMA + 1) / (2 * (GAMMA - 1)))
 FIRST_STEP_S = 1e-3
 STEP_GROWTH = 1.5
 STEP_FRACTION = 0.05
-
-
-def orifice_rate_coef(cd: float, diameter_mm: float, t_k, volume_m3: float):
-    """``lam`` (1/s) such that an orifice's choked mass flow is ``lam * m``."""
-    area = math.pi / 4 * (diameter_mm * 1e-3) ** 2
-    return cd * area * CHOKE_FACTOR * np.sqrt(GAMMA * R_AIR * t_k) / volume_m3
-
-
-def orifice_mdot(cd: float, diameter_mm: float, p_pa: float, t_k: float) -> float:
-    """Choked mass flow (kg/s) of a sharp orifice to vacuum (PHYSICS.md)."""
-    area = math.pi / 4 * (diameter_mm * 1e-3) ** 2
-    return cd * area * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE_FACTOR
-
-
-def equivalent_diameter_mm(mdot_kg_s: float, p_pa: float, t_k: float, cd: float = 0.61) -> float:
-    """Hole diameter (mm) that passes ``mdot`` at ``p``, ``t`` (the orifice law inverted)."""
-    area = mdot_kg_s / (cd * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE_FACTOR)
-    return math.sqrt(4 * area / math.pi) * 1e3
 
 
 def _phis(w: np.ndarray, h: float):
@@ -134,7 +115,7 @@ class Network:
         self.t = 0.0
         t_k = self.thermal.at(0.0)
         p0 = np.array([v.pressure_pa for v in scenario.volumes])
-        self.m = p0 * self.vol / (R_AIR * t_k)
+        self.m = mass_kg(p0, self.vol, t_k)
         self.initial_mass_kg = float(self.m.sum())
         self.hatch_names = [h.name for h in scenario.hatches]
         self.hatch_ends = [
@@ -169,7 +150,7 @@ class Network:
         self.probe_vol = np.array([p[0] for p in probes], dtype=np.int64)
         self.probe_tau_p = np.array([max(p[1], 1e-12) for p in probes])
         self.probe_tau_t = np.array([max(p[2], 1e-12) for p in probes])
-        p_now = self.m * R_AIR * t_k / self.vol
+        p_now = pressure_pa(self.m, t_k, self.vol)
         self.probe_p = p_now[self.probe_vol].copy()
         self.probe_t = t_k[self.probe_vol].copy()
         self._last_p = p_now
@@ -198,20 +179,15 @@ class Network:
         return out
 
     def _components(self) -> list[np.ndarray]:
-        parent = list(range(self.nv))
-
-        def find(a):
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            return a
-
-        for (a, b, _), is_open in zip(self.hatch_ends, self.hatch_open, strict=True):
-            if is_open:
-                parent[find(a)] = find(b)
+        edges = [
+            (a, b)
+            for (a, b, _), is_open in zip(self.hatch_ends, self.hatch_open, strict=True)
+            if is_open
+        ]
+        roots = connected_roots(self.nv, edges)
         groups: dict[int, list[int]] = {}
         for i in range(self.nv):
-            groups.setdefault(find(i), []).append(i)
+            groups.setdefault(int(roots[i]), []).append(i)
         out = []
         self._singletons = np.array(
             sorted(m[0] for m in groups.values() if len(m) == 1), dtype=np.int64
@@ -356,7 +332,7 @@ class Network:
         self.t = t0 + h
         self.steps += 1
         tk = tk_end
-        p = self.m * R_AIR * tk / self.vol
+        p = pressure_pa(self.m, tk, self.vol)
         # first-order lags, exact for inputs linear over the step
         if len(self.probe_vol):
             x0 = self._last_p[self.probe_vol]

@@ -2,7 +2,7 @@
 
 ``load_scenario(name_or_path)`` reads a shipped scenario (``hil/scenarios/NAME.toml``)
 or a file, checks every key and returns frozen dataclasses.  Any mistake raises
-``firmware_host.errors.ConfigError(path, key, problem)``: one line naming the file,
+``common.errors.ConfigError(path, key, problem)``: one line naming the file,
 the key (``leaks[0].volume``) and the problem.  The format is documented in
 docs/scenarios.md.
 
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware_host.errors import ConfigError
+from common.errors import ConfigError
+from common.gas import KELVIN, SECONDS_PER_DAY
+from common.tomltable import REQUIRED, Table, read_toml
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
-R_AIR = 287.05  # J/(kg K)
 ORBIT_PERIOD_S = 92 * 60.0
-KELVIN = 273.15
 
 _TIME_TOKEN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|s|h|d)")
 _TIME_FULL = re.compile(r"\s*(?:(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|min|s|h|d)\s*)+")
@@ -252,81 +251,13 @@ class Scenario:
 
 # --- reading -------------------------------------------------------------------
 
-_REQUIRED = object()
 
+class _Table(Table):
+    """A scenario's TOML table: ``common.tomltable.Table`` with times (``"90s"``, ``"8h"``)."""
 
-class _Table:
-    """One TOML table being read: typed getters, and unknown keys rejected."""
-
-    def __init__(self, path: str, key: str, data: Any):
-        if not isinstance(data, dict):
-            raise ConfigError(path, key, "must be a table")
-        self.path, self.key, self.data = path, key, data
-        self.used: set[str] = set()
-
-    def _name(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def err(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.path, self._name(name), problem)
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def raw(self, name: str, default: Any = _REQUIRED) -> Any:
-        self.used.add(name)
+    def time(self, name: str, default: Any = REQUIRED, *, allow_negative: bool = False) -> Any:
+        v = self.raw(name, default)
         if name not in self.data:
-            if default is _REQUIRED:
-                raise self.err(name, "missing")
-            return default
-        return self.data[name]
-
-    def str(self, name: str, default: Any = _REQUIRED) -> Any:
-        v = self.raw(name, default)
-        if v is not default and not isinstance(v, str):
-            raise self.err(name, "must be a string")
-        return v
-
-    def bool(self, name: str, default: Any = _REQUIRED) -> Any:
-        v = self.raw(name, default)
-        if v is not default and not isinstance(v, bool):
-            raise self.err(name, "must be true or false")
-        return v
-
-    def num(
-        self,
-        name: str,
-        default: Any = _REQUIRED,
-        *,
-        min: float | None = None,
-        positive: bool = False,
-    ) -> Any:
-        v = self.raw(name, default)
-        if v is default:
-            return v
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise self.err(name, "must be a finite number")
-        if positive and v <= 0:
-            raise self.err(name, f"must be > 0 (got {v})")
-        if min is not None and v < min:
-            raise self.err(name, f"must be >= {min} (got {v})")
-        return float(v)
-
-    def int(
-        self, name: str, default: Any = _REQUIRED, *, lo: int | None = None, hi: int | None = None
-    ) -> Any:
-        v = self.raw(name, default)
-        if v is default:
-            return v
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise self.err(name, "must be an integer")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.err(name, f"must be in {lo}..{hi} (got {v})")
-        return v
-
-    def time(self, name: str, default: Any = _REQUIRED, *, allow_negative: bool = False) -> Any:
-        v = self.raw(name, default)
-        if v is default:
             return v
         try:
             t = parse_time(v)
@@ -337,20 +268,6 @@ class _Table:
         if t < 0 and not allow_negative:
             raise self.err(name, f"must not be before time 0 (got {t} s)")
         return t
-
-    def tables(self, name: str) -> list[_Table]:
-        v = self.raw(name, [])
-        if not isinstance(v, list):
-            raise self.err(name, "must be an array of tables ([[...]])")
-        return [_Table(self.path, f"{self._name(name)}[{i}]", item) for i, item in enumerate(v)]
-
-    def sub(self, name: str) -> _Table:
-        return _Table(self.path, self._name(name), self.raw(name, {}))
-
-    def done(self) -> None:
-        for k in self.data:
-            if k not in self.used:
-                raise self.err(k, "unknown key")
 
 
 def list_scenarios() -> list[str]:
@@ -377,16 +294,7 @@ def resolve_path(name_or_path: str) -> Path:
 def load_scenario(name_or_path: str) -> Scenario:
     """A shipped scenario by name, or a scenario file by path."""
     path = resolve_path(name_or_path)
-    spath = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(spath, "file", exc.strerror or str(exc)) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(spath, "toml", str(exc)) from None
-    return parse_scenario(data, spath, default_name=path.stem)
+    return parse_scenario(read_toml(path), str(path), default_name=path.stem)
 
 
 def _sensor_fields(t: _Table, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -518,7 +426,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         def leak_params(tt: _Table, required: bool, kind=kind, p_ref=p_ref):
             d = cd = k = None
             if kind == "orifice":
-                d = tt.num("diameter_mm", _REQUIRED if required else None, min=0.0)
+                d = tt.num("diameter_mm", REQUIRED if required else None, min=0.0)
                 cd = tt.num("cd", 0.61 if required else None, positive=True)
                 if cd is not None and cd > 1.0:
                     raise tt.err("cd", "a discharge coefficient is at most 1")
@@ -526,9 +434,9 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
                 if tt.has("k_kg_s_pa2") and tt.has("kg_per_day"):
                     raise tt.err("kg_per_day", "give k_kg_s_pa2 or kg_per_day, not both")
                 if tt.has("kg_per_day"):
-                    k = tt.num("kg_per_day", min=0.0) / 86400.0 / p_ref**2
+                    k = tt.num("kg_per_day", min=0.0) / SECONDS_PER_DAY / p_ref**2
                 else:
-                    k = tt.num("k_kg_s_pa2", _REQUIRED if required else None, min=0.0)
+                    k = tt.num("k_kg_s_pa2", REQUIRED if required else None, min=0.0)
             return d, cd, k
 
         d, cd, k = leak_params(t, True)

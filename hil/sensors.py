@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.gas import KELVIN
 from drivers.frames import AckFrame, CommandFrame, IdentityFrame
 from drivers.protocol import BROADCAST_ADDR, AckResult, Flags, Opcode, Status
 from hil.faults import SensorFaults
-from hil.scenario import KELVIN, Sensor
+from hil.scenario import Sensor
 
 
 @dataclass

@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-from hil.scenario import KELVIN, Scenario
+from common.gas import KELVIN
+from hil.scenario import Scenario
 
 
 class ThermalModel:

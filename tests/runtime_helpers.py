@@ -7,7 +7,6 @@ end; every file goes below the test's ``tmp_path``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -15,8 +14,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
+
+import tomli_w
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
 
@@ -42,38 +42,9 @@ def assert_one_line_error(proc, *needles: str) -> str:
 # -- TOML ---------------------------------------------------------------------
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"no TOML for {v!r}")
-
-
-def _is_table_array(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
-
-
-def to_toml(data: dict, prefix: str = "") -> str:
-    """A small TOML writer: scalars, lists, tables, nested tables, arrays of tables."""
-    lines = []
-    for k, v in data.items():
-        if not isinstance(v, dict) and not _is_table_array(v):
-            lines.append(f"{k} = {_toml_value(v)}")
-    for k, v in data.items():
-        name = f"{prefix}.{k}" if prefix else k
-        if isinstance(v, dict):
-            lines.append(f"\n[{name}]")
-            lines.append(to_toml(v, name))
-        elif _is_table_array(v):
-            for item in v:
-                lines.append(f"\n[[{name}]]")
-                lines.append(to_toml(item, name))
-    return "\n".join(x for x in lines if x) + "\n"
+def to_toml(data: dict) -> str:
+    """``data`` as TOML text."""
+    return tomli_w.dumps(data)
 
 
 def write_toml(path: Path, data: dict) -> Path:
@@ -89,7 +60,7 @@ def monitor_config(
     The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does:
     its bursts and a 20 ms scheduling hiccup span ``speed`` times more simulated time.
     """
-    from firmware_host.runtime.derive import config_dict_from_scenario
+    from harness.derive import config_dict_from_scenario
     from hil.runner import quiet_sim_seconds
 
     data = config_dict_from_scenario(scenario)
@@ -122,23 +93,33 @@ class EmulatorProcess:
             start_new_session=True,
         )
         self.lines: list[str] = []
+        self._eof = False
+        self._new_line = threading.Condition()
         self._t = threading.Thread(target=self._pump, daemon=True)
         self._t.start()
 
     def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
+        try:
+            for line in self.proc.stdout:
+                with self._new_line:
+                    self.lines.append(line.strip())
+                    self._new_line.notify_all()
+        finally:
+            with self._new_line:
+                self._eof = True
+                self._new_line.notify_all()
 
     def wait_line(self, pattern: str, timeout: float = 20.0) -> re.Match:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for line in list(self.lines):
-                m = re.search(pattern, line)
-                if m:
-                    return m
-            if self.proc.poll() is not None and not self._t.is_alive():
-                break
-            time.sleep(0.02)
+        def first_match() -> re.Match | None:
+            return next((m for m in (re.search(pattern, s) for s in self.lines) if m), None)
+
+        with self._new_line:  # until a line matches or stdout ends
+            m = self._new_line.wait_for(lambda: first_match() or self._eof, timeout)
+        if isinstance(m, re.Match):
+            return m
+        if self._eof:  # stdout closed: the emulator is exiting; its stderr tells why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2.0)
         err = ""
         if self.proc.poll() is not None:
             err = self.proc.stderr.read()
@@ -193,8 +174,8 @@ def run_ticks(scenario_name: str, duration_s: float, loop_rate_hz: float | None 
     from firmware_host.clock import SimClock
     from firmware_host.core import MonitorCore
     from firmware_host.loop import NS, RateLoop
-    from firmware_host.runtime.derive import config_from_scenario
-    from firmware_host.runtime.simulate import EmulatorSource
+    from harness.derive import config_from_scenario
+    from harness.simulate import EmulatorSource
     from hil.emulator import Emulator
     from hil.scenario import load_scenario
 

@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from firmware_host import synth
 from firmware_host.alarms import Alarm, AlarmKind, AlarmLevel, AlarmState, Transition
 from firmware_host.config import Limits
 from firmware_host.core import MonitorCore
+from harness import synth
 
 
 def _alarm():

@@ -6,6 +6,7 @@ from importlib.resources import files
 
 import pytest
 
+from common.errors import ConfigError
 from firmware_host.config import (
     DEFAULT_P_MIN_PA,
     DEFAULT_WINDOWS_S,
@@ -13,7 +14,6 @@ from firmware_host.config import (
     config_from_dict,
     load_config,
 )
-from firmware_host.errors import ConfigError
 
 EXAMPLE = files("firmware_host") / "examples" / "monitor.toml"
 
@@ -56,17 +56,17 @@ def test_runtime_tables_are_kept_not_rejected():
     [
         (lambda d: d.update(bogus=1), "bogus", "unknown key"),
         (lambda d: d["volumes"][0].update(size=3), "volumes[0].size", "unknown key"),
-        (lambda d: d["volumes"][1].update(volume_m3=-2), "volumes[1].volume_m3", "positive"),
+        (lambda d: d["volumes"][1].update(volume_m3=-2), "volumes[1].volume_m3", "must be > 0"),
         (lambda d: d["volumes"][1].update(name="a"), "volumes[1].name", "duplicate"),
         (lambda d: d["sensors"][0].update(volume="zz"), "sensors[0].volume", "unknown volume"),
-        (lambda d: d["sensors"][0].update(addr=300), "sensors[0].addr", "1-247"),
+        (lambda d: d["sensors"][0].update(addr=300), "sensors[0].addr", "must be in 1..247"),
         (lambda d: d["sensors"][0].update(addr="1"), "sensors[0].addr", "integer"),
         (lambda d: d["sensors"][0].pop("link"), "sensors[0].link", "missing"),
         (lambda d: d["sensors"][0].update(range_pa=[5, 1]), "sensors[0].range_pa", "below"),
         (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].addr", "duplicate"),
         (lambda d: d.update(windows_s=[60, 10]), "windows_s", "increasing"),
         (lambda d: d.update(windows_s=[0.1, 10]), "windows_s[0]", "3 loop ticks"),
-        (lambda d: d.update(loop={"rate_hz": 0}), "loop.rate_hz", "positive"),
+        (lambda d: d.update(loop={"rate_hz": 0}), "loop.rate_hz", "must be > 0"),
         (lambda d: d.update(loop={"rate": 1}), "loop.rate", "unknown key"),
         (lambda d: d.update(estimator={"rebase_s": "x"}), "estimator.rebase_s", "number"),
         (lambda d: d.update(health={"stuck_samples": 2.5}), "health.stuck_samples", "integer"),

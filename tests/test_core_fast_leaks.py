@@ -9,11 +9,11 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from firmware_host import synth
 from firmware_host.alarms import AlarmLevel, AlarmState, Transition
 from firmware_host.config import SensorConfig
 from firmware_host.core import MonitorCore
 from firmware_host.stages import alarm_rules
+from harness import synth
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from firmware_host import synth
 from firmware_host.config import HatchConfig, MonitorConfig, SensorConfig, VolumeConfig
 from firmware_host.core import MonitorCore
+from harness import synth
 
 
 def _two_volumes(open_: bool):

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 
 from drivers.protocol import Status
-from firmware_host import synth
 from firmware_host.alarms import AlarmLevel, Transition
 from firmware_host.core import MonitorCore
+from harness import synth
 
 HOURS = 3.0
 

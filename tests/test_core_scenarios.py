@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware_host import synth
+from common.gas import R_AIR
 from firmware_host.alarms import AlarmKind, AlarmLevel, Transition
 from firmware_host.core import MonitorCore, Regime
+from harness import synth
 
 
 def _raised(events, level=None, kind=None):
@@ -112,7 +113,7 @@ def test_sensors_booted_at_different_times_line_up():
     assert s1.clock_offset_s == pytest.approx(-5.0, abs=0.15)
     assert s2.clock_offset_s == pytest.approx(-86400.0 * 3, abs=15.0)
     assert s2.clock_rate_ppm == pytest.approx(50, abs=25)
-    truth = -cab.mass_rate_kg_day(600) * synth.R_AIR * synth.T_REF_K / 50 / 86400
+    truth = -cab.mass_rate_kg_day(600) * R_AIR * synth.T_REF_K / 50 / 86400
     for s in (s1, s2):
         assert s.dpdt_comp_pa_s[2] == pytest.approx(truth, rel=0.05)
     v = last["r"].volume("cabin")

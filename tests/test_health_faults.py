@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from drivers.protocol import Status
-from firmware_host import synth
 from firmware_host.alarms import AlarmKind, AlarmLevel, Transition
 from firmware_host.core import HealthState, MonitorCore
+from harness import synth
 
 RATE = 2.0
 END = 1800.0

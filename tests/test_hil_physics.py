@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hil.physics import CHOKE_FACTOR, GAMMA, Network, equivalent_diameter_mm, orifice_mdot
-from hil.scenario import R_AIR, load_scenario, parse_scenario
+from common.gas import CHOKE as CHOKE_FACTOR
+from common.gas import GAMMA, R_AIR, equivalent_diameter_mm, orifice_mdot
+from hil.physics import Network
+from hil.scenario import load_scenario, parse_scenario
 
 T0 = 295.15
 

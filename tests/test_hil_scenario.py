@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from firmware_host.errors import ConfigError
+from common.errors import ConfigError
 from hil.scenario import list_scenarios, load_scenario, parse_time
 
 SHIPPED = [
@@ -159,7 +159,7 @@ def test_good_file_loads_and_toml_syntax_error(tmp_path):
     assert sc.duration_s == 3600.0 and sc.seed == 3 and math.isinf(sc.leaks[0].end_s)
     with pytest.raises(ConfigError) as exc:
         load_scenario(write(tmp_path, GOOD + "\n[[volumes]\n"))
-    assert exc.value.key == "toml"
+    assert exc.value.key == "(syntax)"
 
 
 def test_unknown_scenario_name():

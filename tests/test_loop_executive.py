@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from drivers.encode import encode_samples
-from firmware_host import synth
 from firmware_host.cli import main
 from firmware_host.clock import SimClock, WallClock
 from firmware_host.core import MonitorCore
@@ -20,6 +19,7 @@ from firmware_host.loop import (
     decode_capture,
     run_batch,
 )
+from harness import synth
 
 
 class _Recorder:

@@ -14,11 +14,11 @@ import time
 
 import pytest
 
+from common.errors import InputFileError
 from drivers.frames import IdentityFrame
-from firmware_host.errors import InputFileError
 from firmware_host.runtime.archive import SENSOR_PERIOD_S, Archive, open_archive
-from firmware_host.runtime.derive import config_from_scenario
-from firmware_host.runtime.simulate import run_simulation
+from harness.derive import config_from_scenario
+from harness.simulate import run_simulation
 from hil.scenario import load_scenario
 from tests.runtime_helpers import run_ticks
 

@@ -8,8 +8,8 @@ from importlib.resources import files
 import pytest
 
 from firmware_host.cli import main
-from firmware_host.runtime.derive import config_dict_from_scenario
 from firmware_host.runtime.runconfig import load_runtime_config
+from harness.derive import config_dict_from_scenario
 from hil.scenario import load_scenario
 from tests.runtime_helpers import assert_one_line_error, run_cli, to_toml, write_toml
 

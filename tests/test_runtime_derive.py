@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from firmware_host.config import config_from_dict
-from firmware_host.runtime.derive import config_dict_from_scenario, config_toml
+from harness.derive import config_dict_from_scenario, config_toml
 from hil.scenario import list_scenarios, load_scenario
 
 

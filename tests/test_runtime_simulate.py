@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from firmware_host.cli import main
-from firmware_host.runtime.derive import config_from_scenario
-from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import TRACE_FIELDS, run_simulation
+from harness.derive import config_from_scenario
+from harness.scoring import score
+from harness.simulate import TRACE_FIELDS, run_simulation
 from hil.scenario import load_scenario
 from tests.runtime_helpers import assert_one_line_error, query, run_cli
 

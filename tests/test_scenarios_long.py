@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from firmware_host.core import Regime
-from firmware_host.runtime.derive import config_from_scenario
-from firmware_host.runtime.simulate import run_simulation
+from harness.derive import config_from_scenario
+from harness.simulate import run_simulation
 from hil.scenario import load_scenario
 
 pytestmark = [pytest.mark.long, pytest.mark.timeout(900)]

@@ -9,9 +9,9 @@ in the detection scorecard (``make bench``, docs/DETECTION.md).
 
 import pytest
 
-from firmware_host.runtime.derive import config_from_scenario
-from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import run_simulation
+from harness.derive import config_from_scenario
+from harness.scoring import score
+from harness.simulate import run_simulation
 from hil.scenario import load_scenario
 
 pytestmark = pytest.mark.timeout(240)

@@ -7,7 +7,7 @@ import gc
 import numpy as np
 import pytest
 
-from firmware_host import synth
+from common.graph import connected_roots
 from firmware_host.alarms import AlarmLevel, AlarmState, Transition
 from firmware_host.config import HatchConfig, Limits, MonitorConfig, SensorConfig, VolumeConfig
 from firmware_host.core import MonitorCore
@@ -15,7 +15,8 @@ from firmware_host.stages import alarm_rules
 from firmware_host.stages.alarm_book import AlarmBook, SensorAlarmKey, VolumeAlarmKey
 from firmware_host.stages.alarm_rules import VolumeConditions, VolumeFamily
 from firmware_host.stages.health import FAULT_KINDS, FaultKind, HealthState, column
-from firmware_host.stages.topology import Channels, HatchGroups, connected_roots
+from firmware_host.stages.topology import Channels, HatchGroups
+from harness import synth
 
 
 def _config(hatch_open=True) -> MonitorConfig:

@@ -14,8 +14,8 @@ import tomllib
 import pytest
 
 from firmware_host.alarms import AlarmLevel, Transition
-from firmware_host.runtime.derive import config_from_scenario
-from firmware_host.runtime.simulate import run_simulation
+from harness.derive import config_from_scenario
+from harness.simulate import run_simulation
 from hil.scenario import parse_scenario
 
 pytestmark = pytest.mark.timeout(180)

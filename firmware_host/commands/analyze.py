@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import ConfigError, InputFileError
 from firmware_host.config import MonitorConfig, SensorConfig, VolumeConfig, load_config
 from firmware_host.core import MonitorCore, TickResult
-from firmware_host.errors import ConfigError, InputFileError
 from firmware_host.loop import RecordedSource, capture_arrivals, decode_capture, run_batch
 
 DEFAULT_LINK = "capture"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from firmware_host.errors import CabinwatchError
+from common.errors import CabinwatchError
 
 DEFAULT_SOCKET = "cabinwatch.sock"
 

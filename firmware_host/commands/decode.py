@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
+from common.errors import InputFileError
 from drivers.decoder import StreamDecoder
-from firmware_host.errors import InputFileError
 
 CHUNK_BYTES = 4 << 20
 

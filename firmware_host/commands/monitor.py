@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from firmware_host.errors import CabinwatchError
+from common.errors import CabinwatchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

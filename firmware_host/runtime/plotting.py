@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from common.errors import CabinwatchError, InputFileError
+from firmware_host.runtime.archive import open_archive
 
-from firmware_host.errors import InputFileError  # noqa: E402
-from firmware_host.runtime.archive import open_archive  # noqa: E402
+#: What a missing matplotlib (the optional ``plot`` extra) tells the user.
+NO_MATPLOTLIB = "plots need matplotlib, which is not installed: pip install 'cabinwatch[plot]'"
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend; ``CabinwatchError`` (one line, exit 2)
+    if matplotlib, the optional ``plot`` extra, is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CabinwatchError(NO_MATPLOTLIB) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 LEVEL_COLORS = {
     "ADVISORY": "tab:gray",
@@ -29,6 +42,7 @@ def plot_archive(
 ) -> Path:
     """Draw the archive into ``out_png``; ``truth`` optionally overlays the true pressure
     per volume as ``{volume: (t_s array, pressure_pa array)}``."""
+    plt = pyplot()
     db = open_archive(archive)
     rows = db.execute(
         "SELECT t_s, volume, pressure_pa, dpdt_pa_s, reserve_s_linear, reserve_s_orifice, "

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from firmware_host.errors import InputFileError
+from common.errors import InputFileError
 
 #: Significant digits kept in telemetry floats: below any transducer's resolution.
 SIGNIFICANT_DIGITS = 7

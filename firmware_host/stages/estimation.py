@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.gas import CHOKE, GAMMA, R_AIR, SECONDS_PER_DAY
+from common.gas import KELVIN, SECONDS_PER_DAY, equivalent_area_m2, kg_day_per_pa_s
 from firmware_host.config import MonitorConfig
-from firmware_host.ringbuffer import KELVIN
 from firmware_host.stages.regime import Regime
 from firmware_host.stages.topology import Channels, HatchGroups
 from firmware_host.stages.windows import WindowFits
@@ -257,12 +256,12 @@ class VolumeEstimator:
         temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
         q_now = p_now * tref / temp_k
         best_j, best_s, best_se = self._best_window(fq, fse, filled)
-        k_mass = groups.group_m3 / (R_AIR * tref) * SECONDS_PER_DAY  # kg/day per (Pa/s)
+        k_mass = kg_day_per_pa_s(groups.group_m3, tref)  # kg/day per (Pa/s)
         mdot = -k_mass * best_s
         mdot_se = k_mass * best_se
         with np.errstate(invalid="ignore", divide="ignore"):
-            area = (mdot / SECONDS_PER_DAY) / (
-                est.discharge_coefficient * p_now * np.sqrt(GAMMA / (R_AIR * temp_k)) * CHOKE
+            area = equivalent_area_m2(
+                mdot / SECONDS_PER_DAY, p_now, temp_k, est.discharge_coefficient
             )
             hole_mm = np.where(mdot > 0, np.sqrt(4.0 * np.maximum(area, 0) / np.pi) * 1e3, 0.0)
             pmin = self.config.p_min_pa

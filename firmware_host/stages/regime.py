@@ -13,8 +13,8 @@ import enum
 
 import numpy as np
 
+from common.gas import KELVIN
 from firmware_host.config import MonitorConfig
-from firmware_host.ringbuffer import KELVIN
 from firmware_host.stages.topology import Channels
 
 

@@ -23,19 +23,10 @@ import math
 
 import numpy as np
 
+from common.gas import SECONDS_PER_DAY
+from common.gas import equivalent_diameter_mm as equivalent_hole_mm
+from common.graph import connected_roots
 from firmware_host.alarms import AlarmLevel, Transition
-
-R_AIR = 287.05
-GAMMA = 1.4
-CHOKE = (2.0 / (GAMMA + 1.0)) ** ((GAMMA + 1.0) / (2.0 * (GAMMA - 1.0)))
-
-
-def equivalent_hole_mm(mdot_kg_s: float, p_pa: float, t_k: float, cd: float) -> float:
-    """Diameter (mm) of the sharp-edged hole that passes ``mdot_kg_s`` to vacuum."""
-    if not (mdot_kg_s > 0 and p_pa > 0 and t_k > 0):
-        return 0.0
-    area = mdot_kg_s / (cd * p_pa * math.sqrt(GAMMA / (R_AIR * t_k)) * CHOKE)
-    return 1000.0 * math.sqrt(4.0 * area / math.pi)
 
 
 class _Groups:
@@ -54,21 +45,12 @@ class _Groups:
         return max(0, int(np.searchsorted(self.t, t_s, side="right")) - 1)
 
     def members(self, volume: str, t_s: float) -> set[int]:
-        parent = list(range(len(self.names)))
-
-        def find(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
+        edges = []
         if self.open is not None:
             state = self.open[self.row(t_s)]
-            for (a, b), is_open in zip(self.hatches, state, strict=True):
-                if is_open:
-                    parent[find(a)] = find(b)
-        root = find(self.index[volume])
-        return {i for i in range(len(self.names)) if find(i) == root}
+            edges = [ab for ab, is_open in zip(self.hatches, state, strict=True) if is_open]
+        roots = connected_roots(len(self.names), edges)
+        return set(np.flatnonzero(roots == roots[self.index[volume]]).tolist())
 
 
 def _change_times(scenario, leak) -> list[float]:
@@ -139,7 +121,7 @@ def score(result, *, settle_s: float = 1800.0, grace_s: float = 60.0) -> dict:
             j = trace.volumes.index(leak.volume)
             est = trace.mass_rate_kg_day[i][j]
             hole = trace.hole_mm[i][j]
-            true_rate = mdot * 86400.0
+            true_rate = mdot * SECONDS_PER_DAY
             true_hole = equivalent_hole_mm(mdot, p, t_k, cd)
             entry.update(
                 settle_s=round(trace.t_s[i], 3),

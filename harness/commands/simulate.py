@@ -7,23 +7,20 @@ import json
 import sys
 import time
 
+from common.errors import CabinwatchError
 from firmware_host.config import load_config
-from firmware_host.errors import CabinwatchError
-from firmware_host.runtime.derive import config_from_scenario
-from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import run_simulation
+from harness.derive import config_from_scenario
+from harness.scoring import score
+from harness.simulate import run_simulation
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "simulate",
-        help="run a scenario through the emulator and the monitor, as fast as possible",
-        description=(
-            "Run the emulator and the monitor in one process through the encoded byte stream, "
-            "as fast as the machine allows, and score the monitor against the emulator's truth. "
-            "Without --config the monitor's configuration is derived from the scenario's "
-            "volumes, hatches and sensors (never from its leaks or faults)."
-        ),
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``cabinwatch simulate`` to its parser."""
+    p.description = (
+        "Run the emulator and the monitor in one process through the encoded byte stream, "
+        "as fast as the machine allows, and score the monitor against the emulator's truth. "
+        "Without --config the monitor's configuration is derived from the scenario's "
+        "volumes, hatches and sensors (never from its leaks or faults)."
     )
     p.add_argument("scenario", help="a shipped scenario's name or a scenario file")
     p.add_argument("--config", help="monitor configuration (TOML) instead of the derived one")

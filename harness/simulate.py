@@ -4,7 +4,7 @@ The emulator's bytes for every link go through the real decoder and the real
 fixed-rate loop on a simulated clock, as fast as the machine allows.  The
 scenario's hatch operations reach the monitor as operator inputs at their
 times; the monitor never reads the emulator's truth, which is kept only to
-score the run afterwards (``firmware_host.runtime.scoring``).
+score the run afterwards (``harness.scoring``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.growable import GrowableArray
 from drivers.decoder import StreamDecoder
 from drivers.frames import IdentityFrame
 from firmware_host.alarms import AlarmEvent
@@ -42,12 +43,12 @@ class _RegimeRows:
         self._trace = trace
 
     def __len__(self) -> int:
-        return self._trace._n
+        return len(self._trace)
 
     def __getitem__(self, i):
         tr = self._trace
         names = tr._regime_names
-        codes = tr._regime[: tr._n][i]
+        codes = tr._regime.array[i]
         if codes.ndim == 1:
             return [names[c] for c in codes.tolist()]
         return [[names[c] for c in row] for row in codes.tolist()]
@@ -71,29 +72,17 @@ class EstimateTrace:
     def __init__(self, volumes: list[str], capacity: int = 0):
         self.volumes = list(volumes)
         cap = max(int(capacity), 64)
-        self._n = 0
-        self._t = np.empty(cap)
-        self._vals = np.empty((cap, len(TRACE_FIELDS), len(self.volumes)))
-        self._regime = np.empty((cap, len(self.volumes)), dtype=np.uint8)
+        self._t = GrowableArray((), np.float64, cap)
+        self._vals = GrowableArray((len(TRACE_FIELDS), len(self.volumes)), np.float64, cap)
+        self._regime = GrowableArray((len(self.volumes),), np.uint8, cap)
         self._regime_names: list[str] = []
         self._regime_code: dict[str, int] = {}
         self._nan_row = [math.nan] * len(TRACE_FIELDS)
 
     def __len__(self) -> int:
-        return self._n
-
-    def _grow(self) -> None:
-        cap = 2 * len(self._t)
-        for name in ("_t", "_vals", "_regime"):
-            old = getattr(self, name)
-            new = np.empty((cap, *old.shape[1:]), dtype=old.dtype)
-            new[: self._n] = old[: self._n]
-            setattr(self, name, new)
+        return len(self._t)
 
     def record(self, result: TickResult) -> None:
-        n = self._n
-        if n == len(self._t):
-            self._grow()
         vols = result.volumes
         if len(vols) == len(self.volumes) and all(
             v.volume == name for v, name in zip(vols, self.volumes, strict=True)
@@ -126,18 +115,16 @@ class EstimateTrace:
                 code = self._regime_code[name] = len(self._regime_names)
                 self._regime_names.append(name)
             codes.append(code)
-        self._t[n] = result.t_s
-        if cols:
-            self._vals[n] = np.array(cols, dtype=float).T
-            self._regime[n] = codes
-        self._n = n + 1
+        self._t.append(result.t_s)
+        self._vals.append(np.array(cols, dtype=float).T)  # (no volumes: an empty row)
+        self._regime.append(codes)
 
     @property
     def t_s(self) -> np.ndarray:
-        return self._t[: self._n]
+        return self._t.array
 
     def _field(self, k: int) -> np.ndarray:
-        return self._vals[: self._n, k, :]
+        return self._vals.array[:, k, :]
 
     mass_rate_kg_day = property(lambda self: self._field(0))
     mass_rate_sigma_kg_day = property(lambda self: self._field(1))
@@ -318,7 +305,7 @@ class _TruthStore:
 
     def __init__(self, capacity: int = 0):
         self._cap_hint = max(int(capacity), 64)
-        self._arr: dict[str, np.ndarray] = {}
+        self._arr: dict[str, GrowableArray] = {}
         self._n = 0
         self._faults: list = []
         self._names = None
@@ -331,18 +318,11 @@ class _TruthStore:
             self._names = (part.volume_names, part.hatch_names)
             for k in self.KEYS:
                 a = getattr(part, k)
-                self._arr[k] = np.empty((max(self._cap_hint, m), *a.shape[1:]), dtype=a.dtype)
-        n = self._n
-        if n + m > len(self._arr["t_s"]):
-            cap = max(2 * len(self._arr["t_s"]), n + m)
-            for k, old in self._arr.items():
-                new = np.empty((cap, *old.shape[1:]), dtype=old.dtype)
-                new[:n] = old[:n]
-                self._arr[k] = new
+                self._arr[k] = GrowableArray(a.shape[1:], a.dtype, max(self._cap_hint, m))
         for k in self.KEYS:
-            self._arr[k][n : n + m] = getattr(part, k)
+            self._arr[k].extend(getattr(part, k))
         self._faults.extend(part.faults)
-        self._n = n + m
+        self._n += m
 
     def series(self, k_last: int | None = None, rate_hz: float = 1.0):
         """The records (only those at or before record ``k_last`` if given)."""
@@ -352,10 +332,10 @@ class _TruthStore:
             return None
         n = self._n
         if k_last is not None:
-            n = int(np.searchsorted(self._arr["t_s"][:n], k_last / rate_hz, side="right"))
+            n = int(np.searchsorted(self._arr["t_s"].array, k_last / rate_hz, side="right"))
         if not n:
             return None
-        kw = {k: a[:n] for k, a in self._arr.items()}
+        kw = {k: a.array[:n] for k, a in self._arr.items()}
         faults = self._faults[:n] if len(self._faults) > n else self._faults
         return TruthSeries(self._names[0], self._names[1], faults=faults, **kw)
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from firmware_host.errors import CabinwatchError
+from common.errors import CabinwatchError
 
 #: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
 #: interesting part fits in well under a minute of wall time.
@@ -31,15 +31,12 @@ PRESETS = {
 DEFAULT_PRESET = (0.0, 1800.0, 60.0)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run the monitor against the built-in emulator (the main job)",
-        description=(
-            "Start the emulator with a scenario on a pseudo-terminal (or TCP), run the real "
-            "monitor against it through pyserial, show the live display, and end with a summary "
-            "against the truth and a PNG plot."
-        ),
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``cabinwatch demo`` to its parser."""
+    p.description = (
+        "Start the emulator with a scenario on a pseudo-terminal (or TCP), run the real "
+        "monitor against it through pyserial, show the live display, and end with a summary "
+        "against the truth and a PNG plot."
     )
     p.add_argument("--scenario", default="soyuz-ms09-2018", help="scenario (default soyuz)")
     p.add_argument("--realtime", action="store_true", help="run at real-time speed")
@@ -53,13 +50,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _emulator_supports_start() -> bool:
-    from firmware_host.commands import emulate
+    from harness.commands import emulate
 
     return getattr(emulate, "SUPPORTS_START", False)
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_host.runtime.plotting import pyplot
     from hil.scenario import load_scenario
+
+    pyplot()  # the demo ends with a plot: without matplotlib, say so before the run
 
     scenario = load_scenario(args.scenario)
     start, duration, speed = PRESETS.get(scenario.name, DEFAULT_PRESET)
@@ -133,10 +133,10 @@ def _read_endpoints(emu: subprocess.Popen, links: list[str]) -> dict[str, str]:
 def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, emu) -> int:
     from firmware_host.config import config_from_dict
     from firmware_host.runtime.app import MonitorApp, ScaledClock
-    from firmware_host.runtime.derive import config_dict_from_scenario, config_toml
     from firmware_host.runtime.display import LiveDisplay
     from firmware_host.runtime.runconfig import runtime_from_monitor
-    from firmware_host.runtime.simulate import EstimateTrace
+    from harness.derive import config_dict_from_scenario, config_toml
+    from harness.simulate import EstimateTrace
 
     data = config_dict_from_scenario(scenario)
     from hil.runner import quiet_sim_seconds
@@ -208,8 +208,8 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
 
 def _summary(scenario, rc, app, events, trace, truth_path, start, duration, out) -> int:
     from firmware_host.runtime.plotting import plot_archive
-    from firmware_host.runtime.scoring import score
-    from firmware_host.runtime.simulate import SimulationResult
+    from harness.scoring import score
+    from harness.simulate import SimulationResult
 
     truth = _read_truth_series(truth_path)
     print()

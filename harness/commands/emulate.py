@@ -20,7 +20,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from firmware_host.errors import CabinwatchError, ConfigError
+from common.errors import CabinwatchError, ConfigError
 from hil.emulator import Emulator
 from hil.endpoints import (
     Endpoint,
@@ -38,14 +38,13 @@ from hil.truth import TruthWriter
 SUPPORTS_START = True
 
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "emulate",
-        help="run the HIL emulator (physics + transducers) on a pty, TCP, a port or a file",
-        description="Run a scenario's leaking modules and transducers and serve their byte "
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``cabinwatch emulate`` to its parser."""
+    p.description = (
+        "Run a scenario's leaking modules and transducers and serve their byte "
         "stream. SCENARIO is a shipped scenario's name ("
         + ", ".join(list_scenarios())
-        + ") or the path of a scenario file (docs/scenarios.md).",
+        + ") or the path of a scenario file (docs/scenarios.md)."
     )
     p.add_argument(
         "scenario", metavar="SCENARIO", nargs="?", help="shipped scenario name or .toml path"
@@ -274,4 +273,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main(["emulate", *sys.argv[1:]]))
 
 
-__all__ = ["register", "run"]
+__all__ = ["configure", "run"]

@@ -6,8 +6,9 @@ faults or link faults, which the monitor has to find for itself.
 
 from __future__ import annotations
 
-import json
 import math
+
+import tomli_w
 
 from firmware_host.config import MonitorConfig, config_from_dict
 
@@ -48,37 +49,20 @@ def config_from_scenario(scenario, *, loop_rate_hz: float = DERIVED_LOOP_RATE_HZ
     return config_from_dict(data, f"{scenario.path} (derived)")
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"TOML has no {value}")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string: same escapes
+def _check_finite(value) -> None:
+    if isinstance(value, dict):
+        value = list(value.values())
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+        for v in value:
+            _check_finite(v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"a configuration holds no {value}")
 
 
 def config_toml(data: dict) -> str:
-    """A configuration dict (as ``config_dict_from_scenario`` builds) as TOML text."""
-    lines: list[str] = []
-    scalars = {k: v for k, v in data.items() if not isinstance(v, (dict, list))}
-    lines += [f"{k} = {_toml_value(v)}" for k, v in scalars.items()]
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            continue
-        nested = {k: v for k, v in value.items() if isinstance(v, dict)}
-        flat = {k: v for k, v in value.items() if not isinstance(v, dict)}
-        if flat or not nested:
-            lines += ["", f"[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in flat.items()]
-        for name, table in nested.items():
-            lines += ["", f"[{key}.{name}]"]
-            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-    for key, value in data.items():
-        if isinstance(value, list):
-            for table in value:
-                lines += ["", f"[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-    return "\n".join(lines).lstrip("\n") + "\n"
+    """A configuration dict (as ``config_dict_from_scenario`` builds) as TOML text.
+
+    Raises ValueError for a number that is not finite (no configuration holds one).
+    """
+    _check_finite(data)
+    return tomli_w.dumps(data)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.gas import CHOKE, GAMMA, R_AIR
+from common.gas import KELVIN, choked_speed_m_s, fall_rate_pa_s, mass_rate_kg_day
 from drivers.frames import SAMPLE_RECORD_DTYPE
 
 T_REF_K = 295.15
@@ -54,7 +54,7 @@ class Cabin:
     def tau_s(self) -> float:
         """Orifice decay time constant V / (Cd A c*)."""
         area = math.pi * (self.hole_mm * 1e-3) ** 2 / 4
-        cstar = math.sqrt(GAMMA * R_AIR * T_REF_K) * CHOKE
+        cstar = choked_speed_m_s(T_REF_K)
         return self.volume_m3 / (self.cd * area * cstar)
 
     def pc(self, t: np.ndarray) -> np.ndarray:
@@ -62,7 +62,7 @@ class Cabin:
         if self.leak == "none":
             return np.full_like(dt, self.p0_pa)
         if self.leak == "mass":
-            rate = self.mdot_kg_day / 86400.0 * R_AIR * T_REF_K / self.volume_m3
+            rate = fall_rate_pa_s(self.mdot_kg_day, self.volume_m3, T_REF_K)
             return self.p0_pa - rate * np.minimum(dt, max(self.t_stop_s - self.t_leak_s, 0.0))
         if self.leak == "orifice":
             return self.p0_pa * np.exp(-dt / self.tau_s)
@@ -79,7 +79,7 @@ class Cabin:
         """True mass loss rate at time t (kg/day)."""
         h = 1e-3
         dpc = (self.pc(np.array([t + h]))[0] - self.pc(np.array([t - h]))[0]) / (2 * h)
-        return float(-dpc * self.volume_m3 / (R_AIR * T_REF_K) * 86400.0)
+        return float(mass_rate_kg_day(dpc, self.volume_m3, T_REF_K))
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def sensor_data(
     k1 = math.ceil((t1 - s.phase_s) * s.rate_hz)
     t = s.phase_s + np.arange(k0, k1) / s.rate_hz
     p = cabin.pressure(t, s.pressure_lag_s) + s.bias_pa + s.noise_pa * rng.standard_normal(len(t))
-    temp = cabin.temp_k(t, s.temp_lag_s) - 273.15 + s.temp_noise_k * rng.standard_normal(len(t))
+    temp = cabin.temp_k(t, s.temp_lag_s) - KELVIN + s.temp_noise_k * rng.standard_normal(len(t))
     t_us = np.round((t + s.boot_s) * (1 + s.clock_ppm * 1e-6) * 1e6).astype(np.uint64)
     return SensorData(s, t, t_us, p, temp, np.zeros(len(t), dtype=np.uint16))
 

@@ -1,0 +1,1 @@
+"""The harness's subcommands of ``cabinwatch``: each exposes ``configure(parser)``."""
