@@ -20,7 +20,7 @@ from drivers.driver import NativeDriver
 from drivers.frames import CommandFrame, SampleFrame
 from drivers.link import LinkDownError, LinkEventKind, LinkState, SerialLink
 from drivers.protocol import Opcode
-from tests.fake_device import Collector, PtyBus, TcpBus, wait_until
+from tests.support.fake_device import Collector, PtyBus, TcpBus, wait_until
 
 FAST = dict(backoff_min_s=0.05, backoff_max_s=0.2, idle_s=0.05)
 

@@ -18,7 +18,7 @@ from drivers.encode import encode_samples
 from drivers.frames import AckFrame, CommandFrame, IdentityFrame, SampleFrame, build_frame
 from drivers.protocol import SYNC, AckResult, Opcode
 from drivers.reference import ReferenceDecoder
-from tests.test_protocol import GOLDEN
+from tests.drivers.test_protocol import GOLDEN
 
 PATHS = [False, True]  # StreamDecoder(bulk=...)
 

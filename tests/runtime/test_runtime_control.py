@@ -11,7 +11,7 @@ import pytest
 
 from firmware_host.alarms import AlarmState
 from firmware_host.runtime.control import ControlServer, apply_to_core, send_command
-from tests.runtime_helpers import assert_one_line_error, run_cli, run_core
+from tests.support.runtime_helpers import assert_one_line_error, run_cli, run_core
 
 pytestmark = pytest.mark.timeout(60)
 

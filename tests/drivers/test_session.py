@@ -19,7 +19,7 @@ from drivers.session import (
     TransducerSession,
     execute_command,
 )
-from tests.fake_device import Collector, PtyBus, TcpBus, wait_until
+from tests.support.fake_device import Collector, PtyBus, TcpBus, wait_until
 
 FAST = dict(backoff_min_s=0.05, backoff_max_s=0.2, idle_s=0.05)
 TIMEOUT_S = 0.2

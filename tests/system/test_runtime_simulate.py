@@ -12,7 +12,7 @@ from firmware_host.runtime.derive import config_from_scenario
 from firmware_host.runtime.scoring import score
 from firmware_host.runtime.simulate import TRACE_FIELDS, run_simulation
 from hil.scenario import load_scenario
-from tests.runtime_helpers import assert_one_line_error, query, run_cli
+from tests.support.runtime_helpers import assert_one_line_error, query, run_cli
 
 pytestmark = pytest.mark.timeout(90)
 

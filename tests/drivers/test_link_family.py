@@ -19,7 +19,7 @@ from drivers.driver import TransducerDriver
 from drivers.frames import SAMPLE_RECORD_DTYPE, CommandFrame
 from drivers.link import LinkEventKind, LinkState
 from drivers.protocol import Opcode
-from tests.fake_device import Collector, wait_until
+from tests.support.fake_device import Collector, wait_until
 
 
 class AsciiDriver(TransducerDriver):

@@ -10,7 +10,7 @@ import pytest
 
 from firmware_host.alarms import AlarmLevel, Transition
 from firmware_host.runtime.display import MMHG_PA, LiveDisplay, View, fmt_duration, render
-from tests.runtime_helpers import run_core
+from tests.support.runtime_helpers import run_core
 
 LINK_STATUS = "connected 7500 samples 0 errors 0 reconnects 0 gaps"
 LOOP_STATUS = "160 ticks, late p50 0.1 ms p99 0.6 ms, worst tick 2.0 ms, 0 overruns"

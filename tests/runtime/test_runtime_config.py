@@ -11,7 +11,7 @@ from firmware_host.cli import main
 from firmware_host.runtime.derive import config_dict_from_scenario
 from firmware_host.runtime.runconfig import load_runtime_config
 from hil.scenario import load_scenario
-from tests.runtime_helpers import assert_one_line_error, run_cli, to_toml, write_toml
+from tests.support.runtime_helpers import assert_one_line_error, run_cli, to_toml, write_toml
 
 EXAMPLE = str(files("firmware_host") / "examples" / "monitor.toml")
 

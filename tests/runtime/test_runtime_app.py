@@ -15,7 +15,7 @@ import pytest
 from firmware_host.cli import main
 from firmware_host.runtime.archive import Archive
 from hil.scenario import load_scenario
-from tests.runtime_helpers import CLI, monitor_config, run_cli, write_toml
+from tests.support.runtime_helpers import CLI, monitor_config, run_cli, write_toml
 
 
 def _closed_port() -> int:

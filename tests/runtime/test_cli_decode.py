@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drivers.frames import SampleFrame
-from tests.test_protocol import GOLDEN
+from tests.drivers.test_protocol import GOLDEN
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
 pytestmark = pytest.mark.timeout(60)

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from hil.scenario import load_scenario
-from tests.runtime_helpers import (
+from tests.support.runtime_helpers import (
     CLI,
     EmulatorProcess,
     assert_one_line_error,

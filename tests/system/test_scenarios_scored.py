@@ -3,7 +3,7 @@
 Each run goes emulator -> encoded byte stream -> decoder -> loop -> core, with
 the configuration derived from the scenario's hardware only, and is scored
 against the emulator's truth.  The long runs are elsewhere: ``zvezda-prk`` over
-15 h in tests/test_scenarios_long.py (``make scorecard``), 30 days of ``nominal``
+15 h in tests/system/test_scenarios_long.py (``make scorecard``), 30 days of ``nominal``
 in the detection scorecard (``make bench``, docs/DETECTION.md).
 """
 

@@ -10,7 +10,7 @@ import pytest
 from drivers.capture import RotatingCapture, capture_files, iter_capture, read_capture
 from drivers.decoder import StreamDecoder
 from drivers.driver import NativeDriver
-from tests.fake_device import Collector, PtyBus, wait_until
+from tests.support.fake_device import Collector, PtyBus, wait_until
 
 
 def _chunks(n: int, seed: int = 0) -> list[bytes]:

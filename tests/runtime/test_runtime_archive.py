@@ -20,7 +20,7 @@ from firmware_host.runtime.archive import SENSOR_PERIOD_S, Archive, open_archive
 from firmware_host.runtime.derive import config_from_scenario
 from firmware_host.runtime.simulate import run_simulation
 from hil.scenario import load_scenario
-from tests.runtime_helpers import run_ticks
+from tests.support.runtime_helpers import run_ticks
 
 SIM_S = 200.0
 
