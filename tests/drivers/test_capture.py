@@ -71,6 +71,7 @@ def test_numbering_continues_after_a_restart_and_other_prefixes_are_ignored(tmp_
     assert capture_files(tmp_path / "missing" / "x") == []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(10)
 def test_flushed_within_the_interval_without_close(tmp_path):
     cap = RotatingCapture(tmp_path / "f", max_bytes=1 << 20, flush_interval_s=0.1)
@@ -104,6 +105,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         assert data.count(bytes([tag])) == sum(1 + i % 50 for i in range(300))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_a_live_link_capture_equals_the_bytes_sent_and_decodes(tmp_path):
     bus = PtyBus(tmp_path, addrs=(1, 2), rate_mhz=500_000).start()

@@ -22,6 +22,8 @@ from drivers.link import LinkDownError, LinkEventKind, LinkState, SerialLink
 from drivers.protocol import Opcode
 from tests.support.fake_device import Collector, PtyBus, TcpBus, wait_until
 
+pytestmark = pytest.mark.slow  # real time
+
 FAST = dict(backoff_min_s=0.05, backoff_max_s=0.2, idle_s=0.05)
 
 

@@ -21,6 +21,8 @@ from drivers.link import LinkEventKind, LinkState
 from drivers.protocol import Opcode
 from tests.support.fake_device import Collector, wait_until
 
+pytestmark = pytest.mark.slow  # real time
+
 
 class AsciiDriver(TransducerDriver):
     """One reading per text line; no counters beyond the base's."""

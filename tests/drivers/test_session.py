@@ -61,6 +61,7 @@ def _session(drv, addr=1, **kw):
     return TransducerSession(drv, addr, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_connect_identifies_sets_rate_and_starts(bus, driver_for):
     drv = driver_for(bus.url)
@@ -81,6 +82,7 @@ def test_connect_identifies_sets_rate_and_starts(bus, driver_for):
     assert set(np.concatenate(col.samples)["addr"].tolist()) == {1}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_ack_that_never_comes_gives_bounded_retries_then_timeout(tcp_bus, driver_for):
     drv = driver_for(tcp_bus.url)
@@ -100,6 +102,7 @@ def test_ack_that_never_comes_gives_bounded_retries_then_timeout(tcp_bus, driver
     assert "START" in str(err.value) and "timeout after 3 attempt(s)" in str(err.value)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_a_device_refusal_is_returned_not_retried(tcp_bus, driver_for):
     drv = driver_for(tcp_bus.url)
@@ -110,6 +113,7 @@ def test_a_device_refusal_is_returned_not_retried(tcp_bus, driver_for):
     assert s.command(Opcode.ZERO_OFFSET, offset_pa=-12.5) is AckResult.OK
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_no_device_at_the_address_times_out(tcp_bus, driver_for):
     drv = driver_for(tcp_bus.url)
@@ -121,6 +125,7 @@ def test_no_device_at_the_address_times_out(tcp_bus, driver_for):
     assert s.identity is None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_link_down_is_its_own_result(driver_for):
     with socket.socket() as sock:
@@ -135,6 +140,7 @@ def test_link_down_is_its_own_result(driver_for):
     assert s.state is SessionState.IDLE
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_two_addresses_on_one_link(bus, driver_for):
     drv = driver_for(bus.url)
@@ -159,6 +165,7 @@ def test_two_addresses_on_one_link(bus, driver_for):
     assert not bus.devices[1].streaming and not bus.devices[2].streaming
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_broadcast_collects_acks_and_names_the_missing(tcp_bus, driver_for):
     drv = driver_for(tcp_bus.url)
@@ -178,6 +185,7 @@ def test_broadcast_collects_acks_and_names_the_missing(tcp_bus, driver_for):
     assert res.attempts == 2 and set(res.identities) == {1, 2}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(25)
 def test_sessions_are_set_up_again_after_a_reconnect(tcp_bus, driver_for):
     drv = driver_for(tcp_bus.url)
@@ -212,6 +220,7 @@ def test_seq_numbers_wrap_per_address():
         SessionManager(drv, [(1, None), (1, 5)])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_sessions_on_one_link_can_command_concurrently(tcp_bus, driver_for):
     drv = driver_for(tcp_bus.url)

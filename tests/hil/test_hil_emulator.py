@@ -443,6 +443,7 @@ class _RecordingEndpoint(Endpoint):
         return len(data)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("speed", [100.0, 20.0])
 def test_sped_up_writes_hold_at_most_a_quarter_second_of_samples(speed):

@@ -25,6 +25,8 @@ from drivers.frames import CommandFrame
 from drivers.protocol import MsgId, Opcode
 from hil.endpoints import PtyEndpoint
 
+pytestmark = pytest.mark.slow  # real time
+
 SAMPLE = bytes.fromhex("eb900101")
 
 

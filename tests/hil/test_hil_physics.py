@@ -119,6 +119,7 @@ def test_temperature_moves_pressure_by_0_34_percent_per_kelvin():
     assert net.total_mass_kg() == pytest.approx(net.initial_mass_kg, rel=1e-15)
 
 
+@pytest.mark.slow
 def test_mass_is_conserved_with_leaks_hatches_and_inflow():
     sc = load_scenario("soyuz-ms09-2018")
     net = Network(sc)
@@ -130,6 +131,7 @@ def test_mass_is_conserved_with_leaks_hatches_and_inflow():
     assert abs(balance) < 1e-9  # of ~1100 kg: rounding
 
 
+@pytest.mark.slow
 def test_soyuz_rate_tape_and_seal():
     sc = load_scenario("soyuz-ms09-2018")
     net = Network(sc)
@@ -210,6 +212,7 @@ def test_nominal_baseline_has_no_leak_and_equal_pressures():
     assert 50 < swing < 400  # thermal cycling the monitor must compensate
 
 
+@pytest.mark.slow
 def test_zvezda_prk_closed_decay_and_equalisation():
     sc = load_scenario("zvezda-prk")
     net = Network(sc)

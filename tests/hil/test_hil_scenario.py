@@ -173,6 +173,7 @@ def cli() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "firmware_host.cli"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_cli_bad_scenario_one_line_exit_2(tmp_path):
     path = write(tmp_path, GOOD.replace("volume_m3 = 100", "volume_m3 = -1"))

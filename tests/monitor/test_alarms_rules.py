@@ -129,6 +129,7 @@ def _drift(data):
     d.pressure_pa[after] -= 0.03 * (d.t_host[after] - 100)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("votes", [True, False])
 def test_one_drifting_sensor_of_a_pair_never_raises_a_leak_alarm(votes):
     """A precise sensor drifting and a coarse one that is right: the fused estimate
@@ -158,6 +159,7 @@ def test_real_leak_caught_with_one_sensor_of_a_pair_stuck():
     assert c and c[0].t_s < 300 + 600
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit_set, expect", [("flight", True), ("ground-test", False)])
 def test_limit_sets_decide(limit_set, expect):
     cab = synth.Cabin(volume_m3=100, leak="mass", mdot_kg_day=10.0, t_leak_s=200)
@@ -166,6 +168,7 @@ def test_limit_sets_decide(limit_set, expect):
     assert core.limits == LIMITS[limit_set]
 
 
+@pytest.mark.slow
 def test_replay_marks_events_and_fires_no_live_responses():
     cab = synth.Cabin(volume_m3=100, leak="mass", mdot_kg_day=10.0, t_leak_s=200)
     live_resp, replay_resp = [], []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from drivers.protocol import Status
 from firmware_host import synth
@@ -14,6 +15,7 @@ from firmware_host.core import MonitorCore
 HOURS = 3.0
 
 
+@pytest.mark.slow
 def test_quiet_cabin_with_faults_raises_no_leak_alarm():
     end = HOURS * 3600.0
     cab = synth.Cabin(volume_m3=400, thermal_amp_k=1.0)

@@ -20,6 +20,7 @@ def _raised(events, level=None, kind=None):
     ]
 
 
+@pytest.mark.slow
 def test_soyuz_like_leak_caution_within_5_min_and_rate_within_15_percent():
     """900 m3 losing 21 kg/day, 3 sensors (10, 1, 1 Hz, 3 Pa), 0.8 K orbital cycling."""
     onset = 900.0
@@ -85,6 +86,7 @@ def _decay(kind: str, seed: int):
     return cab, last["r"].volume("cabin")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, regime, exponent", [("orifice", Regime.ORIFICE, 1.0), ("crack", Regime.CRACK, 2.0)]
 )
@@ -96,6 +98,7 @@ def test_flow_regime_from_the_shape_of_the_decay(kind, regime, exponent):
     assert v.mass_rate_kg_day == pytest.approx(cab.mass_rate_kg_day(3600.0), rel=0.1)
 
 
+@pytest.mark.slow
 def test_sensors_booted_at_different_times_line_up():
     """Host time is mapped from each sensor clock; slopes agree despite boot offsets."""
     cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=500.0, t_leak_s=0.0)

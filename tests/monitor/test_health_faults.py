@@ -144,6 +144,7 @@ def test_unknown_addresses_are_counted_not_fatal():
     assert {e.transition for e in rtn} == {Transition.RETURN_TO_NORMAL}
 
 
+@pytest.mark.slow
 def test_a_sensor_faster_or_slower_than_configured_still_counts():
     """Coverage of a window is judged by the rate measured on the sensor's clock."""
     cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=100.0, t_leak_s=0.0)
@@ -160,6 +161,7 @@ def test_a_sensor_faster_or_slower_than_configured_still_counts():
     assert v.mass_rate_kg_day == pytest.approx(100.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_commanded_configuration_change_resets_history_without_an_advisory():
     """Status bit 5 with the clock running on (the host's own SET_RATE or ZERO_OFFSET)
     must not alarm the crew; a reboot, where the clock restarts, does (above)."""

@@ -75,6 +75,7 @@ def test_overruns_are_counted_and_deadlines_skipped():
     assert h.ticks == 10 and h.period_s == 0.1
 
 
+@pytest.mark.slow
 def test_loop_health_is_bounded_and_tracks_recent_lateness():
     """Months of ticks must not grow memory: percentiles cover the last HEALTH_WINDOW
     ticks, the maximum and the counts cover the whole run."""
@@ -100,6 +101,7 @@ def test_loop_health_is_bounded_and_tracks_recent_lateness():
     assert loop._late_recent.shape == (HEALTH_WINDOW,)
 
 
+@pytest.mark.slow
 def test_batch_replay_equals_live_wall_clock_run_tick_for_tick():
     """The same records, released by arrival time: paced by the wall clock, or replayed
     on a simulated clock as fast as possible.  Every tick decides the same."""

@@ -132,6 +132,7 @@ def million():
     return _million_ticks(rebase_every=6000), _million_ticks(rebase_every=0)
 
 
+@pytest.mark.slow
 def test_slopes_after_a_million_ticks_match_polyfit_with_rebase(million):
     tier = million[0]
     fit = tier.fit()
@@ -143,6 +144,7 @@ def test_slopes_after_a_million_ticks_match_polyfit_with_rebase(million):
         np.testing.assert_allclose(fit.stderr_pa_s[w], se, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_without_rebase_running_sums_drift(million):
     """Measured: without the exact recompute the error is many orders larger."""
     good, bad = million

@@ -11,7 +11,7 @@ from drivers.frames import SampleFrame
 from tests.drivers.test_protocol import GOLDEN
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 def run(*args, stdin=None):

@@ -25,6 +25,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_monitor_sigterm_without_a_device(tmp_path):
     """The port never opens: the monitor keeps retrying, answers ``ctl``, and on SIGTERM

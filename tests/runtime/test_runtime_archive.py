@@ -287,6 +287,7 @@ def _reap(proc):
     proc.stderr.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("mode", ["event", "tick"])
 def test_sigkill_loses_at_most_the_last_second(tmp_path, mode):
@@ -312,6 +313,7 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path, mode):
     assert killed_at - last <= 1.0 + 0.3, f"lost {killed_at - last:.2f} s of events"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 def test_sigterm_and_close_keep_everything(tmp_path):
     path = tmp_path / "term.sqlite"

@@ -137,6 +137,7 @@ def test_toml_syntax_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"cabinwatch config: {path}: (syntax): "), err
 
 
+@pytest.mark.slow
 def test_missing_file(tmp_path):
     missing = tmp_path / "missing.toml"
     proc = run_cli("config", "check", missing)
@@ -145,6 +146,7 @@ def test_missing_file(tmp_path):
     assert proc.stdout == ""
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("mutate", "key"), [(_unknown_driver, "links.bus0.driver"), (None, "(file)")]

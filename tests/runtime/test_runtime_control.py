@@ -193,6 +193,7 @@ def test_stale_socket_file_is_replaced(tmp_path):
         server.close()
 
 
+@pytest.mark.slow
 def test_ctl_without_monitor(tmp_path):
     missing = tmp_path / "missing.sock"
     proc = run_cli("ctl", "--socket", missing, "status", timeout=30)
@@ -201,6 +202,7 @@ def test_ctl_without_monitor(tmp_path):
     assert proc.stdout == ""
 
 
+@pytest.mark.slow
 def test_ctl_cli_against_a_live_server(monitor):
     """``cabinwatch ctl`` end to end: a refusal is one line and exit 2, a success prints JSON."""
     core, server = monitor

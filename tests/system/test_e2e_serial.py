@@ -28,6 +28,8 @@ from tests.support.runtime_helpers import (
     write_toml,
 )
 
+pytestmark = pytest.mark.slow  # real time
+
 
 def _run(
     tmp_path, scenario_name: str, where: list[str], speed: float, duration: float, during=None

@@ -41,6 +41,7 @@ def rapid(tmp_path_factory):
     return proc, objects, archive
 
 
+@pytest.mark.slow
 def test_telemetry_file(rapid):
     _, objects, archive = rapid
     lines = (archive.parent / "telemetry.jsonl").read_text().splitlines()
@@ -55,6 +56,7 @@ def test_telemetry_file(rapid):
     ]
 
 
+@pytest.mark.slow
 def test_json_lines_events_then_summary(rapid):
     proc, objects, _ = rapid
     assert objects, "no output"
@@ -78,6 +80,7 @@ def test_json_lines_events_then_summary(rapid):
         } <= ev.keys()
 
 
+@pytest.mark.slow
 def test_summary_scores_the_leak(rapid):
     _, objects, _ = rapid
     s = objects[-1]
@@ -118,6 +121,7 @@ def test_summary_scores_the_leak(rapid):
     )
 
 
+@pytest.mark.slow
 def test_archive_and_plot(rapid, tmp_path):
     _, objects, archive = rapid
     n_events = len(objects) - 1
@@ -150,12 +154,14 @@ def test_plot_not_an_archive(tmp_path, capsys):
     assert lines[0].startswith(f"cabinwatch plot: {bogus}: not a cabinwatch archive")
 
 
+@pytest.mark.slow
 def test_unknown_scenario():
     proc = run_cli("simulate", "nosuch", "--duration", "10", timeout=60)
     assert_one_line_error(proc, "nosuch")
     assert proc.stdout == ""
 
 
+@pytest.mark.slow
 def test_link_faults_raise_no_false_alarm():
     """link-faults has no leak: losing the lab's three sensors (link usos down from 600 to
     620 s) must not raise a leak alarm on the fgb, whose pressure is steady."""
@@ -206,6 +212,7 @@ def _assert_same_run(a, b):
     assert score(ra) | {"loop": None} == score(rb) | {"loop": None}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name,kw",
     [
@@ -233,6 +240,7 @@ def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
     _assert_same_run(*runs)
 
 
+@pytest.mark.slow
 def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
     """link-faults corrupts bytes by time: tick by tick (and the same results)."""
     from hil.emulator import Emulator

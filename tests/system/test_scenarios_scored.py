@@ -14,7 +14,7 @@ from firmware_host.runtime.scoring import score
 from firmware_host.runtime.simulate import run_simulation
 from hil.scenario import load_scenario
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def scored(name: str, *, start_s: float = 0.0, duration_s: float | None = None) -> dict:

@@ -18,7 +18,7 @@ from firmware_host.runtime.derive import config_from_scenario
 from firmware_host.runtime.simulate import run_simulation
 from hil.scenario import parse_scenario
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 SCENARIO = """
 [scenario]
