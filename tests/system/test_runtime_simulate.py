@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from firmware_host.cli import main
+from firmware_host.core import Regime
 from firmware_host.runtime.derive import config_from_scenario
 from firmware_host.runtime.scoring import score
-from firmware_host.runtime.simulate import TRACE_FIELDS, run_simulation
+from firmware_host.runtime.simulate import TRACE_FIELDS, EstimateTrace, run_simulation
 from hil.scenario import load_scenario
 from tests.support.runtime_helpers import assert_one_line_error, query, run_cli
 
@@ -261,14 +264,32 @@ def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
 
 def test_estimate_trace_interface():
     """Arrays grown in blocks behind the list-like interface scoring and plots use."""
-    result, _ = _run("rapid-depress", 60.0, duration_s=160.0)
+    ticks = []  # (t_s, volume estimates) of every tick, as the core gave them
+    result, _ = _run(
+        "rapid-depress", 60.0, duration_s=160.0, on_tick=lambda r: ticks.append((r.t_s, r.volumes))
+    )
     tr = result.trace
     assert len(tr) == len(tr.t_s) == 160 and tr.t_s[0] == 1.0 and tr.t_s[-1] == 160.0
     assert tr.mass_rate_kg_day.shape == (160, 3) and tr.volumes == ["usos", "node3", "rs"]
     assert tr.at(150.5) == 149 and tr.at(0.5) is None
-    assert tr.regime[-1][1] in {"ORIFICE", "CRACK", "NONE", "UNKNOWN"} or tr.regime[-1][1]
-    assert tr.regime and len(list(tr.regime)) == 160 and tr.regime[:2][1] == tr.regime[1]
-    assert isinstance(tr.regime[0][0], str)
+    # a row per record, the regime's name per volume; 40 s after the hole opened node3
+    # has not decayed enough (regime_min_decay) to tell an orifice from a crack
+    assert list(tr.regime) == [[v.regime.name for v in vols] for _, vols in ticks]
+    assert tr.regime[-1] == ["UNKNOWN", "UNKNOWN", "UNKNOWN"]
+    assert len(tr.regime) == 160 and tr.regime[:2][1] == tr.regime[1]
+    # every regime comes back under its own name and volume, whichever appeared first
+    t_s, vols = ticks[-1]
+    rows = [
+        [Regime.CRACK, Regime.UNKNOWN, Regime.ORIFICE],
+        [Regime.ORIFICE, Regime.CRACK, Regime.UNKNOWN],
+        [Regime.UNKNOWN, Regime.ORIFICE, Regime.CRACK],
+    ]
+    mixed = EstimateTrace(tr.volumes)
+    for k, row in enumerate(rows):
+        est = [dataclasses.replace(v, regime=r) for v, r in zip(vols, row, strict=True)]
+        mixed.record(SimpleNamespace(t_s=t_s + k, volumes=tuple(est)))
+    assert list(mixed.regime) == [[r.name for r in row] for row in rows]
+    assert mixed.regime[1:] == [[r.name for r in row] for row in rows[1:]]
     # without a trace (alarm-only runs) the score is the same
     bare = run_simulation(result.scenario, result.config, duration_s=160.0, record_trace=False)
     assert len(bare.trace) == 0 and not bare.trace.regime
