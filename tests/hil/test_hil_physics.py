@@ -186,6 +186,7 @@ def test_rapid_depress_time_constant_after_isolation():
     assert -1 / slope == pytest.approx(tau, rel=0.02)  # thermal cycling moves it a little
 
 
+@pytest.mark.slow
 def test_step_choice_does_not_change_the_answer():
     base = {"volume": "bo", "kind": "orifice", "diameter_mm": 5.0}
     vols = [vol("bo", 6.0, orbit_amplitude_k=0.8), vol("st", 400.0, orbit_amplitude_k=0.5)]

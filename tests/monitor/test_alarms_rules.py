@@ -145,6 +145,7 @@ def test_one_drifting_sensor_of_a_pair_never_raises_a_leak_alarm(votes):
         assert _caution(events)
 
 
+@pytest.mark.slow
 def test_real_leak_caught_with_one_sensor_of_a_pair_stuck():
     cab = synth.Cabin(volume_m3=100, leak="mass", mdot_kg_day=5.0, t_leak_s=300)
 
