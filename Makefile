@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench scorecard clean
+.PHONY: demo test test-fast lint bench scorecard clean
 
 # Exact versions from constraints.txt (pyproject.toml gives compatible ranges).
 $(STAMP): pyproject.toml constraints.txt
@@ -20,8 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check common drivers firmware_host harness hil tests bench
 	$(BIN)/ruff format --check common drivers firmware_host harness hil tests bench
 
+# Everything but the `long` tests (pyproject's addopts: -m 'not long').
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+# Without the real-time and long system tests (marker `slow`): under a minute.
+# A -m given here replaces addopts' -m, so it names `long` again.
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not slow and not long"
 
 # The micro-benchmarks (minutes), then the full detection scorecard: the leak
 # sweep, sensor-faults and link-faults for a day each and nominal for 30 days

@@ -1,0 +1,296 @@
+"""``cabinwatch simulate``: JSON lines, the scored leak, the archive and its plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from firmware_host.cli import main
+from firmware_host.core import Regime
+from harness.derive import config_from_scenario
+from harness.scoring import score
+from harness.simulate import TRACE_FIELDS, EstimateTrace, run_simulation
+from hil.scenario import load_scenario
+from tests.support.runtime_helpers import assert_one_line_error, query, run_cli
+
+pytestmark = pytest.mark.timeout(90)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def rapid(tmp_path_factory):
+    """``simulate rapid-depress --duration 300 --json --archive``: (process, objects, archive)."""
+    tmp = tmp_path_factory.mktemp("simulate")
+    archive = tmp / "run.sqlite"
+    proc = run_cli(
+        "simulate",
+        "rapid-depress",
+        "--duration",
+        "300",
+        "--json",
+        "--archive",
+        archive,
+        "--telemetry",
+        tmp / "telemetry.jsonl",
+        timeout=80,
+    )
+    assert proc.returncode == 0, proc.stderr
+    objects = [json.loads(line) for line in proc.stdout.splitlines()]
+    return proc, objects, archive
+
+
+@pytest.mark.slow
+def test_telemetry_file(rapid):
+    _, objects, archive = rapid
+    lines = (archive.parent / "telemetry.jsonl").read_text().splitlines()
+    tele = [json.loads(line) for line in lines]
+    assert tele[0]["type"] == "header" and tele[0]["volumes"] == ["usos", "node3", "rs"]
+    estimates = [t for t in tele if t["type"] == "estimate"]
+    events = [t for t in tele if t["type"] == "event"]
+    assert len(estimates) == pytest.approx(300, abs=2)  # 1 Hz
+    assert set(estimates[-1]["volumes"]) == {"usos", "node3", "rs"}
+    assert [(e["t_s"], e["key"], e["transition"]) for e in events] == [
+        (o["t_s"], o["key"], o["transition"]) for o in objects[:-1]
+    ]
+
+
+@pytest.mark.slow
+def test_json_lines_events_then_summary(rapid):
+    proc, objects, _ = rapid
+    assert objects, "no output"
+    assert all(o["type"] == "event" for o in objects[:-1])
+    assert objects[-1]["type"] == "summary"
+    assert len(objects) > 3
+    times = [o["t_s"] for o in objects[:-1]]
+    assert times == sorted(times)
+    for ev in objects[:-1]:
+        assert {
+            "t_s",
+            "key",
+            "source",
+            "level",
+            "kind",
+            "transition",
+            "value",
+            "limit",
+            "unit",
+            "message",
+        } <= ev.keys()
+
+
+@pytest.mark.slow
+def test_summary_scores_the_leak(rapid):
+    _, objects, _ = rapid
+    s = objects[-1]
+    assert {"scenario", "sim_seconds", "leaks", "false_alarms", "counters"} <= s.keys()
+    assert s["scenario"] == "rapid-depress" and s["sim_seconds"] == 300.0
+    assert len(s["leaks"]) == 1
+    leak = s["leaks"][0]
+    for key in (
+        "volume",
+        "onset_s",
+        "detected_s",
+        "latency_s",
+        "first_level",
+        "mass_rate_true_kg_day",
+        "mass_rate_est_kg_day",
+        "hole_true_mm",
+        "hole_est_mm",
+    ):
+        assert key in leak
+    assert leak["volume"] == "node3" and leak["onset_s"] == 120.0
+    assert leak["first_level"] == "EMERGENCY"
+    assert 120.0 <= leak["detected_s"] <= 140.0
+    assert leak["latency_s"] == pytest.approx(leak["detected_s"] - leak["onset_s"])
+    assert leak["hole_true_mm"] == pytest.approx(25.0, rel=0.01)
+    assert leak["hole_est_mm"] == pytest.approx(leak["hole_true_mm"], rel=0.2)
+    assert leak["mass_rate_est_kg_day"] == pytest.approx(leak["mass_rate_true_kg_day"], rel=0.2)
+    assert s["false_alarms"] == []
+    frames = s["counters"]["decoder"]["bus0"]["frames"]["SAMPLE"]
+    assert frames == pytest.approx(300 * 10 * 5, rel=0.01)
+    # the summary's first raise is among the events printed before it
+    assert any(
+        o["type"] == "event"
+        and o["level"] == "EMERGENCY"
+        and o["source"] == "node3"
+        and o["transition"] == "RAISED"
+        and o["t_s"] == leak["detected_s"]
+        for o in objects
+    )
+
+
+@pytest.mark.slow
+def test_archive_and_plot(rapid, tmp_path):
+    _, objects, archive = rapid
+    n_events = len(objects) - 1
+    assert query(archive, "SELECT count(*) FROM events")[0][0] == n_events
+    assert query(archive, "SELECT count(DISTINCT volume), count(*) FROM estimates")[0] == (3, 900)
+    assert query(archive, "SELECT value FROM meta WHERE key='scenario'") == [("rapid-depress",)]
+    png = tmp_path / "plots" / "x.png"
+    proc = run_cli("plot", archive, "--out", png, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(png)
+    data = png.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
+
+
+def test_plot_missing_archive(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    assert main(["plot", str(missing), "--out", str(tmp_path / "x.png")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [f"cabinwatch plot: {missing}: no such archive file"]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_not_an_archive(tmp_path, capsys):
+    bogus = tmp_path / "bogus.sqlite"
+    bogus.write_text("hello\n" * 1000)
+    assert main(["plot", str(bogus), "--out", str(tmp_path / "x.png")]) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and len(lines) == 1, err
+    assert lines[0].startswith(f"cabinwatch plot: {bogus}: not a cabinwatch archive")
+
+
+@pytest.mark.slow
+def test_unknown_scenario():
+    proc = run_cli("simulate", "nosuch", "--duration", "10", timeout=60)
+    assert_one_line_error(proc, "nosuch")
+    assert proc.stdout == ""
+
+
+@pytest.mark.slow
+def test_link_faults_raise_no_false_alarm():
+    """link-faults has no leak: losing the lab's three sensors (link usos down from 600 to
+    620 s) must not raise a leak alarm on the fgb, whose pressure is steady."""
+    scenario = load_scenario("link-faults")
+    result = run_simulation(scenario, config_from_scenario(scenario), duration_s=640.0)
+    summary = score(result)
+    assert summary["leaks"] == []
+    assert summary["false_alarms"] == [], summary["false_alarms"]
+
+
+def _run(name, lookahead_s, **kw):
+    scenario = load_scenario(name)
+    taps = []
+    result = run_simulation(
+        scenario,
+        config_from_scenario(scenario),
+        lookahead_s=lookahead_s,
+        tap=lambda link, data: taps.append((link, data)),
+        **kw,
+    )
+    return result, taps
+
+
+def _assert_same_run(a, b):
+    (ra, ta), (rb, tb) = a, b
+    assert [e.to_json_dict() for e in ra.events] == [e.to_json_dict() for e in rb.events]
+    assert ta == tb  # every tick's bytes, link by link
+    assert ra.counters == rb.counters  # decoder and emulator counters
+    ha, hb = ra.loop.to_json_dict(), rb.loop.to_json_dict()
+    for k in ("ticks", "overruns", "samples", "samples_per_tick_max"):
+        assert ha[k] == hb[k], k
+    assert len(ra.trace) == len(rb.trace) > 0
+    for f in ("t_s", *TRACE_FIELDS):
+        assert np.array_equal(getattr(ra.trace, f), getattr(rb.trace, f), equal_nan=True), f
+    assert list(ra.trace.regime) == list(rb.trace.regime)
+    for k in (
+        "t_s",
+        "p_pa",
+        "t_k",
+        "mass_kg",
+        "leak_kg_s",
+        "leaked_kg",
+        "inflowed_kg",
+        "hatch_open",
+    ):
+        assert np.array_equal(getattr(ra.truth, k), getattr(rb.truth, k)), k
+    assert ra.truth.faults == rb.truth.faults
+    assert score(ra) | {"loop": None} == score(rb) | {"loop": None}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        # the leak opens at 3 h; ppm clocks at 10 Hz
+        ("soyuz-ms09-2018", {"start_s": 10_740.0, "duration_s": 10_960.0}),
+        # stuck, spike, step, drift and dropout; stopped early off a chunk's end
+        ("sensor-faults", {"start_s": 1680.0, "duration_s": 2000.0, "stop_after": 1850.0}),
+    ],
+)
+def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
+    """The emulator running 60 s ahead changes nothing: events, bytes, counters, trace,
+    truth and score are those of advancing it at every tick."""
+    kw = dict(kw)
+    stop_after = kw.pop("stop_after", None)
+    runs = []
+    for lookahead_s in (0.0, 60.0):
+        clock = [0.0]
+        extra = {}
+        if stop_after is not None:
+            extra = {
+                "on_tick": lambda r, c=clock: c.__setitem__(0, r.t_s),
+                "stop": lambda c=clock: c[0] >= stop_after,
+            }
+        runs.append(_run(name, lookahead_s, **kw, **extra))
+    _assert_same_run(*runs)
+
+
+@pytest.mark.slow
+def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
+    """link-faults corrupts bytes by time: tick by tick (and the same results)."""
+    from hil.emulator import Emulator
+
+    calls = []
+    orig = Emulator.advance_frames
+    monkeypatch.setattr(
+        Emulator, "advance_frames", lambda self, b: calls.append(len(b)) or orig(self, b)
+    )
+    _assert_same_run(
+        _run("link-faults", 0.0, start_s=590.0, duration_s=630.0),
+        _run("link-faults", 60.0, start_s=590.0, duration_s=630.0),
+    )
+    assert calls == []
+    _run("rapid-depress", 60.0, duration_s=150.0)
+    assert calls == [60, 60, 30]  # 1 Hz: 60 ticks a chunk, the last one cut at the end
+
+
+def test_estimate_trace_interface():
+    """Arrays grown in blocks behind the list-like interface scoring and plots use."""
+    ticks = []  # (t_s, volume estimates) of every tick, as the core gave them
+    result, _ = _run(
+        "rapid-depress", 60.0, duration_s=160.0, on_tick=lambda r: ticks.append((r.t_s, r.volumes))
+    )
+    tr = result.trace
+    assert len(tr) == len(tr.t_s) == 160 and tr.t_s[0] == 1.0 and tr.t_s[-1] == 160.0
+    assert tr.mass_rate_kg_day.shape == (160, 3) and tr.volumes == ["usos", "node3", "rs"]
+    assert tr.at(150.5) == 149 and tr.at(0.5) is None
+    # a row per record, the regime's name per volume; 40 s after the hole opened node3
+    # has not decayed enough (regime_min_decay) to tell an orifice from a crack
+    assert list(tr.regime) == [[v.regime.name for v in vols] for _, vols in ticks]
+    assert tr.regime[-1] == ["UNKNOWN", "UNKNOWN", "UNKNOWN"]
+    assert len(tr.regime) == 160 and tr.regime[:2][1] == tr.regime[1]
+    # every regime comes back under its own name and volume, whichever appeared first
+    t_s, vols = ticks[-1]
+    rows = [
+        [Regime.CRACK, Regime.UNKNOWN, Regime.ORIFICE],
+        [Regime.ORIFICE, Regime.CRACK, Regime.UNKNOWN],
+        [Regime.UNKNOWN, Regime.ORIFICE, Regime.CRACK],
+    ]
+    mixed = EstimateTrace(tr.volumes)
+    for k, row in enumerate(rows):
+        est = [dataclasses.replace(v, regime=r) for v, r in zip(vols, row, strict=True)]
+        mixed.record(SimpleNamespace(t_s=t_s + k, volumes=tuple(est)))
+    assert list(mixed.regime) == [[r.name for r in row] for row in rows]
+    assert mixed.regime[1:] == [[r.name for r in row] for row in rows[1:]]
+    # without a trace (alarm-only runs) the score is the same
+    bare = run_simulation(result.scenario, result.config, duration_s=160.0, record_trace=False)
+    assert len(bare.trace) == 0 and not bare.trace.regime
+    assert [e.to_json_dict() for e in bare.events] == [e.to_json_dict() for e in result.events]
