@@ -109,14 +109,16 @@ def start(tree: str, cap: str, out: str) -> tuple[subprocess.Popen, float, objec
     return proc, t0, fh
 
 
-def finish(run: tuple[subprocess.Popen, float, object]) -> float:
+def finish(run: tuple[subprocess.Popen, float, object]) -> tuple[float, float]:
+    """(wall, CPU) seconds of a started run, once it exits."""
     proc, t0, fh = run
-    rc = proc.wait()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    proc.returncode = rc = os.waitstatus_to_exitcode(status)
     fh.close()
     if rc != 0:
         raise SystemExit(f"analyze exited {rc}: {' '.join(proc.args)}")
-    return wall
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 @contextlib.contextmanager
@@ -138,9 +140,9 @@ def checkout(rev: str):
 
 def side_by_side(
     trees: dict[str, str], cap: str, rounds: int, parallel: bool
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Median wall time (s) per tree; outputs next to the capture, CAPTURE.NAME.out."""
-    times: dict[str, list[float]] = {name: [] for name in trees}
+) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """Median (wall, CPU) seconds per tree; outputs next to the capture, CAPTURE.NAME.out."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
     outs = {name: f"{cap}.{name}.out" for name in trees}
     for r in range(rounds):
         names = list(trees) if r % 2 == 0 else list(reversed(trees))
@@ -151,10 +153,15 @@ def side_by_side(
         else:
             for n in names:
                 times[n].append(finish(start(trees[n], cap, outs[n])))
-        print(
-            f"round {r + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f} s" for n in trees), flush=True
+        line = ", ".join(
+            f"{n} {times[n][-1][0]:.1f} s ({times[n][-1][1]:.1f} s CPU)" for n in trees
         )
-    return {n: statistics.median(ts) for n, ts in times.items()}, outs
+        print(f"round {r + 1}: {line}", flush=True)
+    med = {
+        n: (statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts))
+        for n, ts in times.items()
+    }
+    return med, outs
 
 
 def profile(cap: str) -> None:
@@ -232,22 +239,24 @@ def main(argv: list[str] | None = None) -> dict:
         f"analyze, {args.days:g} simulated days, 2 sensors at 0.2 Hz, 1 Hz loop "
         f"({args.rounds} round(s), {how}):"
     )
-    for name, wall in walls.items():
+    for name, (wall, cpu) in walls.items():
         label = f"{name} ({args.before})" if name == "before" else name
-        per_day = wall / args.days
-        res[name] = {"wall_s": wall, "s_per_day": per_day}
+        res[name] = {"wall_s": wall, "cpu_s": cpu, "wall_s_per_day": wall / args.days}
+        res[name]["cpu_s_per_day"] = cpu / args.days
         print(
-            f"  {label:>24}: {wall:8.1f} s, {per_day:7.1f} s per simulated day, "
-            f"{per_day * 17 / 60:6.1f} min for 17 days"
+            f"  {label:>24}: wall {wall:8.1f} s = {wall / args.days:7.1f} s per simulated day "
+            f"({wall / args.days * 17 / 60:6.1f} min for 17 days); "
+            f"CPU {cpu:8.1f} s = {cpu / args.days:7.1f} s per day"
         )
     if "before" in walls:
         same = filecmp.cmp(outs["before"], outs["after"], shallow=False)
-        res["speedup"] = walls["before"] / walls["after"]
+        res["speedup_wall"] = walls["before"][0] / walls["after"][0]
+        res["speedup_cpu"] = walls["before"][1] / walls["after"][1]
         res["identical"] = same
         verdict = "byte-identical" if same else "DIFFER"
         print(
-            f"  speed-up {res['speedup']:.2f}x; outputs {verdict} "
-            f"(cmp {outs['before']} {outs['after']})"
+            f"  speed-up {res['speedup_wall']:.2f}x wall, {res['speedup_cpu']:.2f}x CPU; "
+            f"outputs {verdict} (cmp {outs['before']} {outs['after']})"
         )
     return res
 
