@@ -93,7 +93,7 @@ def main() -> None:
     gap_s = max(est.mid_keep_s, est.slow_keep_s) + 60.0
     t = run(core, feed, t, t + gap_s, gap_s)
     t = run(core, feed, t, t + 3600.0, 60.0)
-    heads = [tier.head for tier in core.tiers]
+    heads = [tier.head for tier in core.windows.tiers]
     rss_full = vm("VmRSS")
     t = run(core, feed, t, t + 2 * 3600.0, 60.0)
     print(
@@ -105,7 +105,7 @@ def main() -> None:
                 "hwm": vm("VmHWM"),
                 "ring_bytes": core.memory_bytes,
                 "tier_heads": heads,
-                "tier_lengths": [tier.length for tier in core.tiers],
+                "tier_lengths": [tier.length for tier in core.windows.tiers],
                 "sim_s": t,
             }
         )
