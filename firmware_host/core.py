@@ -157,7 +157,7 @@ class MonitorCore:
                 for fn in self._responses:
                     fn(ev)
         self.last_tick_s = now_s
-        result = TickResult(
+        result = TickResult.make(
             now_s,
             self.tick_count,
             n_samples,
