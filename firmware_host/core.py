@@ -146,7 +146,10 @@ class MonitorCore:
         if now_s >= self._next_slow_s - 1e-9:
             P = self.slow_period_s
             self._next_slow_s = (math.floor(now_s / P + 1e-9) + 1) * P
-            self._slow_tick(now_s, minute_closed, events)
+            # NaN marks missing data throughout: one errstate for the whole slow tick
+            # (the stages' slow-tick functions do not set their own)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                self._slow_tick(now_s, minute_closed, events)
         else:
             self._rapid_alarm(now_s, events)
         if events and not self.replay:
@@ -154,7 +157,7 @@ class MonitorCore:
                 for fn in self._responses:
                     fn(ev)
         self.last_tick_s = now_s
-        result = TickResult(
+        result = TickResult.make(
             now_s,
             self.tick_count,
             n_samples,

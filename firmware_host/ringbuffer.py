@@ -87,25 +87,32 @@ def fit_from_sums(sums: np.ndarray, t_ref: float, p_ref: np.ndarray, temp_ref: n
     slots): a slot holding the mean of ``n`` samples carries weight ``n``, so the
     weighted residual sum estimates the per-sample variance.
     """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return fit_sums_raw(sums, t_ref, p_ref, temp_ref)
+
+
+def fit_sums_raw(sums: np.ndarray, t_ref, p_ref, temp_ref) -> Fit:
+    """``fit_from_sums`` without its ``np.errstate`` (the caller sets it: the monitor
+    core does, once per tick).  ``t_ref``, ``p_ref`` and ``temp_ref`` may also be
+    one row per window (``(w, 1)``, ``(w, C)``), for windows of several tiers stacked."""
     s0 = sums[:, S0]
     k = sums[:, SK]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tb = sums[:, ST] / s0
-        sxx = sums[:, STT] - sums[:, ST] * tb
-        ok = (k >= 3) & (sxx > 0)
-        sxx = np.where(ok, sxx, np.nan)
-        dof = np.where(ok, k - 2, np.nan)
-        pb = sums[:, SP] / s0
-        sxy = sums[:, STP] - tb * sums[:, SP]
-        slope = sxy / sxx
-        sse = np.maximum(sums[:, SPP] - sums[:, SP] * pb - slope * sxy, 0.0)
-        se = np.sqrt(sse / dof / sxx)
-        yb = sums[:, SY] / s0
-        sxt = sums[:, STY] - tb * sums[:, SY]
-        slope_y = sxt / sxx
-        sse_y = np.maximum(sums[:, SYY] - sums[:, SY] * yb - slope_y * sxt, 0.0)
-        se_y = np.sqrt(sse_y / dof / sxx)
-        span = np.sqrt(12.0 * sxx / s0)
+    tb = sums[:, ST] / s0
+    sxx = sums[:, STT] - sums[:, ST] * tb
+    ok = (k >= 3) & (sxx > 0)
+    sxx = np.where(ok, sxx, np.nan)
+    dof = np.where(ok, k - 2, np.nan)
+    pb = sums[:, SP] / s0
+    sxy = sums[:, STP] - tb * sums[:, SP]
+    slope = sxy / sxx
+    sse = np.maximum(sums[:, SPP] - sums[:, SP] * pb - slope * sxy, 0.0)
+    se = np.sqrt(sse / dof / sxx)
+    yb = sums[:, SY] / s0
+    sxt = sums[:, STY] - tb * sums[:, SY]
+    slope_y = sxt / sxx
+    sse_y = np.maximum(sums[:, SYY] - sums[:, SY] * yb - slope_y * sxt, 0.0)
+    se_y = np.sqrt(sse_y / dof / sxx)
+    span = np.sqrt(12.0 * sxx / s0)
     return Fit(
         slope_pa_s=slope,
         stderr_pa_s=se,

@@ -16,6 +16,12 @@ keeps state.
 
 Votes: a volume with one healthy sensor needs it, with two or more at least
 two.  Units: kg/day, s, Pa/min, Pa.
+
+The rules compare and divide NaN where data is missing.  The slow-tick rules
+(``volume_conditions``, ``onset_leak``) run under the core's
+``np.errstate(invalid="ignore", divide="ignore")``, set once per slow tick,
+so called alone they may warn; the every-tick rules (``sudden_drop``,
+``rapid_depress``) set it themselves where they divide (past their screens).
 """
 
 from __future__ import annotations
@@ -104,8 +110,7 @@ def sudden_drop(
     C = channels.n_channels
     # screen (every tick, so three numpy calls): a drop this large below the
     # register's highest sample in two sensors, or nothing
-    with np.errstate(invalid="ignore"):
-        cand = reg_p.max(axis=1) - newest_p > threshold_pa
+    cand = reg_p.max(axis=1) - newest_p > threshold_pa
     if np.count_nonzero(cand) < 2:
         return None
     cand &= (reg_count >= W) & usable
@@ -125,7 +130,7 @@ def sudden_drop(
     if not (n_vote >= 2).any():
         return None
     rate_c = np.zeros(C)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # (rare)
         rate_c[c] = np.where(dt > 0, drop / dt * 60.0, 0.0)
         mean_rate = (np.where(vote_c, rate_c, 0.0) @ channels.member.T) / n_vote
     return np.where(n_vote >= 2, mean_rate, np.nan)
@@ -163,12 +168,11 @@ def rapid_depress(
         old = (now_s - window_s[:, None]) < settle_c[None, :]
         sp = np.where(old, np.nan, sp)
         sep = np.where(old, np.nan, sep)
-    with np.errstate(invalid="ignore"):
-        rate_lo_c = (-sp - L.vote_sigma * sep) * 60.0  # Pa/min
-        em_vote = (rate_lo_c > L.vote_fraction * L.emergency_rate_pa_min).any(axis=0)
+    rate_lo_c = (-sp - L.vote_sigma * sep) * 60.0  # Pa/min
+    em_vote = (rate_lo_c > L.vote_fraction * L.emergency_rate_pa_min).any(axis=0)
     if not (em_vote & use).any() and not live and drop_rate is None:
         return None  # no healthy sensor is anywhere near the limit: nothing can be raised
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # (off the slow tick: rare)
         fp, fpse = fuse_slopes(sp, sep, use, channels.member, channels.volume_of)
         rate_v = -fp * 60.0
         rate_lo_v = rate_v - L.emergency_sigma * fpse * 60.0
@@ -214,26 +218,29 @@ def onset_leak(
     V = channels.n_volumes
     out = np.zeros(V, dtype=bool)
     value = np.full(V, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for j in range(len(fq)):
-            m_j = -km * fq[j]
-            cand = (
-                filled[j]
-                & (j > best_j)
-                & (best_j >= 0)
-                & (fq[j] > best_s)
-                & (m_j > L.caution_leak_kg_day)
-                & (m_j > L.caution_sigma * km * fse[j])
-            )
-            if not cand.any():
-                continue
-            m_c = -kmc * fit.sensor_slope_comp_pa_s[j]
-            vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (
-                m_c > L.vote_sigma * kmc * fit.sensor_slope_comp_stderr_pa_s[j]
-            )
-            hit = cand & voted(vote, usable, channels, n_h)
-            value = np.where(hit, np.fmax(value, m_j), value)
-            out |= hit
+    # the candidates of every window at once (row j: window j), then only the
+    # windows with a candidate are voted on, in order
+    m = -km * fq
+    nW = len(fq)
+    cand = (
+        filled
+        & (np.arange(nW)[:, None] > best_j)
+        & (best_j >= 0)
+        & (fq > best_s)
+        & (m > L.caution_leak_kg_day)
+        & (m > L.caution_sigma * km * fse)
+    )
+    if not cand.any():
+        return out, value
+    for j in np.flatnonzero(cand.any(axis=1)).tolist():
+        m_j = m[j]
+        m_c = -kmc * fit.sensor_slope_comp_pa_s[j]
+        vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (
+            m_c > L.vote_sigma * kmc * fit.sensor_slope_comp_stderr_pa_s[j]
+        )
+        hit = cand[j] & voted(vote, usable, channels, n_h)
+        value = np.where(hit, np.fmax(value, m_j), value)
+        out |= hit
     return out, value
 
 
@@ -260,30 +267,27 @@ def volume_conditions(
     sq_c, se_c = fit.sensor_slope_comp_pa_s, fit.sensor_slope_comp_stderr_pa_s
     vch = channels.volume_of
     n_h = fit.n_healthy
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = mdot / mse
-        signif = z > L.caution_sigma
-        # per-sensor votes on the volume's best window
-        bj = fit.best_window[vch]
-        cidx = np.arange(channels.n_channels)
-        sj = np.where(bj >= 0, sq_c[np.maximum(bj, 0), cidx], np.nan)
-        sej = np.where(bj >= 0, se_c[np.maximum(bj, 0), cidx], np.nan)
-        km = fit.kg_day_per_pa_s[vch]
-        m_c = -km * sj
-        leak_vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (
-            m_c > L.vote_sigma * km * sej
-        )
-        res_c = np.where(sj < 0, np.maximum(level_pa - p_min_pa, 0) / -sj, np.inf)
-        sig_c = -sj > L.vote_sigma * sej
-        warn_vote = sig_c & (res_c < L.warning_reserve_s / L.vote_fraction)
-        crit_vote = sig_c & (res_c < L.emergency_reserve_s / L.vote_fraction)
-        # clear on evidence: the estimate clear_sigma errors towards the worse
-        # side is inside the limit with the hysteresis
-        cs = L.clear_sigma
-        leak_hi = mdot + cs * mse
-        fall_hi = -fit.best_slope_pa_s + cs * fit.best_stderr_pa_s
-        head = np.maximum(fit.pressure_pa - p_min_pa, 0.0)
-        res_lo = np.where(fall_hi > 0, head / fall_hi, np.inf)
+    z = mdot / mse
+    signif = z > L.caution_sigma
+    # per-sensor votes on the volume's best window
+    bj = fit.best_window[vch]
+    cidx = np.arange(channels.n_channels)
+    sj = np.where(bj >= 0, sq_c[np.maximum(bj, 0), cidx], np.nan)
+    sej = np.where(bj >= 0, se_c[np.maximum(bj, 0), cidx], np.nan)
+    km = fit.kg_day_per_pa_s[vch]
+    m_c = -km * sj
+    leak_vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (m_c > L.vote_sigma * km * sej)
+    res_c = np.where(sj < 0, np.maximum(level_pa - p_min_pa, 0) / -sj, np.inf)
+    sig_c = -sj > L.vote_sigma * sej
+    warn_vote = sig_c & (res_c < L.warning_reserve_s / L.vote_fraction)
+    crit_vote = sig_c & (res_c < L.emergency_reserve_s / L.vote_fraction)
+    # clear on evidence: the estimate clear_sigma errors towards the worse
+    # side is inside the limit with the hysteresis
+    cs = L.clear_sigma
+    leak_hi = mdot + cs * mse
+    fall_hi = -fit.best_slope_pa_s + cs * fit.best_stderr_pa_s
+    head = np.maximum(fit.pressure_pa - p_min_pa, 0.0)
+    res_lo = np.where(fall_hi > 0, head / fall_hi, np.inf)
     leak = signif & (mdot > L.caution_leak_kg_day) & voted(leak_vote, usable, channels, n_h)
     onset, m_onset = onset_leak(fit, usable, channels, limits)
     leak |= onset

@@ -303,10 +303,10 @@ class SampleConditioner:
         """Each sensor clock's rate error (ppm) against the host clock, from the
         offset's change since its anchor; NaN for the first minute."""
         base = self.last_t_us * 1e-6 - self.clock_anchor[0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(
-                base > 60.0, (self.clock_offset - self.clock_anchor[1]) / base * -1e6, np.nan
-            )
+        # (under the core's np.errstate(invalid="ignore", divide="ignore"))
+        return np.where(
+            base > 60.0, (self.clock_offset - self.clock_anchor[1]) / base * -1e6, np.nan
+        )
 
     # --- resets -------------------------------------------------------------------
     def clear_sums(self, mask: np.ndarray) -> None:

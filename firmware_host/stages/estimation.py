@@ -53,6 +53,32 @@ def fuse_slopes(slope, se, use, member, volume_of):
     return f, birge / np.sqrt(sw)
 
 
+def _fuse_pair(slope2, se2, use, MT, volume_of):
+    """``fuse_slopes`` of two ``(nW, C)`` slope sets stacked ``(2, nW, C)`` with the
+    same ``use``, bit for bit: the element-wise steps run once on the stack, each
+    volume sum is the same matrix product of one ``(nW, C)`` set as in
+    ``fuse_slopes``.  Run under ``np.errstate(invalid="ignore", divide="ignore")``."""
+    valid = np.isfinite(slope2)
+    valid &= np.isfinite(se2)
+    valid &= use
+    w = np.where(valid, 1.0 / np.maximum(se2, SE_FLOOR) ** 2, 0.0)
+    sv = np.where(valid, slope2, 0.0)
+    ws = w * sv
+    sw = np.empty((2, ws.shape[1], MT.shape[1]))
+    fw = np.empty_like(sw)
+    for i in (0, 1):
+        np.matmul(w[i], MT, out=sw[i])
+        np.matmul(ws[i], MT, out=fw[i])
+    f = fw / sw
+    r = np.where(valid, (sv - f[:, :, volume_of]) ** 2 * w, 0.0)
+    resid = np.empty_like(sw)
+    for i in (0, 1):
+        np.matmul(r[i], MT, out=resid[i])
+    cnt = valid.astype(float) @ MT  # counts: exact whatever the order of the sum
+    birge = np.sqrt(np.maximum(1.0, resid / np.maximum(cnt - 1, 1)))
+    return f, birge / np.sqrt(sw)
+
+
 @dataclass(frozen=True)
 class VolumeFit:
     """Every volume's fused estimates at one slow tick (host time ``t_s``, s).
@@ -111,6 +137,15 @@ class VolumeEstimator:
         self.lag_s = lag_s
         self.windows_s = np.asarray(config.windows_s, dtype=float)
         self.undelayed_until_s = np.full((len(self.windows_s), channels.n_volumes), -np.inf)
+        # made once: M.T, min_fill * windows, the windows held undelayed after an onset,
+        # the age of a fit's middle (undelayed, delayed), volume indices
+        self._MT = channels.member.T
+        w = self.windows_s[:, None]
+        self._fill_w = self.est.min_fill * w
+        self._short_w = w <= JUMP_HOLD_MAX_WINDOW_S
+        self._half_w = w * 0.5 + 0.0
+        self._half_w_lag = w * 0.5 + lag_s
+        self._cols = np.arange(channels.n_volumes)
 
     def estimate(
         self,
@@ -140,136 +175,145 @@ class VolumeEstimator:
         """
         est = self.est
         ch = self.channels
-        M = ch.member
+        MT = self._MT
         use = usable
         vch = ch.volume_of
         windows_s = self.windows_s
         lag_s = self.lag_s
-        slope_p, se_p = fits.slope_pa_s, fits.stderr_pa_s
-        slope_pd, se_pd = fits.delayed_slope_pa_s, fits.delayed_stderr_pa_s
         slope_T, se_T, mean_T = fits.slope_temp_k_s, fits.stderr_temp_k_s, fits.mean_temp_c
         level_p = fits.level_pa
+        # (the caller runs this under np.errstate(invalid="ignore", divide="ignore"))
         # a sensor counts in a window only where it covered it (a gap changes what a
         # straight line makes of the thermal cycle, and the group temperature would
         # no longer describe the same samples)
-        cov = fits.n_samples >= est.min_fill * windows_s[:, None] * rate_hz[None, :]
-        n_h = use.astype(float) @ M.T
-        tref = self.config.t_ref_k
-        with np.errstate(invalid="ignore", divide="ignore"):
-            use_w = use & cov  # (nW, C)
-            fp, fpse = fuse_slopes(slope_p, se_p, use_w, M, vch)
-            fpd, fpdse = fuse_slopes(slope_pd, se_pd, use_w, M, vch)
-            # temperatures from the same sensors as the pressures; a volume with none
-            # of those borrows from any sensor whose data is not suspect (a sensor left
-            # out for its pressure, stale say, still tells its module's temperature)
-            finite_T = np.isfinite(slope_T) & np.isfinite(mean_T)
-            tv = use_w & finite_T
-            fallback = trusted & cov & finite_T
-            none = (tv.astype(float) @ M.T) == 0  # (nW, V)
-            tv = np.where(none[:, vch], fallback, tv)
-            nt = tv.astype(float) @ M.T
-            T_v = (np.where(tv, mean_T, 0.0) @ M.T) / nt + KELVIN  # (nW, V) K
-            dT_v = (np.where(tv, slope_T, 0.0) @ M.T) / nt
-            seT_v = np.sqrt(np.where(tv, se_T, 0.0) ** 2 @ M.T) / nt
-            has = np.isfinite(T_v)
-            G = groups.group_matrix
-            wv = np.where(has, ch.volume_m3 / T_v, 0.0)
-            vg = np.where(has, ch.volume_m3, 0.0) @ G.T
-            inv = wv @ G.T
-            T_eff = vg / inv
-            dT_eff = T_eff**2 / vg * (np.where(has, wv / T_v * dT_v, 0.0) @ G.T)
-            seT_eff = T_eff**2 / vg * np.sqrt(np.where(has, wv / T_v * seT_v, 0.0) ** 2 @ G.T)
-            lv = use & np.isfinite(level_p[0])
-            nl = lv.astype(float) @ M.T
-            p_now = np.where(lv, level_p[0], 0.0) @ M.T / nl
-            scale = tref / T_eff
-            # a volume of the group without any temperature: its thermal swing is unknown
-            miss = 1.0 - vg / (ch.volume_m3 @ G.T)
-            extra = miss * p_now / T_eff * np.fmax(np.abs(dT_eff), THERMAL_RATE_K_S)
-            thermal_se2 = (p_now * seT_eff / T_eff) ** 2 + extra**2
-            # The pressure slopes are delayed by the temperature sensors' lag so that
-            # both describe the same moment.  Where the raw slope now falls faster than
-            # it did a lag ago by more than any thermal swing could explain, beyond its
-            # noise (the onset or growth of a fast leak), the current slope is used: a
-            # fast leak must not be reported as it was a lag ago.
-            jump = (fp - fpd) < -(
-                THERMAL_JUMP * p_now / T_eff * THERMAL_RATE_K_S
-                + est.consistency_sigma * np.hypot(fpse, fpdse)
-            )
-            # once seen, a jump holds until the delayed window has passed it (the
-            # test alone lapses while the delayed window still straddles the onset:
-            # a curved decay inflates the errors it is judged against)
-            # (short windows only: a long one barely feels the lag, and holding it
-            # undelayed for hours would expose it to thermal steps)
+        cov = fits.n_samples >= self._fill_w * rate_hz[None, :]
+        use_w = use & cov  # (nW, C)
+        # raw and delayed slopes fused at once (rows 0 and 1)
+        slope2 = np.stack((fits.slope_pa_s, fits.delayed_slope_pa_s))
+        se2 = np.stack((fits.stderr_pa_s, fits.delayed_stderr_pa_s))
+        f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
+        fp, fpd = f2
+        fpse, fpdse = f2se
+        # temperatures from the same sensors as the pressures; a volume with none
+        # of those borrows from any sensor whose data is not suspect (a sensor left
+        # out for its pressure, stale say, still tells its module's temperature)
+        finite_T = np.isfinite(slope_T)
+        finite_T &= np.isfinite(mean_T)
+        tv = use_w & finite_T
+        fallback = trusted & cov
+        fallback &= finite_T
+        # counts (exact in any order): sensors with a temperature, and of the
+        # undelayed and delayed slopes per volume
+        flags = np.empty((3,) + tv.shape)
+        np.copyto(flags[0], tv)
+        np.isfinite(slope2, out=flags[1:])
+        flags[1:] *= use_w
+        counts = flags @ MT
+        none = counts[0] == 0  # (nW, V)
+        tv = np.where(none[:, vch], fallback, tv)
+        nt = tv.astype(float) @ MT
+        T_v = (np.where(tv, mean_T, 0.0) @ MT) / nt + KELVIN  # (nW, V) K
+        dT_v = (np.where(tv, slope_T, 0.0) @ MT) / nt
+        seT_v = np.sqrt(np.where(tv, se_T, 0.0) ** 2 @ MT) / nt
+        has = np.isfinite(T_v)
+        GT = groups.group_matrix.T
+        vol_m3 = ch.volume_m3
+        wv = np.where(has, vol_m3 / T_v, 0.0)
+        vg = np.where(has, vol_m3, 0.0) @ GT
+        inv = wv @ GT
+        T_eff = vg / inv
+        wvT = wv / T_v
+        dT_eff = T_eff**2 / vg * (np.where(has, wvT * dT_v, 0.0) @ GT)
+        seT_eff = T_eff**2 / vg * np.sqrt(np.where(has, wvT * seT_v, 0.0) ** 2 @ GT)
+        lv = use & np.isfinite(level_p[0])
+        nl = lv.astype(float) @ MT
+        p_now = np.where(lv, level_p[0], 0.0) @ MT / nl
+        scale = self.config.t_ref_k / T_eff
+        # a volume of the group without any temperature: its thermal swing is unknown
+        miss = 1.0 - vg / groups.volume_m3_sum
+        extra = miss * p_now / T_eff * np.fmax(np.abs(dT_eff), THERMAL_RATE_K_S)
+        thermal_se2 = (p_now * seT_eff / T_eff) ** 2 + extra**2
+        # The pressure slopes are delayed by the temperature sensors' lag so that
+        # both describe the same moment.  Where the raw slope now falls faster than
+        # it did a lag ago by more than any thermal swing could explain, beyond its
+        # noise (the onset or growth of a fast leak), the current slope is used: a
+        # fast leak must not be reported as it was a lag ago.
+        jump = (fp - fpd) < -(
+            THERMAL_JUMP * p_now / T_eff * THERMAL_RATE_K_S
+            + est.consistency_sigma * np.hypot(fpse, fpdse)
+        )
+        # once seen, a jump holds until the delayed window has passed it (the
+        # test alone lapses while the delayed window still straddles the onset:
+        # a curved decay inflates the errors it is judged against)
+        # (short windows only: a long one barely feels the lag, and holding it
+        # undelayed for hours would expose it to thermal steps)
+        jump_hold = jump & self._short_w
+        if jump_hold.any():
             self.undelayed_until_s = np.where(
-                jump & (windows_s[:, None] <= JUMP_HOLD_MAX_WINDOW_S),
-                now_s + lag_s + windows_s[:, None],
-                self.undelayed_until_s,
+                jump_hold, now_s + lag_s + windows_s[:, None], self.undelayed_until_s
             )
-            jump = jump | (now_s < self.undelayed_until_s)
-            now_u = jump & ((((use_w & np.isfinite(slope_p)).astype(float)) @ M.T) > 0)
-            filled = now_u | (((use_w & np.isfinite(slope_pd)).astype(float) @ M.T) > 0)
-            # a window that began before the volume's group last changed (and settled)
-            # mixes two systems: the pressure history of the old group, the size of
-            # the new one (an isolated module would inherit its old group's fall)
-            start = now_s - windows_s[:, None] - np.where(now_u, 0.0, lag_s)
-            filled &= start >= groups.changed_t + est.hatch_settle_s
-            fsel = np.where(now_u, fp, fpd)
-            fsel_se = np.where(now_u, fpse, fpdse)
-            fq = scale * (fsel - p_now * dT_eff / T_eff)
-            fse = scale * np.sqrt(fsel_se**2 + thermal_se2)
-            # per sensor, compensated with its group's temperature, the same choice
-            now_c = now_u[:, vch]
-            s_sel = np.where(now_c, slope_p, slope_pd)
-            se_sel = np.where(now_c, se_p, se_pd)
-            sq_c = scale[:, vch] * (s_sel - p_now[vch] * dT_eff[:, vch] / T_eff[:, vch])
-            sq_c = np.where(cov, sq_c, np.nan)
-            se_c = scale[:, vch] * np.sqrt(se_sel**2 + thermal_se2[:, vch])
-            # A straight line through a decaying pressure gives the slope at the middle
-            # of its data (half a window ago, plus the lag if delayed).  A leak's flow
-            # falls with the pressure (dP/dt = -a P^n: n = 1 orifice, 2 crack), so the
-            # slope now is the fitted one times (P_now / P_then)^n =
-            # exp(n age slope / P).  Negligible for slow leaks; for a 25 mm hole in
-            # 6 m3 (time constant ~100 s) it removes a 25 % overestimate.
-            # The rate constant is the slope over the pressure *then* (higher than
-            # now): dividing by the pressure now over-corrects by e^(age/tau) in the
-            # exponent (-6 % for a 25 mm hole in 6 m3).  A few fixed-point steps
-            # give P_then = P_now / ratio and the ratio together.
-            age = windows_s[:, None] * 0.5 + np.where(now_u, 0.0, lag_s)
-            crack = np.array([r is Regime.CRACK for r in regime])
-            fall = -np.minimum(fq, 0.0)  # Pa/s, >= 0
-            q_now = scale * p_now
-            ratio = np.ones_like(fq)  # P_now / P_then
-            for _ in range(4):
-                x = np.fmin(fall * ratio / q_now * age, 5.0)  # age / tau (orifice)
-                ratio = np.where(crack, 1.0 / (1.0 + x), np.exp(-x))
-            decay = np.where(crack, ratio**2, ratio)
-            fq = fq * decay
-            fse = fse * decay
-            decay_c = decay[:, vch]
-            sq_c = sq_c * decay_c
-            se_c = se_c * decay_c
+        jump |= now_s < self.undelayed_until_s
+        now_u = jump & (counts[1] > 0)
+        filled = now_u | (counts[2] > 0)
+        # a window that began before the volume's group last changed (and settled)
+        # mixes two systems: the pressure history of the old group, the size of
+        # the new one (an isolated module would inherit its old group's fall)
+        start = (now_s - windows_s[:, None]) - np.where(now_u, 0.0, lag_s)
+        filled &= start >= groups.changed_t + est.hatch_settle_s
+        fsel = np.where(now_u, fp, fpd)
+        fsel_se = np.where(now_u, fpse, fpdse)
+        fq = scale * (fsel - p_now * dT_eff / T_eff)
+        fse = scale * np.sqrt(fsel_se**2 + thermal_se2)
+        # per sensor, compensated with its group's temperature, the same choice
+        now_c = now_u[:, vch]
+        s_sel = np.where(now_c, slope2[0], slope2[1])
+        se_sel = np.where(now_c, se2[0], se2[1])
+        sq_c = scale[:, vch] * (s_sel - p_now[vch] * dT_eff[:, vch] / T_eff[:, vch])
+        sq_c = np.where(cov, sq_c, np.nan)
+        se_c = scale[:, vch] * np.sqrt(se_sel**2 + thermal_se2[:, vch])
+        # A straight line through a decaying pressure gives the slope at the middle
+        # of its data (half a window ago, plus the lag if delayed).  A leak's flow
+        # falls with the pressure (dP/dt = -a P^n: n = 1 orifice, 2 crack), so the
+        # slope now is the fitted one times (P_now / P_then)^n =
+        # exp(n age slope / P).  Negligible for slow leaks; for a 25 mm hole in
+        # 6 m3 (time constant ~100 s) it removes a 25 % overestimate.
+        # The rate constant is the slope over the pressure *then* (higher than
+        # now): dividing by the pressure now over-corrects by e^(age/tau) in the
+        # exponent (-6 % for a 25 mm hole in 6 m3).  A few fixed-point steps
+        # give P_then = P_now / ratio and the ratio together.
+        age = np.where(now_u, self._half_w, self._half_w_lag)
+        crack = np.array([r is Regime.CRACK for r in regime])
+        fall = -np.minimum(fq, 0.0)  # Pa/s, >= 0
+        q_now = scale * p_now
+        ratio = np.ones_like(fq)  # P_now / P_then
+        for _ in range(4):
+            x = np.fmin(fall * ratio / q_now * age, 5.0)  # age / tau (orifice)
+            ratio = np.where(crack, 1.0 / (1.0 + x), np.exp(-x))
+        decay = np.where(crack, ratio**2, ratio)
+        fq = fq * decay
+        fse = fse * decay
+        decay_c = decay[:, vch]
+        sq_c = sq_c * decay_c
+        se_c = se_c * decay_c
         # the gas temperature now: the shortest window that has one (a short window
         # can be empty of temperature samples on a tick; a longer one still tells)
         has_t = np.isfinite(T_eff)
-        cols = np.arange(T_eff.shape[1])
+        cols = self._cols
         temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
-        q_now = p_now * tref / temp_k
+        q_now = p_now * self.config.t_ref_k / temp_k
         best_j, best_s, best_se = self._best_window(fq, fse, filled)
-        k_mass = kg_day_per_pa_s(groups.group_m3, tref)  # kg/day per (Pa/s)
+        k_mass = kg_day_per_pa_s(groups.group_m3, self.config.t_ref_k)  # kg/day per (Pa/s)
         mdot = -k_mass * best_s
         mdot_se = k_mass * best_se
-        with np.errstate(invalid="ignore", divide="ignore"):
-            area = equivalent_area_m2(
-                mdot / SECONDS_PER_DAY, p_now, temp_k, est.discharge_coefficient
-            )
-            hole_mm = np.where(mdot > 0, np.sqrt(4.0 * np.maximum(area, 0) / np.pi) * 1e3, 0.0)
-            pmin = self.config.p_min_pa
-            falling = best_s < 0
-            head = np.maximum(p_now - pmin, 0.0)
-            res_lin = np.where(falling, head / -best_s, np.inf)
-            tau = p_now / -best_s
-            res_orf = np.where(falling, tau * np.log(np.maximum(p_now, pmin) / pmin), np.inf)
+        area = equivalent_area_m2(mdot / SECONDS_PER_DAY, p_now, temp_k, est.discharge_coefficient)
+        hole_mm = np.where(mdot > 0, np.sqrt(4.0 * np.maximum(area, 0) / np.pi) * 1e3, 0.0)
+        pmin = self.config.p_min_pa
+        falling = best_s < 0
+        head = np.maximum(p_now - pmin, 0.0)
+        res_lin = np.where(falling, head / -best_s, np.inf)
+        tau = p_now / -best_s
+        res_orf = np.where(falling, tau * np.log(np.maximum(p_now, pmin) / pmin), np.inf)
+        n_h = use.astype(float) @ MT
         return VolumeFit(
             t_s=now_s,
             slope_pa_s=fp,
@@ -300,23 +344,43 @@ class VolumeEstimator:
 
     def _best_window(self, fq, fse, filled):
         """The most precise filled window whose slope agrees with the shorter ones:
-        its index per volume (-1: none), slope and error (Pa/s)."""
-        V = self.channels.n_volumes
-        best_s = np.full(V, np.nan)
-        best_se = np.full(V, np.nan)
-        best_j = np.full(V, -1)
-        going = np.ones(V, dtype=bool)
+        its index per volume (-1: none), slope and error (Pa/s).
+
+        The best so far is always one of the windows already seen, so the test of
+        window ``j`` against it is the test against window ``i < j``: all those
+        pairs are computed at once (the same operations as against the running
+        best), then each volume walks its windows in Python."""
+        nW, V = fq.shape
         cs = self.est.consistency_sigma
-        for j in range(len(self.windows_s)):
-            f = filled[j] & np.isfinite(fq[j]) & np.isfinite(fse[j])
-            first = best_j < 0
-            with np.errstate(invalid="ignore"):
-                cons = np.abs(fq[j] - best_s) <= cs * np.hypot(fse[j], best_se)
-            # a longer window is taken if it agrees and is more precise; one that
-            # disagrees (the leak changed within it) ends the search
-            take = f & going & (first | (cons & (fse[j] < best_se)))
-            going &= ~(f & ~first & ~cons)
-            best_s = np.where(take, fq[j], best_s)
-            best_se = np.where(take, fse[j], best_se)
-            best_j = np.where(take, j, best_j)
+        f = filled & np.isfinite(fq)
+        f &= np.isfinite(fse)
+        # cons[j, i, v]: window j agrees with window i; prec: and is more precise
+        cons = np.abs(fq[:, None] - fq[None, :]) <= cs * np.hypot(fse[:, None], fse[None, :])
+        prec = fse[:, None] < fse[None, :]
+        fl, cl, pl = (
+            f.T.tolist(),
+            cons.transpose(2, 0, 1).tolist(),
+            prec.transpose(2, 0, 1).tolist(),
+        )
+        best = [-1] * V
+        for v in range(V):
+            b = -1
+            fv, cv, pv = fl[v], cl[v], pl[v]
+            for j in range(nW):
+                if not fv[j]:
+                    continue
+                if b < 0:
+                    b = j
+                elif cv[j][b]:
+                    if pv[j][b]:
+                        b = j
+                else:
+                    break  # a window that disagrees (the leak changed within it) ends the search
+            best[v] = b
+        best_j = np.array(best)
+        cols = self._cols
+        bj = np.maximum(best_j, 0)
+        found = best_j >= 0
+        best_s = np.where(found, fq[bj, cols], np.nan)
+        best_se = np.where(found, fse[bj, cols], np.nan)
         return best_j, best_s, best_se

@@ -134,6 +134,11 @@ class SensorHealth:
         self._dis_windows = np.flatnonzero(
             windows_s <= max(self.hc.disagree_max_window_s, windows_s[0])
         )
+        self._tab_idx = np.maximum(channels.volume_table, 0)
+        self._vol_idx = np.arange(channels.n_volumes)
+        # learn_noise: each register's successor position, and the register width
+        # whose white-noise calibration is cached
+        self._noise_w = 0
 
     def stale_limit_s(self) -> np.ndarray:
         """After how long (s) without a sample each sensor is stale: ``stale_periods``
@@ -150,10 +155,10 @@ class SensorHealth:
         dts = (last_t_us - self._rate_prev[1]) * 1e-6
         self._rate_prev = (n_total.copy(), last_t_us.copy())
         ok = (dn > 0) & (dts > 0) & has_clock
-        with np.errstate(invalid="ignore", divide="ignore"):
-            inst = dts / dn
-            p = self.period_s
-            upd = np.where(np.isfinite(p), p + 0.05 * (np.clip(inst, 0.5 * p, 2.0 * p) - p), inst)
+        # (under the core's np.errstate(invalid="ignore", divide="ignore"))
+        inst = dts / dn
+        p = self.period_s
+        upd = np.where(np.isfinite(p), p + 0.05 * (np.clip(inst, 0.5 * p, 2.0 * p) - p), inst)
         self.period_s = np.where(ok, upd, p)
         self.rate_hz = np.where(
             np.isfinite(self.period_s), 1.0 / self.period_s, self.channels.rate_hz
@@ -254,28 +259,27 @@ class SensorHealth:
         excl = np.zeros(C, dtype=bool)
         if not (cnt >= 2).any():
             return flag, excl, flag
-        idx = np.maximum(tab, 0)
         # medians per volume of every quantity, with one sort
         x = np.vstack((level[None], scatter[None], slope, se))
-        k = len(x)
-        g = np.where(valid, x[:, idx], np.nan)
+        g = np.where(valid, x[:, self._tab_idx], np.nan)
         g.sort(axis=2)
-        lo = np.broadcast_to(np.maximum((cnt - 1) // 2, 0)[None, :, None], (k, len(cnt), 1))
-        hi = np.broadcast_to(np.maximum(cnt // 2, 0)[None, :, None], (k, len(cnt), 1))
-        med = 0.5 * (np.take_along_axis(g, lo, 2) + np.take_along_axis(g, hi, 2))[..., 0]
+        vi = self._vol_idx
+        lo = np.maximum((cnt - 1) // 2, 0)
+        hi = np.maximum(cnt // 2, 0)
+        med = 0.5 * (g[:, vi, lo] + g[:, vi, hi])
         v = self.channels.volume_of
         nw = len(slope)
         med_level = med[0]
         quietest = g[1, :, 0]
         med_slope = med[2 : 2 + nw][:, v]
         med_se = med[2 + nw :][:, v]
-        with np.errstate(invalid="ignore"):
-            d_level = np.abs(level - med_level[v]) > hc.disagree_pa
-            dev = np.abs(slope - med_slope)
-            d_slope = (
-                (dev > hc.disagree_rate_pa_s) & (dev > hc.disagree_sigma * np.hypot(se, med_se))
-            ).any(axis=0)
-            noisy = ok & (scatter > hc.noisy_ratio * quietest[v])
+        # (under the core's np.errstate(invalid="ignore"))
+        d_level = np.abs(level - med_level[v]) > hc.disagree_pa
+        dev = np.abs(slope - med_slope)
+        d_slope = (
+            (dev > hc.disagree_rate_pa_s) & (dev > hc.disagree_sigma * np.hypot(se, med_se))
+        ).any(axis=0)
+        noisy = ok & (scatter > hc.noisy_ratio * quietest[v])
         flag = ok & (cnt[v] >= 2) & (d_level | d_slope)
         excl = flag & (cnt[v] >= 3)
         return flag, excl, noisy
@@ -293,17 +297,35 @@ class SensorHealth:
         W = reg_p.shape[1]
         ok = self.usable & (reg_count >= W)
         if ok.any():
-            c = np.flatnonzero(ok)
-            order = (((reg_count[c] - 1) % W)[:, None] + 1 + np.arange(W)[None, :]) % W
-            p = np.take_along_axis(reg_p[c], order, axis=1)  # oldest first
-            v = np.median(np.diff(p, axis=1) ** 2, axis=1) / (2 * median_d2_white(W))
-            base = np.nan_to_num(self.noise_var[c])
+            if self._noise_w != W:
+                self._noise_w = W
+                self._noise_next = (np.arange(W) + 1) % W
+                self._noise_rows = np.arange(reg_p.shape[0]) * W
+                self._noise_cal = 2 * median_d2_white(W)
+            # the W - 1 successive differences of the register in time order are the
+            # differences of each position's successor and itself, all but the pair
+            # that wraps from the newest to the oldest sample; their median is the
+            # mean of the middle two of the sorted W - 1 (that pair, set to +inf,
+            # sorts last; the register holds only valid, finite samples), as
+            # np.median computes it
+            d = reg_p[:, self._noise_next] - reg_p
+            d *= d
+            d.reshape(-1)[self._noise_rows + (reg_count - 1) % W] = np.inf
+            d.sort(axis=1)
+            h = (W - 1) // 2
+            if (W - 1) % 2:
+                med = d[:, h]
+            else:
+                med = (d[:, h - 1] + d[:, h]) / 2.0
+            v = med / self._noise_cal
+            nv = self.noise_var
+            base = np.where(np.isnan(nv), 0.0, nv)
             # a running mean at first, then an average over noisy_learn_s
-            k = self.noise_n[c] + 1.0
-            self.noise_n[c] = k
+            k = np.where(ok, self.noise_n + 1.0, self.noise_n)
+            self.noise_n = k
             slow = min(1.0, self.slow_period_s / self.hc.noisy_learn_s)
             alpha = np.maximum(1.0 / k, slow)
-            self.noise_var[c] = base + alpha * (v - base)
+            self.noise_var = np.where(ok, base + alpha * (v - base), nv)
         self.update_drop_threshold(emergency_drop_sigma)
 
     def update_drop_threshold(self, k: float) -> None:

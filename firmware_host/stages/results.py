@@ -163,6 +163,24 @@ class TickResult:
     #: each sensor's last arrival (host time, s) as of this tick
     arrival_s: np.ndarray | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def make(cls, t_s, tick, n_samples, events, layout, volume_fit, sensor_frame, arrival_s):
+        """The same object as the constructor makes, for the core's every tick: a
+        frozen dataclass's ``__init__`` sets each field through
+        ``object.__setattr__``; this fills the instance's dict at once."""
+        r = object.__new__(cls)
+        r.__dict__.update(
+            t_s=t_s,
+            tick=tick,
+            n_samples=n_samples,
+            events=events,
+            layout=layout,
+            volume_fit=volume_fit,
+            sensor_frame=sensor_frame,
+            arrival_s=arrival_s,
+        )
+        return r
+
     @property
     def estimates_t_s(self) -> float:
         return math.nan if self.volume_fit is None else self.volume_fit.t_s

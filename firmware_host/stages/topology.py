@@ -57,7 +57,8 @@ class HatchGroups:
 
     ``group_id[v]`` is a representative volume of ``v``'s group,
     ``group_matrix`` the ``(V, V)`` 0/1 same-group matrix, ``group_m3[v]``
-    the group's total volume (m3) and ``members[v]`` its volume names.
+    the group's total volume (m3) (``volume_m3_sum`` the same as the product
+    ``volume_m3 @ group_matrix.T``) and ``members[v]`` its volume names.
     """
 
     def __init__(self, config: MonitorConfig, channels: Channels):
@@ -69,6 +70,7 @@ class HatchGroups:
         self.changed_t = np.full(channels.n_volumes, -np.inf)
         #: per channel: from when its volume's windows are clean again (None: never changed)
         self.settled_from_channel: np.ndarray | None = None
+        self._all_settled: np.ndarray | None = None
         self._compute()
 
     def _compute(self) -> None:
@@ -79,6 +81,8 @@ class HatchGroups:
         self.group_id = roots
         self.group_matrix = (roots[:, None] == roots[None, :]).astype(float)
         self.group_m3 = np.array([ch.volume_m3[roots == roots[i]].sum() for i in range(V)])
+        #: each group's total volume as the estimator sums it (m3, ``(V,)``)
+        self.volume_m3_sum = ch.volume_m3 @ self.group_matrix.T
         self.members = [
             tuple(ch.volume_names[j] for j in np.flatnonzero(roots == roots[i])) for i in range(V)
         ]
@@ -99,5 +103,12 @@ class HatchGroups:
         self.settled_from_channel = (self.changed_t + self.settle_s)[self._channels.volume_of]
 
     def settled(self, now_s: float) -> np.ndarray:
-        """Volumes whose group has not changed for ``hatch_settle_s`` (bool, (V,))."""
+        """Volumes whose group has not changed for ``hatch_settle_s`` (bool, (V,)).
+
+        Do not change the array returned: while no group has ever changed it is
+        one array, all True, made once."""
+        if self.settled_from_channel is None:  # no hatch has moved: all settled
+            if self._all_settled is None:
+                self._all_settled = np.ones(self._channels.n_volumes, dtype=bool)
+            return self._all_settled
         return (now_s - self.changed_t) >= self.settle_s

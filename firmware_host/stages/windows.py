@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_host.config import MonitorConfig
-from firmware_host.ringbuffer import Fit, Tier
+from firmware_host.ringbuffer import Tier, fit_sums_raw
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,13 @@ class WindowBank:
             self._tier_windows.append(np.array([j for j, _ in assign[k]], dtype=np.int64))
         self._bin: list[int | None] = [None, None, None]  # current bin of decimated tiers
         self._bin_sums = np.zeros((2, 4, C))  # the open 1-s and 60-s bins
-        self._fit_cache: list[Fit | None] = [None, None, None]
+        # fits: the tiers holding configured windows, and the order that puts the
+        # stacked rows (tier by tier) in window order (None: already in order)
+        self._fit_tiers = [k for k in range(3) if len(self._tier_windows[k])]
+        stacked = np.concatenate([self._tier_windows[k] for k in self._fit_tiers])
+        order = np.argsort(stacked)
+        self._stack_order = None if (order == np.arange(len(order))).all() else order
+        self._stack_refs = None
         # the rapid-depressurization test runs every tick: only windows on the raw tier
         fast = self.windows_s <= est.emergency_max_window_s
         fast_windows = np.flatnonzero(fast) if fast.any() else np.array([0])
@@ -111,7 +117,6 @@ class WindowBank:
         means = np.zeros((3, C))
         np.divide(sums[1:], n, out=means, where=n > 0)
         self.tiers[0].push(means[0], means[1], means[2], n)
-        self._fit_cache[0] = None
         minute_closed = False
         bins = self._bin_sums
         for k in (1, 2):
@@ -130,7 +135,6 @@ class WindowBank:
                     tier.push(zero, zero, zero, zero)
                 ba[:] = 0.0
                 self._bin[k] = b
-                self._fit_cache[k] = None
                 minute_closed = minute_closed or k == 2
         bins += sums
         return minute_closed
@@ -144,30 +148,35 @@ class WindowBank:
     def fits(self, now_s: float) -> WindowFits:
         """Fits of every window at host time ``now_s`` (s); also records the pressure
         slopes for the lag history (call once per slow tick)."""
-        C = self.n_channels
-        nW = self.n_windows
-        slope_p = np.empty((nW, C))
-        se_p = np.empty((nW, C))
-        slope_T = np.empty((nW, C))
-        se_T = np.empty((nW, C))
-        level_p = np.empty((nW, C))
-        mean_T = np.empty((nW, C))
-        nsamp = np.empty((nW, C))
-        for k, tier in enumerate(self.tiers):
-            js = self._tier_windows[k]
-            if not len(js):
-                continue
-            fit = self._fit_cache[k]
-            if fit is None:
-                fit = self._fit_cache[k] = tier.fit()
-            nj = len(js)  # the raw tier may hold the extra rapid-depressurization window last
-            slope_p[js] = fit.slope_pa_s[:nj]
-            se_p[js] = fit.stderr_pa_s[:nj]
-            slope_T[js] = fit.slope_temp_k_s[:nj]
-            se_T[js] = fit.stderr_temp_k_s[:nj]
-            level_p[js] = fit.mean_pa[:nj] + fit.slope_pa_s[:nj] * (now_s - fit.t_mean_s[:nj])
-            mean_T[js] = fit.mean_temp_c[:nj]
-            nsamp[js] = fit.n[:nj]
+        # the sums of every configured window, stacked tier by tier in one block, fitted
+        # at once (the same element-wise arithmetic as one fit per tier) and put in
+        # window order; the references of each row are rebuilt when a tier's change
+        used = self._fit_tiers
+        sums = np.concatenate([self.tiers[k].sums[: len(self._tier_windows[k])] for k in used])
+        refs = [(self.tiers[k].t_ref, self.tiers[k].p_ref, self.tiers[k].temp_ref) for k in used]
+        if self._stack_refs is None or any(
+            a[0] != b[0] or a[1] is not b[1] or a[2] is not b[2]
+            for a, b in zip(refs, self._stack_refs[0], strict=True)
+        ):
+            reps = [len(self._tier_windows[k]) for k in used]
+            self._stack_refs = (
+                refs,
+                np.repeat([[r[0]] for r in refs], reps, axis=0),
+                np.repeat([r[1] for r in refs], reps, axis=0),
+                np.repeat([r[2] for r in refs], reps, axis=0),
+            )
+        _, t_ref, p_ref, temp_ref = self._stack_refs
+        if self._stack_order is not None:
+            sums = sums[self._stack_order]
+            t_ref = t_ref[self._stack_order]
+            p_ref = p_ref[self._stack_order]
+            temp_ref = temp_ref[self._stack_order]
+        fit = fit_sums_raw(sums, t_ref, p_ref, temp_ref)
+        slope_p = fit.slope_pa_s
+        se_p = fit.stderr_pa_s
+        level_p = fit.mean_pa + fit.slope_pa_s * (now_s - fit.t_mean_s)
+        slope_T, se_T = fit.slope_temp_k_s, fit.stderr_temp_k_s
+        mean_T, nsamp = fit.mean_temp_c, fit.n
         L = self.lag_ticks
         hist = self._lag_history
         i = self._fits_done % (L + 1)
@@ -200,7 +209,6 @@ class WindowBank:
             tier.clear_channels(mask)
         for acc in self._bin_sums:
             acc[:, mask] = 0.0
-        self._fit_cache = [None, None, None]
 
     @property
     def memory_bytes(self) -> int:

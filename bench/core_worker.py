@@ -1,0 +1,203 @@
+"""One side of the monitor-core benchmark: a process that times core cases on request.
+
+Run by ``bench.bench_core`` as ``python bench/core_worker.py`` with
+``PYTHONPATH`` pointing at the tree to measure (the current one, or a checkout
+of an older revision): this file is run as a script, so ``firmware_host``
+comes from that tree, while the measuring code here is the same on both sides.
+It only uses what every revision of the core has (``MonitorCore(config)``,
+``ingest``, ``tick``, the raw tier's ``push`` and ``pressure_slopes``).
+
+Protocol (one JSON object per line): the parent writes ``{"case": NAME,
+"n": N}``; the worker runs the next ``N`` steps of that case (its state goes on
+from round to round) and answers ``{"us": [...]}`` with each step's time in
+microseconds (``{"us": [...], "slow": [...]}`` for tick cases: which steps ran
+the full estimation).  ``{"case": "setup", ...}`` builds the cases first and
+``{"quit": true}`` ends.  With ``--memory`` it prints the resident memory of
+a fresh core instead (see ``memory``).  The inputs are synthetic and seeded: both sides see
+the same samples.
+
+Cases:
+
+* ``slow``: the configuration derived from the ``nominal`` scenario (16
+  sensors at 1 Hz on two links, 8 volumes, windows 10 s to 2 h, 1 Hz loop:
+  every tick runs the full estimation); a step is ``ingest`` of both links'
+  batches + ``tick``.
+* ``fast64``: 64 channels at 10 Hz in volumes of four, windows 10 s, 60 s,
+  600 s and 2 h; a step is ``ingest`` of one shuffled batch + ``tick`` (9 ticks
+  in 10 are the fast path).
+* ``dpdt64``: the raw tier of that core alone: ``push`` of one slot (made
+  before the clock starts) + ``pressure_slopes`` of the rapid-depressurization
+  windows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+from drivers.frames import SAMPLE_RECORD_DTYPE
+from firmware_host.config import MonitorConfig, SensorConfig, VolumeConfig
+from firmware_host.core import MonitorCore
+
+
+def make_fast_core(channels: int, windows=(10.0, 60.0, 600.0, 7200.0)) -> MonitorCore:
+    nv = max(1, channels // 4)
+    cfg = MonitorConfig(
+        volumes=tuple(VolumeConfig(f"v{i}", 100.0) for i in range(nv)),
+        sensors=tuple(SensorConfig("bus0", a + 1, f"v{a % nv}", 10.0) for a in range(channels)),
+        windows_s=tuple(windows),
+        rate_hz=10.0,
+    )
+    return MonitorCore(cfg)
+
+
+def fast_batch(rng, channels: int, k: int) -> np.ndarray:
+    """Tick ``k``'s batch at 10 Hz: one SAMPLE per channel, shuffled."""
+    r = np.zeros(channels, dtype=SAMPLE_RECORD_DTYPE)
+    r["addr"] = rng.permutation(np.arange(1, channels + 1))
+    r["t_us"] = k * 100_000 + 1_000 + r["addr"].astype(np.uint64) * 1000
+    t = k * 0.1
+    r["pressure_pa"] = 101325 + 300 * np.sin(t / 878.5) + rng.normal(0, 3, channels)
+    r["temperature_c"] = 22.0 + 0.8 * np.sin(t / 878.5) + rng.normal(0, 0.02, channels)
+    return r
+
+
+def nominal_config():
+    from firmware_host.runtime.derive import config_from_scenario
+    from hil.scenario import load_scenario
+
+    return config_from_scenario(load_scenario("nominal"))
+
+
+class TickCase:
+    """A core fed seeded synthetic batches, one ``ingest`` per link and a ``tick`` a step."""
+
+    def __init__(self, config, rate_hz: float, seed: int):
+        self.core = MonitorCore(config)
+        self.dt = 1.0 / rate_hz
+        self.rng = np.random.default_rng(seed)
+        self.k = 0
+        links: dict[str, list] = {}
+        for s in config.sensors:
+            links.setdefault(s.link, []).append(s)
+        self.links = [(name, np.array([s.addr for s in ss])) for name, ss in links.items()]
+
+    def batches(self, k: int) -> list[tuple[str, np.ndarray]]:
+        rng = self.rng
+        t = k * self.dt
+        out = []
+        for j, (link, addrs) in enumerate(self.links):
+            n = len(addrs)
+            r = np.zeros(n, dtype=SAMPLE_RECORD_DTYPE)
+            r["addr"] = rng.permutation(addrs)
+            # each sensor's clock: its own offset, sampled once per tick
+            r["t_us"] = k * round(self.dt * 1e6) + 1_000 + r["addr"].astype(np.uint64) * 1000
+            r["pressure_pa"] = 101325 + 300 * np.sin(t / 878.5) - 1e-4 * t + j + rng.normal(0, 3, n)
+            r["temperature_c"] = 22.0 + 0.8 * np.sin(t / 878.5) + rng.normal(0, 0.02, n)
+            out.append((link, r))
+        return out
+
+    def step(self, timed: bool) -> tuple[float, bool]:
+        k = self.k
+        self.k += 1
+        bs = self.batches(k)
+        now = (k + 1) * self.dt
+        core = self.core
+        is_slow = now >= core._next_slow_s - 1e-9
+        t0 = time.perf_counter_ns()
+        for link, r in bs:
+            core.ingest(link, r, now - 0.5 * self.dt)
+        core.tick(now)
+        return (time.perf_counter_ns() - t0) / 1e3, is_slow
+
+
+class DpdtCase:
+    """The raw tier of the 64-channel core: push one slot + rapid-depress slopes."""
+
+    def __init__(self, channels: int, seed: int):
+        core = make_fast_core(channels)
+        if hasattr(core, "windows"):  # the core split into stages
+            tier = core.windows.tiers[0]
+            self.local, self.min_slots = core.windows._rapid_local, core.windows._rapid_min_slots
+        else:
+            tier = core.tiers[0]
+            self.local, self.min_slots = core._fast_local, core._em_min_slots
+        self.tier = tier
+        self.rng = np.random.default_rng(seed)
+        self.C = channels
+        self.k = 0
+        self.temp = np.full(channels, 22.0, np.float32)
+        self.ones = np.ones(channels, np.float32)
+
+    def step(self, timed: bool) -> tuple[float, bool]:
+        tk = 0.1 * self.k + np.zeros(self.C)
+        pk = 101325 + self.rng.normal(0, 3, self.C)
+        self.k += 1
+        tr = self.tier
+        t0 = time.perf_counter_ns()
+        tr.push(tk, pk, self.temp, self.ones)
+        tr.pressure_slopes(self.local, self.min_slots)
+        return (time.perf_counter_ns() - t0) / 1e3, False
+
+
+def memory() -> None:
+    """A fresh 64-channel core at 10 Hz with a 6-hour longest window, every page of the
+    ring buffer and of the kept sum terms touched, after 2000 ticks: prints VmRSS,
+    VmHWM (kB) and the ring buffer's bytes as JSON."""
+    core = make_fast_core(64, windows=(10.0, 60.0, 600.0, 21600.0))
+    tiers = core.windows.tiers if hasattr(core, "windows") else core.tiers
+    for tier in tiers:
+        for arr in (tier.t, tier.p, tier.temp, tier.n, tier.contrib):
+            arr.fill(0)
+    case = TickCase(core.config, 10.0, 0)
+    case.core = core
+    for _ in range(2000):
+        case.step(False)
+    with open("/proc/self/status") as fh:
+        vals = {
+            ln.split(":")[0]: int(ln.split()[1]) for ln in fh if ln.startswith(("VmRSS", "VmHWM"))
+        }
+    print(json.dumps({"rss_kb": vals["VmRSS"], "hwm_kb": vals["VmHWM"], "ring": core.memory_bytes}))
+
+
+def build(warm: dict) -> dict:
+    cases = {
+        "slow": TickCase(nominal_config(), 1.0, 0),
+        "fast64": TickCase(make_fast_core(64).config, 10.0, 0),
+        "dpdt64": DpdtCase(64, 1),
+    }
+    for name, case in cases.items():
+        for _ in range(int(warm.get(name, 0))):
+            case.step(False)
+    return cases
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--memory"]:
+        memory()
+        return
+    cases: dict = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("quit"):
+            break
+        if req["case"] == "setup":
+            cases = build(req.get("warm", {}))
+            out = {"ok": True}
+        else:
+            case = cases[req["case"]]
+            us, slow = [], []
+            for _ in range(int(req["n"])):
+                dt, s = case.step(True)
+                us.append(dt)
+                slow.append(s)
+            out = {"us": us, "slow": slow}
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
