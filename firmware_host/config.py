@@ -129,7 +129,8 @@ class EstimatorConfig:
     ``temp_lag_s``/``pressure_lag_s``: time constants of the sensors' temperature
     and pressure readings; compensation delays the pressure slope by the
     difference so both describe the same moment.  ``slow_period_s``: period of
-    the full estimation (fusion, health, leak alarms); the raw tier and the
+    the full estimation (fusion, health, leak alarms), at least the loop's period
+    and the fastest sensor's sample period; the raw tier and the
     rapid-depressurization alarm run every tick.  That alarm looks at the raw-tier
     windows up to ``emergency_max_window_s`` plus an extra short window of
     ``emergency_window_s`` (0: none), each only where a sensor has at least

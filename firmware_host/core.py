@@ -46,7 +46,7 @@ from firmware_host.stages.results import (
     _num,
 )
 from firmware_host.stages.topology import Channels, HatchGroups
-from firmware_host.stages.windows import WindowBank
+from firmware_host.stages.windows import WindowBank, estimation_period_s
 
 __all__ = [
     "FaultKind",
@@ -78,7 +78,7 @@ class MonitorCore:
         self.windows = WindowBank(config, self.channels.n_channels)
         self.conditioner = SampleConditioner(config, self.channels)
         self.conditioner.on_reset = self.windows.clear_channels
-        self.slow_period_s = max(config.estimator.slow_period_s, self.windows.dt_tick)
+        self.slow_period_s = estimation_period_s(config)
         self.health = SensorHealth(config, self.channels, self.slow_period_s)
         self.estimator = VolumeEstimator(config, self.channels, self.windows.lag_s)
         self.regime = RegimeTracker(config, self.channels)

@@ -21,6 +21,17 @@ from firmware_host.config import MonitorConfig
 from firmware_host.ringbuffer import Tier, fit_sums_raw
 
 
+def estimation_period_s(config: MonitorConfig) -> float:
+    """How often (s) the full estimation runs: ``slow_period_s``, but never more
+    often than the loop ticks or than the fastest sensor delivers a sample
+    (between two samples of the fastest sensor there is nothing new to estimate:
+    two 0.2 Hz barometers on a 1 Hz loop are estimated every 5 s)."""
+    periods = [config.estimator.slow_period_s, 1.0 / config.rate_hz]
+    if config.sensors:
+        periods.append(min(1.0 / s.rate_hz for s in config.sensors))
+    return max(periods)
+
+
 @dataclass(frozen=True)
 class WindowFits:
     """Fits of every window (rows, ``(nW, C)``) for every channel at one slow tick.
@@ -99,7 +110,7 @@ class WindowBank:
         if has_em:
             self.rapid_window_s = np.append(self.rapid_window_s, em_m * self.dt_tick)
         # pressure slopes delayed by the temperature sensors' lag (in slow ticks)
-        slow_period_s = max(est.slow_period_s, self.dt_tick)
+        slow_period_s = estimation_period_s(config)
         lag = max(0.0, est.temp_lag_s - est.pressure_lag_s)
         self.lag_ticks = int(round(lag / slow_period_s))
         self.lag_s = self.lag_ticks * slow_period_s

@@ -16,6 +16,7 @@ from firmware_host.stages.alarm_book import AlarmBook, SensorAlarmKey, VolumeAla
 from firmware_host.stages.alarm_rules import VolumeConditions, VolumeFamily
 from firmware_host.stages.health import FAULT_KINDS, FaultKind, HealthState, column
 from firmware_host.stages.topology import Channels, HatchGroups
+from firmware_host.stages.windows import estimation_period_s
 from harness import synth
 
 
@@ -173,3 +174,22 @@ def test_tick_result_holds_data_and_says_when_its_estimates_were_computed():
         assert not isinstance(obj, MonitorCore)
         todo.extend(gc.get_referents(obj))
     assert results[-1].volume("cabin").n_healthy_sensors == 1
+
+
+def test_estimation_runs_once_per_sample_of_the_fastest_sensor():
+    """Two 0.2 Hz barometers on a 1 Hz loop: the full estimation runs every 5 s; a 1 Hz partner brings it back to 1 s;
+    a leak is still caught."""
+    slow = [synth.SynthSensor(addr=a, rate_hz=0.2, noise_pa=2.0) for a in (1, 2)]
+    assert estimation_period_s(synth.config_for(slow, 50, rate_hz=1.0)) == 5.0
+    mixed = [slow[0], synth.SynthSensor(addr=3, rate_hz=1.0)]
+    assert estimation_period_s(synth.config_for(mixed, 50, rate_hz=1.0)) == 1.0
+    assert estimation_period_s(synth.config_for(mixed, 50, rate_hz=0.5)) == 2.0
+    cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=100.0, t_leak_s=600.0)
+    rng = np.random.default_rng(2)
+    data = [synth.sensor_data(s, cab, 0, 1800, rng) for s in slow]
+    core = MonitorCore(synth.config_for(slow, 50, rate_hz=1.0))
+    results = []
+    synth.run(core, data, 1.0, 0.0, 1800.0, on_tick=results.append)
+    stamps = sorted({r.estimates_t_s for r in results[10:]})
+    assert set(np.diff(stamps)) == {5.0}
+    assert all(r.estimates_t_s <= r.t_s < r.estimates_t_s + 5.0 for r in results[10:])
