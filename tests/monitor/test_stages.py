@@ -177,8 +177,8 @@ def test_tick_result_holds_data_and_says_when_its_estimates_were_computed():
 
 
 def test_estimation_runs_once_per_sample_of_the_fastest_sensor():
-    """Two 0.2 Hz barometers on a 1 Hz loop: the full estimation runs every 5 s; a 1 Hz partner brings it back to 1 s;
-    a leak is still caught."""
+    """Two 0.2 Hz barometers on a 1 Hz loop: the full estimation runs every 5 s; a
+    1 Hz partner brings it back to 1 s."""
     slow = [synth.SynthSensor(addr=a, rate_hz=0.2, noise_pa=2.0) for a in (1, 2)]
     assert estimation_period_s(synth.config_for(slow, 50, rate_hz=1.0)) == 5.0
     mixed = [slow[0], synth.SynthSensor(addr=3, rate_hz=1.0)]
