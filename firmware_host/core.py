@@ -207,7 +207,7 @@ class MonitorCore:
         L = self.limits
         for c in alarm_rules.volume_conditions(
             fit,
-            fits.level_pa[0],
+            fits.level_now_pa,
             groups.settled(now_s),
             health.usable,
             self.channels,

@@ -181,7 +181,6 @@ class VolumeEstimator:
         windows_s = self.windows_s
         lag_s = self.lag_s
         slope_T, se_T, mean_T = fits.slope_temp_k_s, fits.stderr_temp_k_s, fits.mean_temp_c
-        level_p = fits.level_pa
         # (the caller runs this under np.errstate(invalid="ignore", divide="ignore"))
         # a sensor counts in a window only where it covered it (a gap changes what a
         # straight line makes of the thermal cycle, and the group temperature would
@@ -225,9 +224,9 @@ class VolumeEstimator:
         wvT = wv / T_v
         dT_eff = T_eff**2 / vg * (np.where(has, wvT * dT_v, 0.0) @ GT)
         seT_eff = T_eff**2 / vg * np.sqrt(np.where(has, wvT * seT_v, 0.0) ** 2 @ GT)
-        lv = use & np.isfinite(level_p[0])
+        lv = use & np.isfinite(fits.level_now_pa)
         nl = lv.astype(float) @ MT
-        p_now = np.where(lv, level_p[0], 0.0) @ MT / nl
+        p_now = np.where(lv, fits.level_now_pa, 0.0) @ MT / nl
         scale = self.config.t_ref_k / T_eff
         # a volume of the group without any temperature: its thermal swing is unknown
         miss = 1.0 - vg / groups.volume_m3_sum

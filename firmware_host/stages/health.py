@@ -175,7 +175,7 @@ class SensorHealth:
         C = self.channels.n_channels
         K = len(FAULT_KINDS)
         slope_p, se_p, nsamp = fits.slope_pa_s, fits.stderr_pa_s, fits.n_samples
-        level_p = fits.level_pa[0]
+        level_p = fits.level_now_pa
         cond = np.zeros((C, K), dtype=bool)
         age = now_s - last_arrival
         # stale after a few periods: configured, or measured if the sensor runs slower

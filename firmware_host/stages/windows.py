@@ -36,7 +36,8 @@ def estimation_period_s(config: MonitorConfig) -> float:
 class WindowFits:
     """Fits of every window (rows, ``(nW, C)``) for every channel at one slow tick.
 
-    ``level_pa`` is the fitted pressure at the tick; ``delayed_*`` the
+    ``level_pa`` is the fitted pressure at the tick, ``level_now_pa`` ``(C,)`` that
+    of the shortest window that has one; ``delayed_*`` the
     pressure slope and its error as fitted a temperature lag ago.
     """
 
@@ -45,6 +46,7 @@ class WindowFits:
     slope_temp_k_s: np.ndarray
     stderr_temp_k_s: np.ndarray
     level_pa: np.ndarray
+    level_now_pa: np.ndarray
     mean_temp_c: np.ndarray
     n_samples: np.ndarray
     delayed_slope_pa_s: np.ndarray
@@ -116,6 +118,7 @@ class WindowBank:
         self.lag_s = self.lag_ticks * slow_period_s
         self._lag_history = np.full((self.lag_ticks + 1, 2, self.n_windows, C), np.nan)
         self._fits_done = 0
+        self._cols = np.arange(C)
 
     # --- every tick -----------------------------------------------------------------
     def push(self, now_s: float, sums: np.ndarray) -> bool:
@@ -186,6 +189,13 @@ class WindowBank:
         slope_p = fit.slope_pa_s
         se_p = fit.stderr_pa_s
         level_p = fit.mean_pa + fit.slope_pa_s * (now_s - fit.t_mean_s)
+        # the pressure now: the shortest window's fitted level, or where that window
+        # is empty (slow sensors: two 0.2 Hz samples in 10 s) the next one's
+        level_now = level_p[0]
+        if np.count_nonzero(np.isfinite(level_now)) < len(level_now):
+            finite = np.isfinite(level_p)
+            first = np.argmax(finite, axis=0)
+            level_now = np.where(finite.any(axis=0), level_p[first, self._cols], np.nan)
         slope_T, se_T = fit.slope_temp_k_s, fit.stderr_temp_k_s
         mean_T, nsamp = fit.mean_temp_c, fit.n
         L = self.lag_ticks
@@ -201,6 +211,7 @@ class WindowBank:
             slope_temp_k_s=slope_T,
             stderr_temp_k_s=se_T,
             level_pa=level_p,
+            level_now_pa=level_now,
             mean_temp_c=mean_T,
             n_samples=nsamp,
             delayed_slope_pa_s=hist[di, 0],

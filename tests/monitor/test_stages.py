@@ -193,3 +193,21 @@ def test_estimation_runs_once_per_sample_of_the_fastest_sensor():
     stamps = sorted({r.estimates_t_s for r in results[10:]})
     assert set(np.diff(stamps)) == {5.0}
     assert all(r.estimates_t_s <= r.t_s < r.estimates_t_s + 5.0 for r in results[10:])
+
+
+def test_slow_barometers_get_a_pressure_now_and_a_leak_estimate():
+    """Two 0.2 Hz barometers: the 10-s window holds at most two samples and has no
+    fit, so the pressure now comes from the next window; 10 kg/day in 50 m3 is
+    estimated within 2 % and raises CAUTION within 5 minutes."""
+    slow = [synth.SynthSensor(addr=a, rate_hz=0.2, noise_pa=2.0, temp_noise_k=0.02) for a in (1, 2)]
+    cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=10.0, t_leak_s=600.0)
+    rng = np.random.default_rng(2)
+    data = [synth.sensor_data(s, cab, 0, 2400, rng) for s in slow]
+    core = MonitorCore(synth.config_for(slow, 50, rate_hz=1.0))
+    last = {}
+    events = synth.run(core, data, 1.0, 0.0, 2400.0, on_tick=lambda r: last.update(r=r))
+    v = last["r"].volume("cabin")
+    assert v.pressure_pa == pytest.approx(float(cab.pressure(np.array([2400.0]))[0]), abs=20.0)
+    assert v.mass_rate_kg_day == pytest.approx(10.0, rel=0.02)
+    caution = [e for e in events if e.level is AlarmLevel.CAUTION]
+    assert caution and caution[0].t_s - 600.0 < 300.0
