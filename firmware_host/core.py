@@ -150,7 +150,10 @@ class MonitorCore:
             # (the stages' slow-tick functions do not set their own)
             with np.errstate(invalid="ignore", divide="ignore"):
                 self._slow_tick(now_s, minute_closed, events)
-        else:
+        elif n_samples or self.alarms.family_live(VolumeFamily.RAPID_DEPRESS):
+            # a tick without a new sample brings no new evidence of a fall (only old
+            # samples leaving the windows): the test waits for data, unless an alarm
+            # of it is pending or raised and its timers must run
             self._rapid_alarm(now_s, events)
         if events and not self.replay:
             for ev in events:
