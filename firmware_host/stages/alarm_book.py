@@ -76,8 +76,8 @@ class SensorReadings:
     sensor (Pa), ``usual_noise_pa`` its usual value learnt while healthy;
     ``level_offset_pa`` the fitted pressure now minus the median of the
     volume's sensors that have no fault of their own, ``slope_offset_pa_s`` the
-    same of the slope in the longest window up to ``disagree_max_window_s``
-    (NaN: unknown);
+    same of the slope (Pa/s) in the window up to ``disagree_max_window_s``
+    where it is most significant, ``slope_window_s`` (NaN: unknown);
     ``range_pa`` ``(2, C)`` the calibrated ranges; ``health`` the thresholds.
     """
 
@@ -85,6 +85,7 @@ class SensorReadings:
     usual_noise_pa: np.ndarray
     level_offset_pa: np.ndarray
     slope_offset_pa_s: np.ndarray
+    slope_window_s: np.ndarray
     range_pa: np.ndarray
     health: HealthConfig
 
@@ -115,18 +116,35 @@ class SensorReadings:
         j = int(dis[-1]) if len(dis) else 0  # as SensorHealth picks it
         to_pa = windows_s[j] / np.sqrt(12.0)
         noise = fits_stderr_pa_s[j] * np.sqrt(np.maximum(fits_n_samples[j], 1.0)) * to_pa
-        w = np.flatnonzero(windows_s <= max(health.disagree_max_window_s, windows_s[0]))[-1]
-        slope = fits_slope_pa_s[w]
+        ws = np.flatnonzero(windows_s <= max(health.disagree_max_window_s, windows_s[0]))
         ok = has_sample & ~own_fault
-        offset = np.full(len(level_now_pa), np.nan)
-        slope_off = np.full(len(level_now_pa), np.nan)
+        C = len(level_now_pa)
+        offset = np.full(C, np.nan)
+        slope_off = np.full((len(ws), C), np.nan)
         for v in np.unique(volume_of).tolist():
             members = volume_of == v
-            for x, out in ((level_now_pa, offset), (slope, slope_off)):
+            for x, out in (
+                (level_now_pa, offset),
+                *((fits_slope_pa_s[w], slope_off[i]) for i, w in enumerate(ws)),
+            ):
                 peers = x[members & ok & np.isfinite(x)]
                 if len(peers):
                     out[members] = x[members] - np.median(peers)
-        return SensorReadings(noise, scatter_base * to_pa, offset, slope_off, range_pa, health)
+        # the slope's offset in the window where it is most significant against the
+        # sensor's own standard error (health flags any window)
+        z = np.abs(slope_off) / fits_stderr_pa_s[ws]
+        big = np.where(np.isfinite(z), z, -1.0)
+        k = big.argmax(axis=0)
+        idx = np.arange(C)
+        return SensorReadings(
+            noise,
+            scatter_base * to_pa,
+            offset,
+            slope_off[k, idx],
+            windows_s[ws][k],
+            range_pa,
+            health,
+        )
 
 
 def sensor_detail(
@@ -156,7 +174,7 @@ def sensor_detail(
             if np.isfinite(ds):
                 return (
                     f"rate {fmt_num(ds * 3600)} Pa/h from the volume's median "
-                    f"over {fmt_duration(hc.disagree_max_window_s)}, {where}"
+                    f"over {fmt_duration(float(r.slope_window_s[c]))}, {where}"
                 )
             return f"slope away from its volume's other sensors, {where} the median"
         return f"{where} the volume's median"
