@@ -8,13 +8,16 @@ time, and latches until acknowledged:
     NORMAL --persist--> ACTIVE_UNACK --ack--> ACTIVE_ACK --clear--> NORMAL
                         ACTIVE_UNACK --clear--> RTN_UNACK --ack--> NORMAL
 
-Every transition is an ``AlarmEvent``.
+Every transition is an ``AlarmEvent``; its ``message`` says the alarm's
+quantity in words (``describe``), naming a sensor by its configured name and
+its ``link:addr`` id (``label``).
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -43,6 +46,8 @@ class AlarmKind(enum.Enum):
     SENSOR_DISAGREE = "sensor_disagree"
     SENSOR_NOISY = "sensor_noisy"
     LINK_UNKNOWN_ADDRESS = "link_unknown_address"
+    #: ADVISORY: a volume already in CAUTION LEAK leaks markedly faster (a second leak)
+    LEAK_RATE_ROSE = "leak_rate_rose"
 
 
 class Transition(enum.Enum):
@@ -66,7 +71,9 @@ class AlarmEvent:
 
     ``source`` is a volume name or a sensor id ``"link:addr"`` (or a link name);
     ``value`` the alarmed quantity and ``limit`` the limit crossed, both in
-    ``unit``; ``replayed`` is True for events from recorded data.
+    ``unit``; ``message`` the same in words, for people (never parsed: ``key``,
+    ``value``, ``limit`` and ``unit`` are the data); ``replayed`` is True for
+    events from recorded data.
     """
 
     t_s: float
@@ -118,12 +125,23 @@ class ActiveAlarm:
     unit: str
 
 
+#: the alarm's quantity in words, from its value, its limit and whether it is
+#: raised (False: returned to normal) (``describe``)
+Detail = Callable[[float, float, bool], str]
+
+
 class Alarm:
-    """State machine of one alarm key."""
+    """State machine of one alarm key.
+
+    ``label`` names the source in messages (a sensor's configured name and its
+    id, ``"cabin-a (bus0:5)"``); the key and the events' ``source`` keep
+    ``source``.
+    """
 
     __slots__ = (
         "key",
         "source",
+        "label",
         "level",
         "kind",
         "unit",
@@ -135,9 +153,12 @@ class Alarm:
         "limit",
     )
 
-    def __init__(self, source: str, level: AlarmLevel, kind: AlarmKind, unit: str):
+    def __init__(
+        self, source: str, level: AlarmLevel, kind: AlarmKind, unit: str, label: str | None = None
+    ):
         self.key = f"{source}:{kind.name}"
         self.source = source
+        self.label = source if label is None else label
         self.level = level
         self.kind = kind
         self.unit = unit
@@ -176,11 +197,17 @@ class Alarm:
         persistence_s: float,
         clear_s: float,
         replayed: bool,
+        detail: Detail | None = None,
+        reannounce: bool = False,
     ) -> AlarmEvent | None:
         """Advance the state machine; returns the transition event, if any.
 
         ``raise_cond`` (value beyond the limit) and ``clear_cond`` (value back
         inside by the hysteresis) are exclusive; both False = in the dead band.
+        ``detail(value, limit, raised)`` says the quantity in the event's message
+        (default ``describe``; called only when there is an event).
+        ``reannounce``: a raise condition that persists while the alarm is
+        already active raises it again (a new RAISED event, unacknowledged).
         """
         if math.isfinite(value):
             self.value = value
@@ -190,16 +217,17 @@ class Alarm:
             self.clear_since = None
             if self.pending_since is None:
                 self.pending_since = now_s
-            if self.state in (AlarmState.NORMAL, AlarmState.RTN_UNACK) and (
+            if (reannounce or self.state in (AlarmState.NORMAL, AlarmState.RTN_UNACK)) and (
                 now_s - self.pending_since >= persistence_s - 1e-9
             ):
                 self.state = AlarmState.ACTIVE_UNACK
                 self.raised_t = now_s
+                self.pending_since = None if reannounce else self.pending_since
                 event = self._event(
                     now_s,
                     Transition.RAISED,
-                    f"{self.level.name} {self.kind.name} {self.source}: "
-                    f"{_fmt(self.value)} {self.unit} beyond limit {_fmt(limit)} {self.unit}",
+                    f"{self.level.name} {self.kind.name} {self.label}: "
+                    f"{self._detail(detail, limit, True)}",
                     replayed,
                 )
         else:
@@ -217,13 +245,18 @@ class Alarm:
                 event = self._event(
                     now_s,
                     Transition.RETURN_TO_NORMAL,
-                    f"{self.kind.name} {self.source} returned to normal: "
-                    f"{_fmt(self.value)} {self.unit} (limit {_fmt(limit)} {self.unit})",
+                    f"{self.kind.name} {self.label} returned to normal: "
+                    f"{self._detail(detail, limit, False)}",
                     replayed,
                 )
         elif not clear_cond:
             self.clear_since = None
         return event
+
+    def _detail(self, detail: Detail | None, limit: float, raised: bool) -> str:
+        if detail is None:
+            return describe(self.kind, self.value, limit, self.unit, raised)
+        return detail(self.value, limit, raised)
 
     def acknowledge(self, now_s: float, replayed: bool) -> AlarmEvent | None:
         if self.state is AlarmState.ACTIVE_UNACK:
@@ -233,7 +266,7 @@ class Alarm:
         else:
             return None
         return self._event(
-            now_s, Transition.ACKNOWLEDGED, f"{self.kind.name} {self.source} acknowledged", replayed
+            now_s, Transition.ACKNOWLEDGED, f"{self.kind.name} {self.label} acknowledged", replayed
         )
 
     def snapshot(self) -> ActiveAlarm:
@@ -250,7 +283,56 @@ class Alarm:
         )
 
 
-def _fmt(x: float) -> str:
+def fmt_num(x: float) -> str:
+    """A number for people: whole units from 100 up, 3 significant digits from 1,
+    2 below (``"6020"``, ``"21.3"``, ``"2"``, ``"0.35"``)."""
     if x is None or not math.isfinite(x):
-        return str(x)
-    return f"{x:.4g}"
+        return "unknown" if x is None or math.isnan(x) else ("-inf" if x < 0 else "inf")
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 1:
+        return f"{x:.3g}"
+    return f"{x:.2g}"
+
+
+def fmt_duration(s: float) -> str:
+    """A time span for people: ``"42 s"``, ``"12 min"``, ``"3.2 h"``, ``"4.5 days"``."""
+    if s is None or not math.isfinite(s):
+        return fmt_num(s)
+    a = abs(s)
+    if a < 90:
+        return f"{fmt_num(s)} s"
+    if a < 90 * 60:
+        m = s / 60
+        return f"{m:.1f} min" if abs(m) < 9.95 else f"{m:.0f} min"
+    if a < 48 * 3600:
+        return f"{fmt_num(s / 3600)} h"
+    return f"{fmt_num(s / 86400)} days"
+
+
+def describe(kind: AlarmKind, value: float, limit: float, unit: str, raised: bool = True) -> str:
+    """An alarm's quantity in words with units, e.g. ``"leak 21.3 kg/day, limit
+    2 kg/day"`` (``raised`` False: as it returns to normal); the sensor
+    advisories' words come from the alarm book, which knows the health stage's
+    values."""
+    v, lim = fmt_num(value), fmt_num(limit)
+    if kind is AlarmKind.LEAK:
+        return f"leak {v} kg/day, limit {lim} kg/day"
+    if kind in (AlarmKind.LOW_RESERVE, AlarmKind.RESERVE_CRITICAL):
+        return f"reserve {fmt_duration(value)} to the minimum pressure, limit {fmt_duration(limit)}"
+    if kind is AlarmKind.RAPID_DEPRESS:
+        return f"pressure falling {v} Pa/min, limit {lim} Pa/min"
+    if kind is AlarmKind.LINK_UNKNOWN_ADDRESS:
+        return f"{v} samples from addresses not in the configuration"
+    if kind is AlarmKind.SENSOR_STALE:
+        if not raised:
+            return f"samples again, the last {fmt_duration(value)} ago"
+        return f"no sample for {fmt_duration(value)} (limit {fmt_duration(limit)})"
+    if kind is AlarmKind.SENSOR_STUCK:
+        if not raised:
+            return "its samples vary again"
+        return f"{v} identical samples (limit {lim})"
+    if kind is AlarmKind.LEAK_RATE_ROSE:
+        return f"leak {v} kg/day, raised at {lim} kg/day"
+    u = f" {unit}" if unit else ""
+    return f"{v}{u}, limit {lim}{u}"

@@ -38,7 +38,8 @@ class SensorConfig:
     """One transducer: ``addr`` on ``link``, mounted in ``volume``.
 
     ``rate_hz`` is the expected output rate (for staleness); ``range_pa`` the
-    calibrated range (min, max) in pascal.
+    calibrated range (min, max) in pascal; ``name`` what people call it (may
+    be empty), used in messages.
     """
 
     link: str
@@ -46,11 +47,17 @@ class SensorConfig:
     volume: str
     rate_hz: float = 10.0
     range_pa: tuple[float, float] = (0.0, 130_000.0)
+    name: str = ""
 
     @property
     def sensor_id(self) -> str:
-        """``"link:addr"``, the name used in events."""
+        """``"link:addr"``, the name used in events' sources and keys."""
         return f"{self.link}:{self.addr}"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``"name (link:addr)"``, or ``"link:addr"`` without a name."""
+        return f"{self.name} ({self.sensor_id})" if self.name else self.sensor_id
 
 
 @dataclass(frozen=True)
@@ -275,7 +282,12 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
         raise top.err("sensors", "at least one [[sensors]] entry is required")
     sensors: list[SensorConfig] = []
     seen: set[tuple[str, int]] = set()
+    names: set[str] = set()
     for t in top.tables("sensors"):
+        sname = t.str("name", "")
+        if sname and sname in names:
+            raise t.err("name", f"duplicate sensor name {sname!r}")
+        names.add(sname)
         link = t.str("link")
         addr = t.int("addr", lo=1, hi=247)
         vol = t.str("volume")
@@ -288,7 +300,7 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
             raise t.err("volume", f"unknown volume {vol!r}")
         rate = t.num("rate_hz", 10.0, positive=True)
         rng = t.pair("range_pa", (0.0, 130_000.0))
-        sensors.append(SensorConfig(link, addr, vol, rate, rng))
+        sensors.append(SensorConfig(link, addr, vol, rate, rng, sname))
         t.done()
 
     # hatches

@@ -30,11 +30,11 @@ import numpy as np
 from firmware_host.alarms import ActiveAlarm, AlarmEvent
 from firmware_host.config import Limits, MonitorConfig
 from firmware_host.stages import alarm_rules
-from firmware_host.stages.alarm_book import AlarmBook
+from firmware_host.stages.alarm_book import AlarmBook, SensorReadings
 from firmware_host.stages.alarm_rules import VolumeFamily
 from firmware_host.stages.conditioning import SampleConditioner
 from firmware_host.stages.estimation import VolumeEstimator, VolumeFit
-from firmware_host.stages.health import FaultKind, HealthState, SensorHealth
+from firmware_host.stages.health import OWN_COLS, FaultKind, HealthState, SensorHealth
 from firmware_host.stages.regime import Regime, RegimeTracker
 from firmware_host.stages.results import (
     Layout,
@@ -83,7 +83,10 @@ class MonitorCore:
         self.estimator = VolumeEstimator(config, self.channels, self.windows.lag_s)
         self.regime = RegimeTracker(config, self.channels)
         self.alarms = AlarmBook(
-            self.channels.volume_names, self.channels.sensor_ids, replay=self.replay
+            self.channels.volume_names,
+            self.channels.sensor_ids,
+            replay=self.replay,
+            sensor_labels=[s.label for s in config.sensors],
         )
         self.layout = Layout(
             volume_names=tuple(self.channels.volume_names),
@@ -218,8 +221,12 @@ class MonitorCore:
             self.config.p_min_pa,
         ):
             self.alarms.step_volumes(c, now_s, L.clear_s, events)
+        self.alarms.step_rate_rose(
+            now_s, fit.mass_rate_kg_day, fit.mass_rate_sigma_kg_day, L, events
+        )
         self._rapid_alarm(now_s, events)
         hc = self.config.health
+        ch = self.channels
         self.alarms.step_sensors(
             now_s,
             health.active,
@@ -229,6 +236,19 @@ class MonitorCore:
             L.advisory_persistence_s,
             hc.recover_s,
             events,
+            lambda: SensorReadings.from_stages(
+                fits.stderr_pa_s,
+                fits.n_samples,
+                fits.slope_pa_s,
+                fits.level_now_pa,
+                self.windows.windows_s,
+                health.scatter_base,
+                health.active[:, OWN_COLS].any(axis=1),
+                cond.has_sample,
+                ch.volume_of,
+                np.vstack((ch.range_lo, ch.range_hi)),
+                hc,
+            ),
         )
         self.alarms.step_links(now_s, cond.unknown, hc.recover_s, events)
         self._volume_fit = fit

@@ -23,6 +23,7 @@ def config_dict_from_scenario(scenario, *, loop_rate_hz: float = DERIVED_LOOP_RA
         "volumes": [{"name": v.name, "volume_m3": v.volume_m3} for v in scenario.volumes],
         "sensors": [
             {
+                "name": s.name,
                 "link": s.link,
                 "addr": s.addr,
                 "volume": s.volume,

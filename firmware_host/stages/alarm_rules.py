@@ -13,6 +13,9 @@ keeps state.
 * EMERGENCY ``RAPID_DEPRESS``: the fused fall rate of a short raw-tier window
   beyond the limit by ``emergency_sigma``, voted; or a sudden drop seen by two
   or more sensors (``sudden_drop``), raised without persistence.
+* ADVISORY ``LEAK_RATE_ROSE``: a volume already in CAUTION LEAK whose mass
+  rate rose markedly (``leak_rate_rose``; the alarm book keeps the rate it
+  rose from).
 
 Votes: a volume with one healthy sensor needs it, with two or more at least
 two.  Units: kg/day, s, Pa/min, Pa.
@@ -79,6 +82,53 @@ class VolumeConditions:
     value: np.ndarray
     limit: float
     persistence_s: float | np.ndarray
+
+
+#: LEAK_RATE_ROSE: the rise must exceed this fraction of the rate it rose from,
+RATE_ROSE_FRACTION = 0.5
+#: this many standard errors of the rate now,
+RATE_ROSE_SIGMA = 3.0
+#: and the CAUTION limit itself (a second leak at least the size that raises a CAUTION).
+#: For this long after the CAUTION (or the last advisory) was raised, the rate a rise
+#: is judged from is the rate now (``rate_rose_base``): a leak's estimate is still
+#: building up window by window (in soyuz-ms09-2018 from 2.5 kg/day at the CAUTION to
+#: 21 kg/day 8 minutes later, and one volume's last 50 % step 48 minutes later), which
+#: is no second (or third) leak.
+RATE_ROSE_SETTLE_S = 1800.0
+
+
+def rate_rose_base(
+    from_kg_day: np.ndarray, mdot_kg_day: np.ndarray, since_raise_s: np.ndarray
+) -> np.ndarray:
+    """The rate a rise is judged from: the rate now while the CAUTION or the last
+    LEAK_RATE_ROSE advisory was raised less than ``RATE_ROSE_SETTLE_S`` ago
+    (``since_raise_s``) and the rate is known, else ``from_kg_day`` (the rate
+    when it last settled; NaN: no CAUTION).  So the base is the settled rate,
+    not the running maximum: a one-tick transient while it settles is
+    forgotten."""
+    follow = (since_raise_s < RATE_ROSE_SETTLE_S) & np.isfinite(mdot_kg_day)
+    return np.where(follow & np.isfinite(from_kg_day), mdot_kg_day, from_kg_day)
+
+
+def leak_rate_rose(
+    from_kg_day: np.ndarray, mdot_kg_day: np.ndarray, sigma_kg_day: np.ndarray, limits: Limits
+) -> np.ndarray:
+    """Volumes whose leak rate rose markedly: ``(V,)`` bool.
+
+    ``from_kg_day``: the rate of the volume's active CAUTION LEAK once settled
+    (``rate_rose_base``), or the rate the last ``LEAK_RATE_ROSE`` advisory was
+    raised at (NaN: no CAUTION active);
+    ``mdot_kg_day``/``sigma_kg_day``: the mass rate now and its 1-sigma.  The
+    rise ``mdot - from`` must exceed ``RATE_ROSE_FRACTION`` of ``from``,
+    ``RATE_ROSE_SIGMA`` sigma and ``caution_leak_kg_day``.
+    """
+    rise = mdot_kg_day - from_kg_day
+    need = np.fmax(
+        np.fmax(RATE_ROSE_FRACTION * np.abs(from_kg_day), RATE_ROSE_SIGMA * sigma_kg_day),
+        limits.caution_leak_kg_day,
+    )
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(from_kg_day) & (rise > need)
 
 
 def voted(votes: np.ndarray, usable: np.ndarray, channels: Channels, n_h: np.ndarray):

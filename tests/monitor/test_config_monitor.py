@@ -43,6 +43,14 @@ def test_defaults():
     assert cfg.limits == Limits() and cfg.limits.emergency_rate_pa_min == 67.0
     assert set(cfg.limit_sets) == {"flight", "ground-test"}
     assert cfg.sensors[0].range_pa == (0.0, 130_000.0)
+    assert cfg.sensors[0].name == "" and cfg.sensors[0].label == "bus0:1"
+
+
+def test_a_sensor_name_names_it_in_messages():
+    data = _base()
+    data["sensors"][0]["name"] = "cabin-a"
+    s = config_from_dict(data, "x.toml").sensors[0]
+    assert (s.name, s.sensor_id, s.label) == ("cabin-a", "bus0:1", "cabin-a (bus0:1)")
 
 
 def test_runtime_tables_are_kept_not_rejected():
@@ -64,6 +72,14 @@ def test_runtime_tables_are_kept_not_rejected():
         (lambda d: d["sensors"][0].pop("link"), "sensors[0].link", "missing"),
         (lambda d: d["sensors"][0].update(range_pa=[5, 1]), "sensors[0].range_pa", "below"),
         (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].addr", "duplicate"),
+        (
+            lambda d: d["sensors"].extend(
+                [{"link": "bus0", "addr": a, "volume": "a", "name": "x"} for a in (2, 3)]
+            ),
+            "sensors[2].name",
+            "duplicate sensor name",
+        ),
+        (lambda d: d["sensors"][0].update(name=5), "sensors[0].name", "string"),
         (lambda d: d.update(windows_s=[60, 10]), "windows_s", "increasing"),
         (lambda d: d.update(windows_s=[0.1, 10]), "windows_s[0]", "3 loop ticks"),
         (lambda d: d.update(loop={"rate_hz": 0}), "loop.rate_hz", "must be > 0"),

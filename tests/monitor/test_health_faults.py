@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
@@ -64,7 +67,14 @@ def run():
     data = [synth.sensor_data(s, cab, 0, END + 1, rng) for s in sensors]
     for addr, kind, t0, t1 in FAULTS:
         _inject(data[addr - 1], kind, t0, t1)
-    core = MonitorCore(synth.config_for(sensors, 100, rate_hz=RATE))
+    cfg = synth.config_for(sensors, 100, rate_hz=RATE)
+    # sensors 1 and 2 have names, sensor 3 none (messages then name it by its id)
+    names = {1: "cabin-a", 2: "cabin-b"}
+    cfg = dataclasses.replace(
+        cfg,
+        sensors=tuple(dataclasses.replace(s, name=names.get(s.addr, "")) for s in cfg.sensors),
+    )
+    core = MonitorCore(cfg)
     timeline = {}
 
     def on_tick(r):
@@ -108,6 +118,50 @@ def test_every_fault_recovers(run, addr, kind, t0, t1):
     t_ok = min(t for t in timeline if t >= t1 + 120.0)
     health, reasons = timeline[t_ok][0][f"bus0:{addr}"]
     assert health is HealthState.OK and not reasons
+
+
+def test_advisories_say_the_sensor_name_and_the_quantity_in_words(run):
+    events, _, _ = run
+    msg = {}
+    for addr, kind, t0, _ in FAULTS:
+        msg[kind] = next(
+            e.message
+            for e in events
+            if e.kind is kind
+            and e.source == f"bus0:{addr}"
+            and e.transition is Transition.RAISED
+            and e.t_s >= t0
+        )
+    # the key and source stay link:addr; the message names the sensor
+    stale = next(e for e in events if e.kind is AlarmKind.SENSOR_STALE)
+    assert stale.source == "bus0:1" and stale.key == "bus0:1:SENSOR_STALE"
+    assert re.fullmatch(
+        r"ADVISORY SENSOR_STALE cabin-a \(bus0:1\): no sample for [\d.]+ s \(limit 1.5\d* s\)",
+        msg[AlarmKind.SENSOR_STALE],
+    ), msg[AlarmKind.SENSOR_STALE]
+    assert (
+        msg[AlarmKind.SENSOR_STUCK]
+        == "ADVISORY SENSOR_STUCK cabin-a (bus0:1): 20 identical samples (limit 20)"
+    )
+    # sensor 3 has no name: its id; its noise against its usual noise (3 Pa white
+    # noise, read as the scatter of the 60-s fit) beyond the noisy ratio (4)
+    m = re.fullmatch(
+        r"ADVISORY SENSOR_NOISY bus0:3: noise ([\d.]+) Pa, usual ([\d.]+) Pa",
+        msg[AlarmKind.SENSOR_NOISY],
+    )
+    assert m, msg[AlarmKind.SENSOR_NOISY]
+    assert float(m[1]) > 4 * float(m[2]) and 2 < float(m[2]) < 6
+    # 600 Pa above the two others: beyond 100 Pa when the advisory is raised
+    m = re.fullmatch(
+        r"ADVISORY SENSOR_DISAGREE cabin-a \(bus0:1\): level (\d+) Pa above the volume's median",
+        msg[AlarmKind.SENSOR_DISAGREE],
+    )
+    assert m, msg[AlarmKind.SENSOR_DISAGREE]
+    assert 100 < float(m[1]) < 700
+    assert msg[AlarmKind.SENSOR_SPIKE].startswith("ADVISORY SENSOR_SPIKE cabin-b (bus0:2): spike")
+    assert "0-130 kPa" in msg[AlarmKind.SENSOR_OUT_OF_RANGE]
+    for kind in (AlarmKind.SENSOR_STATUS, AlarmKind.SENSOR_REBOOT):
+        assert "beyond limit" not in msg[kind] and "(bus0:2): " in msg[kind]
 
 
 def test_faulty_sensor_is_left_out_of_the_estimates(run):

@@ -20,6 +20,10 @@ def test_derived_config_round_trips_through_toml(name):
     config = config_from_dict(tomllib.loads(text), "x.toml")
     assert {v.name for v in config.volumes} == {v.name for v in scenario.volumes}
     assert len(config.sensors) == len(scenario.sensors)
+    # the scenario's sensor names are kept (messages name the sensors by them)
+    assert [(s.name, s.sensor_id) for s in config.sensors] == [
+        (s.name, f"{s.link}:{s.addr}") for s in scenario.sensors
+    ]
 
 
 def test_derived_config_never_carries_leaks_or_faults():
