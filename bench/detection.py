@@ -840,7 +840,7 @@ def markdown(data: dict) -> str:
 
 def print_fa(fa: list[dict]) -> None:
     print(
-        f"{'false alarms':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
+        f"{'run':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
         f"{'advis.':>6s} {'LE':>3s} {'step':>6s} {'slope':>6s}"
     )
     for f in fa:
