@@ -42,6 +42,8 @@ from bench.scenario_grid import (
     big_hole_cell,
     build,
     dpdt_pa_s,
+    kg_day_for_fall,
+    orifice_mass_rate,
 )
 from common.errors import CabinwatchError
 from common.gas import R_AIR
@@ -51,7 +53,7 @@ from firmware_host.runtime.plotting import pyplot
 from harness.derive import config_dict_from_scenario, config_from_scenario
 from harness.scoring import score
 from harness.simulate import run_simulation
-from hil.scenario import SCENARIO_DIR, parse_scenario
+from hil.scenario import ORBIT_PERIOD_S, SCENARIO_DIR, parse_scenario
 
 LEVELS = ("CAUTION", "WARNING", "EMERGENCY")
 #: Loop of the long false-alarm runs (a derived config at 1 Hz runs 30 days in about an hour).
@@ -59,6 +61,9 @@ FA_LOOP_HZ = 1.0
 FA_WINDOWS_S = (15.0, 60.0, 600.0, 7200.0)
 #: The no-leak runs, in report order: nominal for --nominal-days, the rest --fault-days.
 FA_SCENARIOS = ("nominal", "sensor-faults", "link-faults", "heater-steps")
+#: Shipped leak scenarios run whole for their level errors (and false alarms elsewhere);
+#: ``--quick`` runs the first only.
+LEAK_SCENARIOS = ("rapid-depress", "soyuz-ms09-2018")
 
 
 # --- leak cells ------------------------------------------------------------------
@@ -66,7 +71,7 @@ FA_SCENARIOS = ("nominal", "sensor-faults", "link-faults", "heater-steps")
 
 def _due(cell: Cell, limits) -> dict[str, bool]:
     """Which alarm levels the leak calls for at onset (flight limits)."""
-    s = dpdt_pa_s(cell.kg_day, cell.volume_m3)
+    s = dpdt_pa_s(cell.kg_day, cell.group_m3)
     reserve_lin = (101325.0 - P_MIN_PA) / s
     return {
         "CAUTION": cell.kg_day > limits.caution_leak_kg_day,
@@ -92,7 +97,7 @@ def _true_reserve_s(kind: str, mdot: float, p: float, t_k: float, v_m3: float) -
 
 def _settle_s(cell: Cell) -> float:
     """When to read the estimate: 30 min, or half the time to P_MIN for fast leaks."""
-    s = dpdt_pa_s(cell.kg_day, cell.volume_m3)
+    s = dpdt_pa_s(cell.kg_day, cell.group_m3)
     reserve = (101325.0 - P_MIN_PA) / s
     return float(min(1800.0, max(30.0, 0.5 * reserve)))
 
@@ -110,8 +115,8 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
     """Run one grid cell; the monitor's and both panels' figures for it."""
     wall0 = time.perf_counter()
     settle = _settle_s(cell)
-    s_true = dpdt_pa_s(cell.kg_day, cell.volume_m3)
-    scenario = build(cell, ONSET_S + max(cap_s, settle + 60.0))
+    s_true = dpdt_pa_s(cell.kg_day, cell.group_m3)
+    scenario = build(cell, ONSET_S + max(cap_s, settle + 60.0, cell.watch_s + 60.0))
     config = cell_config(cell, scenario)
     limits = config.limits
     due = _due(cell, limits)
@@ -119,7 +124,7 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
     start = ONSET_S - PRE_S
     period = 1.0 / config.rate_hz
     step = StepPanel(step_for_noise(cell.noise_pa))
-    slope = SlopePanel(slope_threshold_pa_s(limits.caution_leak_kg_day, cell.volume_m3))
+    slope = SlopePanel(slope_threshold_pa_s(limits.caution_leak_kg_day, cell.group_m3))
     panels = (step, slope)
     now = [start + period]
     seen: set[str] = set()
@@ -142,7 +147,7 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
 
     def stop() -> bool:
         t = now[0] - period
-        if t < ONSET_S + settle + 30.0:
+        if t < ONSET_S + max(settle + 30.0, cell.watch_s):
             return False
         need = [lvl for lvl in ("CAUTION", "EMERGENCY") if due[lvl]]
         if not need:
@@ -186,7 +191,7 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         row = max(0, int(np.searchsorted(truth.t_s, at_settle["t_s"], side="right")) - 1)
         mdot = float(truth.leak_kg_s[row, 0])
         true = _true_reserve_s(
-            cell.kind, mdot, float(truth.p_pa[row, 0]), float(truth.t_k[row, 0]), cell.volume_m3
+            cell.kind, mdot, float(truth.p_pa[row, 0]), float(truth.t_k[row, 0]), cell.group_m3
         )
         shown = min(at_settle["linear"], at_settle["orifice"])
         reserve.update(true_s=_fin(true), shown_s=_fin(shown), orifice_s=_fin(at_settle["orifice"]))
@@ -231,6 +236,7 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         "reserve_error_pct": reserve["shown_error_pct"],
         "false_alarms": len(sc["false_alarms"]),
         "pre_onset_alarms": pre_onset,
+        "level_errors": sc["level_errors"],
         "panels": out_panels,
         "sim_s": round(sim_s, 1),
         "wall_s": round(time.perf_counter() - wall0, 2),
@@ -268,8 +274,56 @@ def _err(est, true) -> float | None:
 SIZES_KG_DAY = (0.1, 1.0, 3.0, 10.0, 40.0, 300.0)
 
 
+#: Seed of the level cells (issue 14); ``is_level_cell`` tells them apart.
+LEVEL_SEED = 5
+#: How far below and above a limit the boundary cells sit (x the limit's fall rate
+#: or mass rate): outside the level judge's 20 % tolerance on either side.
+BELOW, ABOVE = 0.75, 1.3
+
+
+def level_cells(quick: bool = False) -> list[Cell]:
+    """Leaks that exercise the level judge (``harness.scoring.level_errors``): the two
+    situations of issue 14 (a 5 mm hole in a 60 m3 module open to a 400 m3 station,
+    one of the module's two sensors lost before or at onset; a 12 m3 module with a
+    crack falling 39 Pa/min), and in small volumes with a 1 K orbital swing, leaks
+    at ``BELOW`` and ``ABOVE`` x each limit (flight: RAPID_DEPRESS 67 Pa/min, LOW_RESERVE
+    12 h = 44.5 Pa/min, RESERVE_CRITICAL 1 h = 534 Pa/min, CAUTION 2 kg/day).  Each
+    runs a whole orbit after onset (``watch_s``)."""
+    lim = Limits()
+    head = 101325.0 - P_MIN_PA
+    kw = {"thermal_k": 1.0, "seed": LEVEL_SEED, "watch_s": ORBIT_PERIOD_S}
+    hole5 = orifice_mass_rate(5.0) * 86400.0
+    cells = [
+        Cell(60, "orifice", hole5, hole_mm=5.0, station_m3=400, lost_s=-60.0, **kw),
+        Cell(12, "crack", kg_day_for_fall(39.0, 12), **kw),
+        Cell(12, "orifice", kg_day_for_fall(BELOW * lim.emergency_rate_pa_min, 12), **kw),
+    ]
+    if quick:
+        return cells
+    cells += [
+        Cell(60, "orifice", hole5, hole_mm=5.0, station_m3=400, lost_s=0.0, **kw),
+        Cell(12, "crack", kg_day_for_fall(39.0, 12), lost_s=0.0, **kw),
+        Cell(12, "orifice", kg_day_for_fall(ABOVE * lim.emergency_rate_pa_min, 12), **kw),
+    ]
+    for lim_s, vol in ((lim.warning_reserve_s, 60), (lim.emergency_reserve_s, 12)):
+        fall = head / lim_s * 60.0  # Pa/min at the reserve limit
+        # a reserve limit is a fall rate: below the limit's reserve = a faster fall
+        cells += [
+            Cell(vol, "orifice", kg_day_for_fall(fall / ABOVE, vol), **kw),
+            Cell(vol, "orifice", kg_day_for_fall(fall * ABOVE, vol), **kw),
+        ]
+    for f in (BELOW, ABOVE):
+        cells.append(Cell(60, "orifice", f * lim.caution_leak_kg_day, **kw))
+    return cells
+
+
+def is_level_cell(c: dict) -> bool:
+    """A level cell of ``level_cells`` (from its ``Cell.to_dict``)."""
+    return c["seed"] == LEVEL_SEED
+
+
 def grid(quick: bool) -> list[Cell]:
-    """The cells of the sweep (``quick``: a handful, one seed)."""
+    """The cells of the sweep (``quick``: a handful, one seed, and three level cells)."""
     if quick:
         return [
             Cell(900, "orifice", 10.0),
@@ -280,6 +334,7 @@ def grid(quick: bool) -> list[Cell]:
             Cell(6, "crack", 1.0, thermal_k=0.8),
             big_hole_cell(6, rate_hz=10),
             big_hole_cell(900, n_sensors=3, rate_hz=10),
+            *level_cells(quick=True),
         ]
     cells: list[Cell] = []
     seeds = (1, 2)
@@ -320,7 +375,7 @@ def grid(quick: bool) -> list[Cell]:
     for kg in (1.5, 3.0):
         for th in (0.0, 0.8):
             cells.append(Cell(900, "orifice", kg, thermal_k=th, seed=4, caution_kg_day=1.0))
-    return cells
+    return cells + level_cells()
 
 
 # --- false-alarm runs ------------------------------------------------------------
@@ -419,6 +474,8 @@ def run_false_alarms(
         "windows_s": list(config.windows_s),
         "monitor": by_level,
         "advisories": sc["raised_by_level"]["ADVISORY"],
+        "leaks": len(scenario.leaks),
+        "level_errors": sc["level_errors"],
         "step panel": panels.count(0),
         "slope panel": panels.count(1),
         "wall_s": round(time.perf_counter() - wall0, 1),
@@ -444,11 +501,12 @@ def merge_segments(fa: list[dict]) -> list[dict]:
             prev["monitor"] = {k: prev["monitor"][k] + f["monitor"][k] for k in prev["monitor"]}
             for k in ("advisories", "step panel", "slope panel"):
                 prev[k] += f[k]
+            prev["level_errors"] = prev.get("level_errors", []) + f.get("level_errors", [])
             prev["wall_s"] = round(prev["wall_s"] + f["wall_s"], 1)
             prev["segments"] = prev.get("segments", 1) + 1
         else:
             out.append({**f, "monitor": dict(f["monitor"])})
-    order = {name: i for i, name in enumerate(FA_SCENARIOS)}
+    order = {name: i for i, name in enumerate(FA_SCENARIOS + LEAK_SCENARIOS)}
     return sorted(out, key=lambda f: order.get(f["scenario"], len(order)))
 
 
@@ -510,9 +568,10 @@ def _f(x, fmt="{:.0f}", none="-"):
 
 def table(rows: list[dict]) -> str:
     head = (
-        f"{'cell':46s} {'floor':>6s} {'flrPT':>6s} {'CAUT':>6s} {'EMER':>6s} {'ratio':>5s} "
+        f"{'cell':52s} {'floor':>6s} {'flrPT':>6s} {'CAUT':>6s} {'EMER':>6s} {'ratio':>5s} "
         f"{'rPT':>5s} "
-        f"{'rate%':>6s} {'hole%':>6s} {'resv%':>6s} {'FA':>2s} {'step':>7s} {'slope':>7s}"
+        f"{'rate%':>6s} {'hole%':>6s} {'resv%':>6s} {'FA':>2s} {'LE':>2s} {'step':>7s} "
+        f"{'slope':>7s}"
     )
     lines = [head]
     for r in rows:
@@ -530,15 +589,36 @@ def table(rows: list[dict]) -> str:
             return _f(p["latency_s"])
 
         lines.append(
-            f"{r['label']:46s} {_f(r['floor_s']):>6s} {_f(floor_pt(r)[0]):>6s} {caut_s:>6s} "
+            f"{r['label']:52s} {_f(r['floor_s']):>6s} {_f(floor_pt(r)[0]):>6s} {caut_s:>6s} "
             f"{_f(lat['EMERGENCY']) if r['due']['EMERGENCY'] else '':>6s} "
             f"{_f(r['floor_ratio'], '{:.2f}'):>5s} {_f(floor_pt(r)[1], '{:.2f}'):>5s} "
             f"{_f(r['mass_rate_error_pct'], '{:+.1f}'):>6s} "
             f"{_f(r['hole_error_pct'], '{:+.1f}'):>6s} {_f(r['reserve_error_pct'], '{:+.0f}'):>6s} "
-            f"{r['false_alarms'] + r['pre_onset_alarms']:>2d} {pnl('step panel'):>7s} "
-            f"{pnl('slope panel'):>7s}"
+            f"{r['false_alarms'] + r['pre_onset_alarms']:>2d} {n_level_errors(r):>2d} "
+            f"{pnl('step panel'):>7s} {pnl('slope panel'):>7s}"
         )
     return "\n".join(lines)
+
+
+def n_level_errors(r: dict) -> int:
+    """Level errors of a cell or run (0 in results saved before the column existed)."""
+    return len(r.get("level_errors") or [])
+
+
+def level_error_lines(rows: list[dict], fa: list[dict]) -> list[str]:
+    """One line per level error: where, when (s after onset for a cell), what."""
+    out = []
+    for where, items, t0 in [(r["label"], r.get("level_errors") or [], ONSET_S) for r in rows] + [
+        (f["scenario"], f.get("level_errors") or [], 0.0) for f in fa
+    ]:
+        for e in items:
+            out.append(
+                f"{where}: {e['t_s'] - t0:+.0f} s {e['volume']} {e['level']} {e['kind']} "
+                f"monitor {_f(e['monitor_value'], '{:.4g}')} true "
+                f"{_f(e['true_value'], '{:.4g}')} limit {_f(e['limit'], '{:.4g}')} "
+                f"{e.get('unit', '')}"
+            )
+    return out
 
 
 def goals(
@@ -568,6 +648,19 @@ def goals(
             "zero false CAUTION/WARNING/EMERGENCY",
             n_fa == 0 and n_leak_fa == 0,
             f"{n_fa} in {ran}; {n_leak_fa} in the leak cells",
+        )
+    )
+    # 2b. every raised level justified by the truth (issue 14)
+    n_le = sum(n_level_errors(r) for r in rows)
+    n_le_fa = sum(n_level_errors(f) for f in fa)
+    bad_le = [r["label"] for r in rows if n_level_errors(r)]
+    bad_le += [f["scenario"] for f in fa if n_level_errors(f)]
+    out.append(
+        (
+            "zero level errors (every CAUTION/WARNING/EMERGENCY justified by the truth)",
+            n_le == 0 and n_le_fa == 0,
+            f"{n_le} in {len(rows)} leak cells, {n_le_fa} in the scenario runs"
+            + (f"; in: {'; '.join(bad_le[:8])}" if bad_le else ""),
         )
     )
     # 3. mass rate and hole within 10 % once settled
@@ -609,8 +702,11 @@ def goals(
         f"{name} in {f['scenario']}"
         for f in fa
         for name in ("step panel", "slope panel")
-        if sum(f["monitor"].values()) > f[name]
-        or (sum(f["monitor"].values()) == f[name] and f[name] > 0)
+        if not f.get("leaks")  # a panel's alarm on a real leak is no false alarm
+        and (
+            sum(f["monitor"].values()) > f[name]
+            or (sum(f["monitor"].values()) == f[name] and f[name] > 0)
+        )
     ]
     out.append(
         (
@@ -662,9 +758,10 @@ def markdown(data: dict) -> str:
     head = (
         "| cell | floor s (p / p+T) | latency s (level) | EMERG. s | ratio (p / p+T) "
         "| rate err % (err / stated sigma) | hole err % "
-        "| reserve err % (shown / orifice law) | false | step panel s | slope panel s |"
+        "| reserve err % (shown / orifice law) | false | level errors | step panel s "
+        "| slope panel s |"
     )
-    sep = "|" + "---|" * 11
+    sep = "|" + "---|" * 12
     groups = (
         (
             "Main axes: 2 sensors x 2 Pa at 1 Hz",
@@ -679,6 +776,11 @@ def markdown(data: dict) -> str:
             "CAUTION limit lowered to 1 kg/day (900 m3, seed 4)",
             lambda c: bool(c.get("caution_kg_day")),
         ),
+        (
+            "Level cells: small volumes, 1 K orbit, one sensor lost, leaks either side "
+            f"of each limit (seed {LEVEL_SEED})",
+            is_level_cell,
+        ),
     )
     for title, pick in groups:
         sel = [r for r in rows if pick(r["cell"])]
@@ -692,6 +794,10 @@ def markdown(data: dict) -> str:
                 f"{c['noise_pa']:g} Pa {c['rate_hz']:g} Hz, {c['thermal_k']:g} K, "
                 f"s{c['seed']}"
             )
+            if c.get("station_m3"):
+                label += f", open to {c['station_m3']:g} m3"
+            if c.get("lost_s") is not None:
+                label += f", s{c['n_sensors']} lost at onset {c['lost_s']:+g} s"
             em = r["latency_by_level"]["EMERGENCY"]
             em_s = ("-" if em is None else f"{em:.0f}") if r["due"]["EMERGENCY"] else ""
             res = r["reserve"]
@@ -701,15 +807,16 @@ def markdown(data: dict) -> str:
                 f"{pct(r['mass_rate_error_pct'])}{zs(r)} | "
                 f"{pct(r['hole_error_pct'])} | {pct(res['shown_error_pct'], '{:+.0f}')} / "
                 f"{pct(res['orifice_error_pct'], '{:+.0f}')} | "
-                f"{r['false_alarms'] + r['pre_onset_alarms']} | {pnl(r, 'step panel')} | "
-                f"{pnl(r, 'slope panel')} |"
+                f"{r['false_alarms'] + r['pre_onset_alarms']} | {n_level_errors(r)} | "
+                f"{pnl(r, 'step panel')} | {pnl(r, 'slope panel')} |"
             )
         out.append("")
     if fa:
         out += [
-            "| false-alarm run | days run | loop | monitor C / W / E | monitor ADVISORY "
-            "| step panel | slope panel | wall s (sum of segments) |",
-            "|" + "---|" * 8,
+            "| false-alarm or scenario run | days run | loop | monitor C / W / E (false) "
+            "| monitor ADVISORY | level errors | step panel | slope panel "
+            "| wall s (sum of segments) |",
+            "|" + "---|" * 9,
         ]
         for f in fa:
             m = f["monitor"]
@@ -721,22 +828,27 @@ def markdown(data: dict) -> str:
             out.append(
                 f"| {f['scenario']} | {days} | {f['loop_hz']:g} Hz | "
                 f"{m['CAUTION']} / {m['WARNING']} / {m['EMERGENCY']} | {f['advisories']} | "
-                f"{f['step panel']} | {f['slope panel']} | {f['wall_s']:.0f} |"
+                f"{n_level_errors(f)} | {f['step panel']} | {f['slope panel']} | "
+                f"{f['wall_s']:.0f} |"
             )
+    errs = level_error_lines(rows, fa)
+    if errs:
+        out += ["", "Level errors (s after onset for a cell, from the start for a run):", ""]
+        out += [f"- {e}" for e in errs]
     return "\n".join(out)
 
 
 def print_fa(fa: list[dict]) -> None:
     print(
-        f"{'false alarms':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
-        f"{'advis.':>6s} {'step':>6s} {'slope':>6s}"
+        f"{'run':22s} {'days':>6s} {'loop':>5s} {'C/W/E monitor':>14s} "
+        f"{'advis.':>6s} {'LE':>3s} {'step':>6s} {'slope':>6s}"
     )
     for f in fa:
         m = f["monitor"]
         print(
             f"{f['scenario']:22s} {f['days']:6.3g} {f['loop_hz']:5g} "
             f"{m['CAUTION']:>4d}/{m['WARNING']}/{m['EMERGENCY']:<7d} {f['advisories']:>6d} "
-            f"{f['step panel']:>6d} {f['slope panel']:>6d}"
+            f"{n_level_errors(f):>3d} {f['step panel']:>6d} {f['slope panel']:>6d}"
         )
 
 
@@ -868,7 +980,7 @@ def draw(data: dict, outdir: Path) -> list[Path]:
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(p)
-    fa = data["false_alarms"]
+    fa = [f for f in data["false_alarms"] if not f.get("leaks")]  # no-leak runs only
     if fa:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         dets = ("monitor", "step panel", "slope panel")
@@ -958,6 +1070,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-cells", action="store_true", help="false-alarm runs only")
     ap.add_argument(
+        "--no-scenarios",
+        action="store_true",
+        help="skip the shipped leak scenarios (" + ", ".join(LEAK_SCENARIOS) + ")",
+    )
+    ap.add_argument(
         "--baseline-s",
         type=float,
         default=PRE_S,
@@ -1017,6 +1134,8 @@ def main(argv: list[str] | None = None) -> int:
         if data["cells"]:
             print(table(data["cells"]))
         print_fa(data["false_alarms"])
+        for line in level_error_lines(data["cells"], data["false_alarms"]):
+            print(f"level error  {line}")
         if args.plots is not None:
             draw(data, args.plots)
         if args.markdown is not None:
@@ -1039,11 +1158,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         if d > 0
     ]
+    if not args.no_scenarios:
+        # the shipped leak scenarios, whole: their level errors (quick: the first)
+        for name in LEAK_SCENARIOS[:1] if quick else LEAK_SCENARIOS:
+            days = _shipped(name, None).duration_s / 86400.0
+            jobs.append(("fa", (name, days, args.fa_loop_hz, 0.0)))
     jobs += [("cell", (c, cap)) for c in cells]
     # longest first, so the pool ends together
     print(
         f"detection scorecard: {len(cells)} cells, false-alarm runs "
-        f"nominal {nominal_days:g} d, faults {fault_days:g} d each, loop {args.fa_loop_hz:g} Hz; "
+        f"nominal {nominal_days:g} d, faults {fault_days:g} d each, "
+        f"{'no' if args.no_scenarios else 'with'} leak scenarios, loop {args.fa_loop_hz:g} Hz; "
         f"{args.jobs} processes",
         flush=True,
     )
@@ -1056,14 +1181,14 @@ def main(argv: list[str] | None = None) -> int:
         for r in it:
             rows.append(r)
             print(
-                f"  {r['label']:46s} latency {_f(r['latency_s']):>6s} s "
+                f"  {r['label']:52s} latency {_f(r['latency_s']):>6s} s "
                 f"(floor {_f(r['floor_s'])} s)  wall {r['wall_s']:.1f} s",
                 flush=True,
             )
         for f in fa_res:
             res = f.get()
             fa.append(res)
-            print(f"  false alarms {res['scenario']} {res['days']:g} d: {res}", flush=True)
+            print(f"  run {res['scenario']} {res['days']:g} d: {res}", flush=True)
     wall = time.perf_counter() - wall0
     order = {c.label: i for i, c in enumerate(cells)}
     rows.sort(key=lambda r: order[r["label"]])
@@ -1074,6 +1199,9 @@ def main(argv: list[str] | None = None) -> int:
     print_fa(fa)
     print()
     ok_all = True
+    for line in level_error_lines(rows, fa):
+        print(f"level error  {line}")
+    print()
     for name, ok, detail in goals(rows, fa, wall, quick):
         ok_all &= ok
         print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")

@@ -6,6 +6,14 @@ One leaking volume (6 m3, a Soyuz orbital module; or 900 m3, a station) at
 Orifice leaks are sized by mass rate through the orifice law of PHYSICS.md
 (Cd 0.61 at 101.3 kPa, 295.15 K), crack leaks by ``kg_per_day`` (k = mdot / P^2).
 The dict goes through ``hil.scenario.parse_scenario`` like a TOML file.
+
+Level cells (issue 14): the leaking volume may be joined through an open
+hatch to a ``station_m3`` volume with two sensors of its own (the leak then
+empties both: the monitor must judge the group), and the last of the
+volume's sensors may drop out for good ``lost_s`` from the onset (negative:
+before it), leaving one sensor; ``watch_s`` keeps the run going that long
+after onset so every phase of an orbital swing is seen (a wrong level can
+come at any of them).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from common.gas import (
     KELVIN,
+    R_AIR,
     SECONDS_PER_DAY,
     equivalent_diameter_mm,
     fall_rate_pa_s,
@@ -64,11 +73,23 @@ class Cell:
     seed: int = 1
     hole_mm: float | None = None  # given diameter (orifice only); else from kg_day
     caution_kg_day: float | None = None  # a lower CAUTION limit than the flight set's
+    station_m3: float | None = None  # a second volume joined by an open hatch
+    lost_s: float | None = None  # the last sensor drops out from onset + lost_s, for good
+    watch_s: float = 0.0  # run at least this long after onset (level cells)
+
+    @property
+    def group_m3(self) -> float:
+        """The leaking volume's connected group (m3)."""
+        return self.volume_m3 + (self.station_m3 or 0.0)
 
     @property
     def label(self) -> str:
         size = f"{self.hole_mm:g}mm" if self.hole_mm else f"{self.kg_day:g}kg/d"
         lim = f" lim{self.caution_kg_day:g}" if self.caution_kg_day else ""
+        if self.station_m3:
+            lim += f" +st{self.station_m3:g}"
+        if self.lost_s is not None:
+            lim += f" lost{self.lost_s:+g}s"
         return (
             f"{self.volume_m3:g}m3 {self.kind} {size} M{self.n_sensors} "
             f"{self.noise_pa:g}Pa {self.rate_hz:g}Hz dT{self.thermal_k:g} s{self.seed}{lim}"
@@ -76,6 +97,11 @@ class Cell:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def kg_day_for_fall(pa_min: float, volume_m3: float, t_k: float = T0_K) -> float:
+    """The mass rate (kg/day) whose mass-equivalent fall in ``volume_m3`` is ``pa_min``."""
+    return pa_min / 60.0 * volume_m3 / (R_AIR * t_k) * SECONDS_PER_DAY
 
 
 def big_hole_cell(volume_m3: float, **kw) -> Cell:
@@ -111,7 +137,32 @@ def scenario_dict(cell: Cell, duration_s: float) -> dict:
         }
         for i in range(cell.n_sensors)
     ]
-    return {
+    volumes = [vol]
+    hatches = []
+    if cell.station_m3:
+        st = {"name": "station", "volume_m3": cell.station_m3, "temperature_c": T0_C}
+        if cell.thermal_k > 0:
+            st["orbit_amplitude_k"] = cell.thermal_k
+            st["orbit_phase_deg"] = 37.0 * cell.seed + 90.0
+        volumes.append(st)
+        hatches.append({"name": "cabin-station", "a": "cabin", "b": "station"})
+        n = len(sensors)
+        sensors += [
+            {
+                "name": f"st{i + 1}",
+                "link": "bus0",
+                "addr": n + i + 1,
+                "volume": "station",
+                "bias_pa": (1.0, -2.0)[i],
+            }
+            for i in range(2)
+        ]
+    faults = []
+    if cell.lost_s is not None:
+        faults.append(
+            {"sensor": f"s{cell.n_sensors}", "kind": "dropout", "start": ONSET_S + cell.lost_s}
+        )
+    out = {
         "scenario": {
             "name": "grid",
             "description": cell.label,
@@ -121,7 +172,7 @@ def scenario_dict(cell: Cell, duration_s: float) -> dict:
             "nominal_pressure_pa": P0_PA,
             "min_pressure_pa": P_MIN_PA,
         },
-        "volumes": [vol],
+        "volumes": volumes,
         "leaks": [leak],
         "links": [{"name": "bus0"}],
         "sensor_defaults": {
@@ -132,6 +183,11 @@ def scenario_dict(cell: Cell, duration_s: float) -> dict:
         },
         "sensors": sensors,
     }
+    if hatches:
+        out["hatches"] = hatches
+    if faults:
+        out["faults"] = faults
+    return out
 
 
 def build(cell: Cell, duration_s: float) -> Scenario:

@@ -15,6 +15,28 @@ Used only after a run (``simulate``, the scorecard); the monitor never sees it.
   active in the connected group at that time or ``grace_s`` before.
 * A sensor fault is reported by the first ADVISORY raised on that sensor at or
   after the fault starts.
+* A level error (``level_errors``, issue 14) is a CAUTION, WARNING or
+  EMERGENCY raised on a volume during a real leak (not a false alarm: a raise
+  with no leak in the group stays a false alarm only) whose level the truth
+  does not support.  Each raise is judged against the truth of the volume's
+  connected group over ``[t - grace_s, t]`` (the most favourable row: a
+  monitor's window reaches back, and the false-alarm rule grants the same
+  grace), with the group taken at each row:
+
+  - true mass rate ``mdot`` (kg/s): the truth's leak flow out of the group;
+  - true mass-equivalent fall rate: ``mdot R T_ref / V_group`` (Pa/min; the
+    fall the leak alone makes, temperature-compensated as the monitor's
+    compensated slope is, with the monitor's ``t_ref_k``);
+  - true reserve: ``(P - p_min) / fall`` (s, the monitor's straight-line
+    ``reserve_s_linear``) with P the truth's pressure of the volume.
+
+  LEAK (CAUTION) is justified where the true mass rate is at least
+  ``(1 - LEVEL_TOL_REL)`` x ``caution_leak_kg_day``; RAPID_DEPRESS
+  (EMERGENCY) where the true fall rate is at least ``(1 - LEVEL_TOL_REL)`` x
+  ``emergency_rate_pa_min``; LOW_RESERVE (WARNING) and RESERVE_CRITICAL
+  (EMERGENCY) where the true reserve is at most the limit plus
+  ``max(LEVEL_TOL_REL x limit, LEVEL_TOL_RESERVE_S)``.  Limits are the
+  event's (the active limit set of the run).
 """
 
 from __future__ import annotations
@@ -23,10 +45,23 @@ import math
 
 import numpy as np
 
-from common.gas import SECONDS_PER_DAY
+from common.gas import R_AIR, SECONDS_PER_DAY
 from common.gas import equivalent_diameter_mm as equivalent_hole_mm
 from common.graph import connected_roots
-from firmware_host.alarms import AlarmLevel, Transition
+from firmware_host.alarms import AlarmKind, AlarmLevel, Transition
+
+#: Tolerance of the level judge: a raise is justified where the truth is beyond its
+#: limit less this fraction (rates) or plus it (reserves).
+LEVEL_TOL_REL = 0.20
+#: ... and for the reserve levels at least this much (s) above the limit.
+LEVEL_TOL_RESERVE_S = 600.0
+#: The volume alarms the level judge checks.
+LEVEL_KINDS = (
+    AlarmKind.LEAK,
+    AlarmKind.LOW_RESERVE,
+    AlarmKind.RAPID_DEPRESS,
+    AlarmKind.RESERVE_CRITICAL,
+)
 
 
 class _Groups:
@@ -45,12 +80,108 @@ class _Groups:
         return max(0, int(np.searchsorted(self.t, t_s, side="right")) - 1)
 
     def members(self, volume: str, t_s: float) -> set[int]:
+        return self.members_at(volume, self.row(t_s))
+
+    def members_at(self, volume: str, row: int) -> set[int]:
+        """The volumes (indices) connected to ``volume`` at truth record ``row``."""
         edges = []
         if self.open is not None:
-            state = self.open[self.row(t_s)]
+            state = self.open[row]
             edges = [ab for ab, is_open in zip(self.hatches, state, strict=True) if is_open]
         roots = connected_roots(len(self.names), edges)
         return set(np.flatnonzero(roots == roots[self.index[volume]]).tolist())
+
+
+def true_levels(
+    scenario, truth, volume: str, t0_s: float, t1_s: float, *, t_ref_k: float, p_min_pa: float
+) -> dict[str, np.ndarray]:
+    """The truth of ``volume``'s connected group at each truth record in ``[t0_s, t1_s]``
+    (at least the record at ``t1_s``): ``t_s``, ``mass_rate_kg_day`` (leak flow out of
+    the group), ``fall_pa_min`` (the mass-equivalent fall ``mdot R T_ref / V_group``)
+    and ``reserve_s`` (``(P - p_min) / fall``, the straight-line reserve)."""
+    groups = _Groups(scenario, truth)
+    size = {v.name: v.volume_m3 for v in scenario.volumes}
+    v_m3 = np.array([size[n] for n in groups.names])
+    flow = np.asarray(truth.leak_kg_s)
+    p = np.asarray(truth.p_pa)
+    r1 = groups.row(t1_s)
+    r0 = min(r1, max(0, int(np.searchsorted(groups.t, t0_s, side="left"))))
+    rows = np.arange(r0, r1 + 1)
+    v = groups.index[volume]
+    mdot = np.empty(len(rows))
+    vg = np.empty(len(rows))
+    cache: dict = {}
+    for k, row in enumerate(rows.tolist()):
+        key = None if groups.open is None else groups.open[row].tobytes()
+        members = cache.get(key)
+        if members is None:
+            members = cache[key] = sorted(groups.members_at(volume, row))
+        mdot[k] = flow[row, members].sum()
+        vg[k] = v_m3[members].sum()
+    fall = mdot * R_AIR * t_ref_k / vg  # Pa/s
+    head = np.maximum(p[rows, v] - p_min_pa, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reserve = np.where(fall > 0, head / fall, np.inf)
+    return {
+        "t_s": groups.t[rows],
+        "mass_rate_kg_day": mdot * SECONDS_PER_DAY,
+        "fall_pa_min": fall * 60.0,
+        "reserve_s": reserve,
+    }
+
+
+def level_justified(kind: AlarmKind, true_value: float, limit: float) -> bool:
+    """Whether the truth supports a raise of ``kind`` at ``limit`` within the tolerance
+    (``true_value``: kg/day for LEAK, Pa/min for RAPID_DEPRESS, s for the reserves)."""
+    if kind in (AlarmKind.LOW_RESERVE, AlarmKind.RESERVE_CRITICAL):
+        return true_value <= limit + max(LEVEL_TOL_REL * limit, LEVEL_TOL_RESERVE_S)
+    return true_value >= limit * (1.0 - LEVEL_TOL_REL)
+
+
+def level_errors(
+    scenario, truth, events, *, t_ref_k: float, p_min_pa: float, grace_s: float = 60.0
+) -> list[dict]:
+    """Every CAUTION+ volume alarm of ``events`` raised during a real leak whose level
+    the truth does not support (module docstring).  Raises with no leak active in
+    the group at ``t`` or ``grace_s`` before are false alarms, not judged here."""
+    if truth is None or not len(truth.t_s):
+        return []
+    names = set(truth.volume_names)
+    out = []
+    for e in events:
+        if (
+            e.transition != Transition.RAISED
+            or e.level < AlarmLevel.CAUTION
+            or e.kind not in LEVEL_KINDS
+            or e.source not in names
+        ):
+            continue
+        tv = true_levels(
+            scenario, truth, e.source, e.t_s - grace_s, e.t_s, t_ref_k=t_ref_k, p_min_pa=p_min_pa
+        )
+        if not (tv["mass_rate_kg_day"] > 0).any():
+            continue  # no leak in the group: a false alarm (``false_alarms``)
+        if e.kind == AlarmKind.LEAK:
+            true = float(tv["mass_rate_kg_day"].max())
+        elif e.kind == AlarmKind.RAPID_DEPRESS:
+            true = float(tv["fall_pa_min"].max())
+        else:
+            true = float(tv["reserve_s"].min())
+        if level_justified(e.kind, true, e.limit):
+            continue
+        out.append(
+            {
+                "t_s": round(e.t_s, 3),
+                "volume": e.source,
+                "level": e.level.name,
+                "kind": e.kind.name,
+                "monitor_value": _r(e.value),
+                "true_value": _r(true),
+                "limit": _r(e.limit),
+                "unit": e.unit,
+            }
+        )
+    return out
 
 
 def _change_times(scenario, leak) -> list[float]:
@@ -149,6 +280,15 @@ def score(result, *, settle_s: float = 1800.0, grace_s: float = 60.0) -> dict:
         if e.source not in vol_names or not leaking(e.source, e.t_s)
     ]
 
+    errors = level_errors(
+        scenario,
+        truth,
+        [e for e in alarms if e.source in vol_names and leaking(e.source, e.t_s)],
+        t_ref_k=config.t_ref_k,
+        p_min_pa=config.p_min_pa,
+        grace_s=grace_s,
+    )
+
     faults = []
     by_name = {s.name: s for s in scenario.sensors}
     advisories = [e for e in raised if e.level == AlarmLevel.ADVISORY]
@@ -177,6 +317,7 @@ def score(result, *, settle_s: float = 1800.0, grace_s: float = 60.0) -> dict:
         "sim_seconds": result.sim_seconds,
         "leaks": leaks,
         "false_alarms": false_alarms,
+        "level_errors": errors,
         "faults": faults,
         "raised_by_level": by_level,
         "counters": result.counters,

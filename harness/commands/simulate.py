@@ -132,3 +132,17 @@ def _print_summary(s: dict, out) -> None:
     out.write(f"  false alarms (CAUTION and above with no leak): {len(s['false_alarms'])}\n")
     for fa in s["false_alarms"][:10]:
         out.write(f"    {fa['t_s']:.0f} s {fa['level']} {fa['kind']} on {fa['source']}\n")
+    out.write(
+        f"  level errors (a level the truth does not support during a leak): "
+        f"{len(s['level_errors'])}\n"
+    )
+    for e in s["level_errors"][:10]:
+        out.write(
+            f"    {e['t_s']:.0f} s {e['level']} {e['kind']} on {e['volume']}: monitor "
+            f"{_g(e['monitor_value'])}, true {_g(e['true_value'])}, limit {_g(e['limit'])} "
+            f"{e['unit']}\n"
+        )
+
+
+def _g(x) -> str:
+    return "-" if x is None else f"{x:.4g}"

@@ -87,7 +87,9 @@ def test_json_lines_events_then_summary(rapid):
 def test_summary_scores_the_leak(rapid):
     _, objects, _ = rapid
     s = objects[-1]
-    assert {"scenario", "sim_seconds", "leaks", "false_alarms", "counters"} <= s.keys()
+    assert {"scenario", "sim_seconds", "leaks", "false_alarms", "level_errors", "counters"} <= (
+        s.keys()
+    )
     assert s["scenario"] == "rapid-depress" and s["sim_seconds"] == 300.0
     assert len(s["leaks"]) == 1
     leak = s["leaks"][0]
@@ -111,6 +113,7 @@ def test_summary_scores_the_leak(rapid):
     assert leak["hole_est_mm"] == pytest.approx(leak["hole_true_mm"], rel=0.2)
     assert leak["mass_rate_est_kg_day"] == pytest.approx(leak["mass_rate_true_kg_day"], rel=0.2)
     assert s["false_alarms"] == []
+    assert s["level_errors"] == []  # every level raised is justified by the truth
     frames = s["counters"]["decoder"]["bus0"]["frames"]["SAMPLE"]
     assert frames == pytest.approx(300 * 10 * 5, rel=0.01)
     # the summary's first raise is among the events printed before it
