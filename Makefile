@@ -37,7 +37,7 @@ bench: $(STAMP)
 	mkdir -p build
 	$(BIN)/python -m bench.detection --json build/detection.json --plots build/detection
 
-# The quick sweep (under 2 min), then the scenario goals that need hours of
+# The quick sweep (a few minutes), then the scenario goals that need hours of
 # simulated time (tests marked long: zvezda-prk over 15 h, about 1 min).
 scorecard: $(STAMP)
 	$(BIN)/python -m bench.detection --quick
