@@ -111,8 +111,12 @@ def start(tree: str, cap: str, out: str) -> tuple[subprocess.Popen, float, objec
 
 def finish(run: tuple[subprocess.Popen, float, object]) -> tuple[float, float]:
     """(wall, CPU) seconds of a started run, once it exits."""
+    _, status, usage = os.wait4(run[0].pid, 0)
+    return _finished(run, status, usage)
+
+
+def _finished(run, status: int, usage) -> tuple[float, float]:
     proc, t0, fh = run
-    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = rc = os.waitstatus_to_exitcode(status)
     fh.close()
@@ -148,8 +152,12 @@ def side_by_side(
         names = list(trees) if r % 2 == 0 else list(reversed(trees))
         if parallel:
             runs = {n: start(trees[n], cap, outs[n]) for n in names}
-            for n in names:
-                times[n].append(finish(runs[n]))
+            by_pid = {runs[n][0].pid: n for n in names}
+            while by_pid:  # each run's wall time ends when it exits, in whatever order
+                pid, status, usage = os.wait4(-1, 0)
+                n = by_pid.pop(pid, None)
+                if n is not None:
+                    times[n].append(_finished(runs[n], status, usage))
         else:
             for n in names:
                 times[n].append(finish(start(trees[n], cap, outs[n])))
