@@ -91,6 +91,9 @@ class WindowBank:
             self.tiers.append(Tier(C, per, length, slots, config.t_ref_k, rebase))
             self._tier_windows.append(np.array([j for j, _ in assign[k]], dtype=np.int64))
         self._bin: list[int | None] = [None, None, None]  # current bin of decimated tiers
+        # the decimated tiers that are filled: those with windows, and the minute tier
+        # (the regime fit reads it); with a 1 Hz loop the 1-s tier holds no window
+        self._binned_tiers = [k for k in (1, 2) if k == 2 or len(self._tier_windows[k])]
         self._bin_sums = np.zeros((2, 4, C))  # the open 1-s and 60-s bins
         # fits: the tiers holding configured windows, and the order that puts the
         # stacked rows (tier by tier) in window order (None: already in order)
@@ -129,11 +132,12 @@ class WindowBank:
         C = self.n_channels
         n = sums[0]
         means = np.zeros((3, C))
-        np.divide(sums[1:], n, out=means, where=n > 0)
+        if np.count_nonzero(n):  # (a tick without samples: the means stay 0)
+            np.divide(sums[1:], n, out=means, where=n > 0)
         self.tiers[0].push(means[0], means[1], means[2], n)
         minute_closed = False
         bins = self._bin_sums
-        for k in (1, 2):
+        for k in self._binned_tiers:
             tier = self.tiers[k]
             b = math.floor(now_s / tier.period_s)
             if self._bin[k] is None:
