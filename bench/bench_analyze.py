@@ -40,10 +40,9 @@ import pstats
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from bench.common import machine
+from bench.common import checkout, machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO = os.path.join(ROOT, "bench", "scenarios", "prk-crack.toml")
@@ -123,23 +122,6 @@ def _finished(run, status: int, usage) -> tuple[float, float]:
     if rc != 0:
         raise SystemExit(f"analyze exited {rc}: {' '.join(proc.args)}")
     return wall, usage.ru_utime + usage.ru_stime
-
-
-@contextlib.contextmanager
-def checkout(rev: str):
-    """A detached worktree of ``rev`` in a temporary directory, removed after."""
-    tmp = tempfile.mkdtemp(prefix="cabinwatch-before-")
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", tmp, rev],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield tmp
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", tmp], cwd=ROOT, check=False)
-        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
 
 
 def side_by_side(

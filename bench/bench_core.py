@@ -42,11 +42,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
-from bench.common import pin_one_core
+from bench.common import checkout, pin_one_core
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "bench", "core_worker.py")
@@ -103,28 +102,6 @@ def memory(tree: str) -> dict:
         check=True,
     ).stdout
     return json.loads(out)
-
-
-@contextlib.contextmanager
-def checkout(rev: str):
-    """A detached worktree of ``rev`` in a temporary directory (removed afterwards)."""
-    tmp = tempfile.mkdtemp(prefix="bench-core-")
-    path = os.path.join(tmp, "tree")
-    subprocess.run(
-        ["git", "worktree", "add", "--detach", path, rev],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(
-            ["git", "worktree", "remove", "--force", path], cwd=ROOT, capture_output=True
-        )
-        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(tmp)
 
 
 def run_cases(workers: dict[str, Worker], scale: float = 1.0) -> dict:

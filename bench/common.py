@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -50,3 +53,30 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+#: the repository's top folder (git commands run there)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@contextlib.contextmanager
+def checkout(rev: str):
+    """A detached worktree of git revision ``rev`` in a temporary directory, removed
+    afterwards: run that revision's code side by side with the current tree."""
+    tmp = tempfile.mkdtemp(prefix="cabinwatch-before-")
+    path = os.path.join(tmp, "tree")
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", path, rev],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", path], cwd=REPO_ROOT, capture_output=True
+        )
+        subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(tmp)

@@ -66,7 +66,10 @@ def fast_batch(rng, channels: int, k: int) -> np.ndarray:
 
 
 def nominal_config():
-    from firmware_host.runtime.derive import config_from_scenario
+    try:  # the harness's home since the core split; before it, the board package's
+        from harness.derive import config_from_scenario
+    except ImportError:
+        from firmware_host.runtime.derive import config_from_scenario
     from hil.scenario import load_scenario
 
     return config_from_scenario(load_scenario("nominal"))
