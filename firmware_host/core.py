@@ -46,7 +46,7 @@ from firmware_host.stages.results import (
     _num,
 )
 from firmware_host.stages.topology import Channels, HatchGroups
-from firmware_host.stages.windows import WindowBank, estimation_period_s
+from firmware_host.stages.windows import WindowBank
 
 __all__ = [
     "FaultKind",
@@ -78,7 +78,7 @@ class MonitorCore:
         self.windows = WindowBank(config, self.channels.n_channels)
         self.conditioner = SampleConditioner(config, self.channels)
         self.conditioner.on_reset = self.windows.clear_channels
-        self.slow_period_s = estimation_period_s(config)
+        self.slow_period_s = self.windows.slow_period_s
         self.health = SensorHealth(config, self.channels, self.slow_period_s)
         self.estimator = VolumeEstimator(config, self.channels, self.windows.lag_s)
         self.regime = RegimeTracker(config, self.channels)
@@ -158,10 +158,7 @@ class MonitorCore:
             # samples leaving the windows): the test waits for data, unless an alarm
             # of it is pending or raised and its timers must run
             self._rapid_alarm(now_s, events)
-        if events and not self.replay:
-            for ev in events:
-                for fn in self._responses:
-                    fn(ev)
+        self._respond(events)
         self.last_tick_s = now_s
         result = TickResult.make(
             now_s,
@@ -242,6 +239,8 @@ class MonitorCore:
                 fits.slope_pa_s,
                 fits.level_now_pa,
                 self.windows.windows_s,
+                health.noise_window,
+                health.slope_windows,
                 health.scatter_base,
                 health.active[:, OWN_COLS].any(axis=1),
                 cond.has_sample,
@@ -264,7 +263,8 @@ class MonitorCore:
         )
 
     def _rapid_alarm(self, now_s: float, events: list) -> None:
-        """EMERGENCY rapid depressurization: every tick, on the raw tier only."""
+        """EMERGENCY rapid depressurization on the raw tier: every slow tick, and every
+        other tick that brought a sample or while one of its alarms is live."""
         L = self.limits
         cond, health = self.conditioner, self.health
         slopes, stderrs = self.windows.rapid_slopes()
@@ -309,11 +309,15 @@ class MonitorCore:
             t = 0.0
         out = self.alarms.acknowledge(alarm_key, t)
         self._pending_events.extend(out)
-        if out and not self.replay:
-            for ev in out:
+        self._respond(out)
+        return out
+
+    def _respond(self, events: list[AlarmEvent]) -> None:
+        """Hand live events to the response hooks (never when replaying)."""
+        if events and not self.replay:
+            for ev in events:
                 for fn in self._responses:
                     fn(ev)
-        return out
 
     def active_alarms(self) -> list[ActiveAlarm]:
         """Alarms not NORMAL (raised, or returned to normal but unacknowledged), worst first."""

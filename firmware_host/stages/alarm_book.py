@@ -96,6 +96,8 @@ class SensorReadings:
         fits_slope_pa_s: np.ndarray,
         level_now_pa: np.ndarray,
         windows_s: np.ndarray,
+        noise_window: int,
+        slope_windows: np.ndarray,
         scatter_base: np.ndarray,
         own_fault: np.ndarray,
         has_sample: np.ndarray,
@@ -112,11 +114,9 @@ class SensorReadings:
         window of W s evenly covered has ``Sxx = n W^2 / 12``, so the scatter
         per sample is that times ``W / sqrt(12)`` (Pa).
         """
-        dis = np.flatnonzero(windows_s <= health.disagree_window_s)
-        j = int(dis[-1]) if len(dis) else 0  # as SensorHealth picks it
+        j, ws = noise_window, slope_windows  # the windows SensorHealth compares
         to_pa = windows_s[j] / np.sqrt(12.0)
         noise = fits_stderr_pa_s[j] * np.sqrt(np.maximum(fits_n_samples[j], 1.0)) * to_pa
-        ws = np.flatnonzero(windows_s <= max(health.disagree_max_window_s, windows_s[0]))
         ok = has_sample & ~own_fault
         C = len(level_now_pa)
         offset = np.full(C, np.nan)

@@ -129,9 +129,11 @@ class SensorHealth:
         windows_s = np.asarray(config.windows_s, dtype=float)
         self.windows_s = windows_s
         dis = np.flatnonzero(windows_s <= self.hc.disagree_window_s)
-        self._dis_window = int(dis[-1]) if len(dis) else 0
+        #: the window (index) whose residual scatter tells a noisy sensor and whose
+        #: level is compared; the windows (indices) whose slopes are compared
+        self.noise_window = int(dis[-1]) if len(dis) else 0
         # slopes are compared over every window up to disagree_max_window_s
-        self._dis_windows = np.flatnonzero(
+        self.slope_windows = np.flatnonzero(
             windows_s <= max(self.hc.disagree_max_window_s, windows_s[0])
         )
         self._tab_idx = np.maximum(channels.volume_table, 0)
@@ -185,11 +187,11 @@ class SensorHealth:
             cond[:, column(kind)] = (flags & int(kind)) != 0
         # disagreement with the volume median (level now, and slope), among sensors
         # not faulted for another reason
-        j = self._dis_window
+        j = self.noise_window
         others = (now_s - self.fault_last[:, OWN_COLS].max(axis=1)) >= hc.fault_hold_s
         ok = others & ~cond[:, SELF_COLS].any(axis=1) & np.isfinite(slope_p[j]) & has_sample
         scatter = se_p[j] * np.sqrt(np.maximum(nsamp[j], 1.0))  # residual scatter, Pa
-        dw = self._dis_windows
+        dw = self.slope_windows
         # slopes are only compared where a sensor covered the window (a gap changes
         # what a straight line makes of a curved thermal signal)
         rate = self.rate_hz

@@ -115,7 +115,8 @@ class WindowBank:
         if has_em:
             self.rapid_window_s = np.append(self.rapid_window_s, em_m * self.dt_tick)
         # pressure slopes delayed by the temperature sensors' lag (in slow ticks)
-        slow_period_s = estimation_period_s(config)
+        #: how often (s) the slow tick runs (``estimation_period_s``)
+        self.slow_period_s = slow_period_s = estimation_period_s(config)
         lag = max(0.0, est.temp_lag_s - est.pressure_lag_s)
         self.lag_ticks = int(round(lag / slow_period_s))
         self.lag_s = self.lag_ticks * slow_period_s
