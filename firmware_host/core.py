@@ -33,7 +33,7 @@ from firmware_host.stages import alarm_rules
 from firmware_host.stages.alarm_book import AlarmBook, SensorReadings
 from firmware_host.stages.alarm_rules import VolumeFamily
 from firmware_host.stages.conditioning import SampleConditioner
-from firmware_host.stages.estimation import VolumeEstimator, VolumeFit
+from firmware_host.stages.estimation import VolumeEstimator, VolumeFit, typical_thermal_pa_s
 from firmware_host.stages.health import OWN_COLS, FaultKind, HealthState, SensorHealth
 from firmware_host.stages.regime import Regime, RegimeTracker
 from firmware_host.stages.results import (
@@ -176,7 +176,7 @@ class MonitorCore:
     def _slow_tick(self, now_s: float, minute_closed: bool, events: list) -> None:
         """Fits of every window, health, estimation and every alarm."""
         cond, health, groups = self.conditioner, self.health, self.groups
-        fits = self.windows.fits(now_s)
+        fits = self.windows.fits(now_s, self.health.noise_var)
         rate_hz = health.measure_rates(cond.n_total, cond.last_t_us, cond.has_clock)
         corrupt = health.update(
             now_s,
@@ -267,7 +267,15 @@ class MonitorCore:
         other tick that brought a sample or while one of its alarms is live."""
         L = self.limits
         cond, health = self.conditioner, self.health
-        slopes, stderrs = self.windows.rapid_slopes()
+        slopes, stderrs, noise_se = self.windows.rapid_slopes(health.noise_var)
+        fit = self._volume_fit
+        if fit is None:
+            thermal = np.zeros(self.channels.n_volumes)
+            thermal_sigma = np.full(
+                self.channels.n_volumes, typical_thermal_pa_s(101325.0, self.config.t_ref_k)
+            )
+        else:
+            thermal, thermal_sigma = fit.thermal_pa_s, fit.thermal_sigma_pa_s
         drop_rate = None
         if L.emergency_drop_sigma > 0:
             drop_rate = alarm_rules.sudden_drop(
@@ -284,11 +292,14 @@ class MonitorCore:
             now_s,
             slopes,
             stderrs,
+            noise_se,
             self.windows.rapid_window_s,
             health.usable,
             self.channels,
             self.groups.settled(now_s),
             self.groups.settled_from_channel,
+            thermal,
+            thermal_sigma,
             drop_rate,
             L,
             self.alarms.family_live(VolumeFamily.RAPID_DEPRESS),

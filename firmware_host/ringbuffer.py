@@ -396,9 +396,11 @@ class Tier:
         self._refs_complete = False
 
     def pressure_slopes(
-        self, windows: np.ndarray, min_samples: int = 3
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Pressure slope and standard error (Pa/s) of the given windows only (fast path).
+        self, windows: np.ndarray, min_samples: int = 3, noise_var: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Pressure slope and standard error (Pa/s) of the given windows only (fast path),
+        and with ``noise_var`` (each channel's per-sample pressure variance, Pa^2) the
+        error the noise alone gives the slope, ``sqrt(noise_var / sxx)`` (Pa/s; else None).
 
         NaN where a window holds fewer than 3 slots or ``min_samples`` samples.
         Arrays ``(len(windows), channels)``.  Runs every tick, so it is written
@@ -428,13 +430,16 @@ class Tier:
             sse /= s[SK] - 2
             sse /= sxx
             np.sqrt(sse, out=se)
+            noise_se = None if noise_var is None else np.sqrt(noise_var / sxx)
         # NaN where s0 < min_samples or k < 3 (s[S0::SK] is the pair S0, SK: 0 and 9 = NSUM - 1)
         thr = self._low_thr.get(min_samples)
         if thr is None:
             thr = self._low_thr[min_samples] = np.array([[[min_samples]], [[3.0]]], dtype=float)
         low = s[S0::SK] < thr
         np.copyto(res, np.nan, where=low[0] | low[1])
-        return slope, se
+        if noise_se is not None:
+            np.copyto(noise_se, np.nan, where=low[0] | low[1])
+        return slope, se, noise_se
 
     def fit(self) -> Fit:
         """Straight-line fit of every window and channel from the running sums."""

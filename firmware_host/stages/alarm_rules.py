@@ -10,9 +10,11 @@ keeps state.
   sensors; or a longer window that shows a new leak by itself (``onset_leak``).
 * WARNING ``LOW_RESERVE`` / EMERGENCY ``RESERVE_CRITICAL``: linear reserve
   below the limit, significant and voted.
-* EMERGENCY ``RAPID_DEPRESS``: the fused fall rate of a short raw-tier window
-  beyond the limit by ``emergency_sigma``, voted; or a sudden drop seen by two
-  or more sensors (``sudden_drop``), raised without persistence.
+* EMERGENCY ``RAPID_DEPRESS``: the fused, temperature-compensated fall rate
+  of a short raw-tier window beyond the limit by ``emergency_sigma`` (the
+  error counting the sensors' noise and the thermal rate's), voted; or a
+  sudden drop seen by two or more sensors (``sudden_drop``), raised without
+  persistence.
 * ADVISORY ``LEAK_RATE_ROSE``: a volume already in CAUTION LEAK whose mass
   rate rose markedly (``leak_rate_rose``; the alarm book keeps the rate it
   rose from).
@@ -186,15 +188,25 @@ def sudden_drop(
     return np.where(n_vote >= 2, mean_rate, np.nan)
 
 
+#: With fewer than two healthy sensors in a volume, the rapid test reads only the
+#: windows where ``emergency_sigma`` times the slope error the sensor's noise alone
+#: gives is at most this fraction of the limit: one sensor's noise cannot vote
+#: against a partner, so its window must be long enough for the stated sigma.
+RAPID_SINGLE_MARGIN = 0.25
+
+
 def rapid_depress(
     now_s: float,
     slopes: np.ndarray,
     stderrs: np.ndarray,
+    noise_se: np.ndarray | None,
     window_s: np.ndarray,
     usable: np.ndarray,
     channels: Channels,
     settled: np.ndarray,
     settled_from_channel: np.ndarray | None,
+    thermal_pa_s: np.ndarray,
+    thermal_sigma_pa_s: np.ndarray,
     drop_rate: np.ndarray | None,
     limits: Limits,
     live: bool,
@@ -202,8 +214,15 @@ def rapid_depress(
     """EMERGENCY rapid depressurization from the raw pressure ``slopes`` and
     ``stderrs`` (Pa/s, ``(len(window_s), C)``) of the fast windows.
 
-    Raised where the fused fall rate exceeds the limit by ``emergency_sigma``
-    standard errors in any fast window (and the sensors vote), or at once where
+    The fall judged is the mass-equivalent one: the raw slope less the rate
+    the temperature alone drives now (``thermal_pa_s``, per volume, with its
+    1-sigma ``thermal_sigma_pa_s``; ``VolumeFit.thermal_pa_s``).  Each
+    sensor's error is at least what its usual noise alone gives the slope
+    (``noise_se``, NaN: not known yet); the thermal sigma adds to the fused
+    error.  Raised where the fused compensated fall exceeds the limit by
+    ``emergency_sigma`` standard errors in any fast window (and the sensors
+    vote); a volume with fewer than two healthy sensors reads only the windows
+    long enough for its noise (``RAPID_SINGLE_MARGIN``).  Raised at once where
     ``drop_rate`` (``sudden_drop``, Pa/min) is finite.  ``settled`` are the
     volumes whose group has settled, ``settled_from_channel`` from when each
     channel's windows are clean again.  ``live``: the family has alarms that
@@ -211,24 +230,39 @@ def rapid_depress(
     """
     L = limits
     use = usable
-    sp, sep = slopes, stderrs
+    vch = channels.volume_of
+    sp = slopes - thermal_pa_s[vch]
+    sep = stderrs if noise_se is None else np.fmax(stderrs, noise_se)
     # windows that began before their volume's group changed and settled: out
     settle_c = settled_from_channel
     if settle_c is not None and now_s - window_s.max() < settle_c.max():
         old = (now_s - window_s[:, None]) < settle_c[None, :]
         sp = np.where(old, np.nan, sp)
         sep = np.where(old, np.nan, sep)
-    rate_lo_c = (-sp - L.vote_sigma * sep) * 60.0  # Pa/min
-    em_vote = (rate_lo_c > L.vote_fraction * L.emergency_rate_pa_min).any(axis=0)
+    th_se_c = thermal_sigma_pa_s[vch]
+    with np.errstate(invalid="ignore"):
+        rate_lo_c = (-sp - L.vote_sigma * np.hypot(sep, th_se_c)) * 60.0  # Pa/min
+        em_vote = (rate_lo_c > L.vote_fraction * L.emergency_rate_pa_min).any(axis=0)
     if not (em_vote & use).any() and not live and drop_rate is None:
         return None  # no healthy sensor is anywhere near the limit: nothing can be raised
+    n_h = use.astype(float) @ channels.member.T
     with np.errstate(invalid="ignore", divide="ignore"):  # (off the slow tick: rare)
-        fp, fpse = fuse_slopes(sp, sep, use, channels.member, channels.volume_of)
+        single = (n_h < 2)[vch]
+        if single.any():
+            # one sensor: only the windows long enough for its noise
+            short = ~(
+                L.emergency_sigma * (noise_se if noise_se is not None else sep) * 60.0
+                <= RAPID_SINGLE_MARGIN * L.emergency_rate_pa_min
+            )
+            out = short & single[None, :]
+            sp = np.where(out, np.nan, sp)
+            sep = np.where(out, np.nan, sep)
+        fp, fpse = fuse_slopes(sp, sep, use, channels.member, vch)
+        fpse = np.hypot(fpse, thermal_sigma_pa_s)
         rate_v = -fp * 60.0
         rate_lo_v = rate_v - L.emergency_sigma * fpse * 60.0
         rate_max = np.max(np.where(np.isfinite(rate_v), rate_v, -np.inf), axis=0)
         rate_lo_max = np.max(np.where(np.isfinite(rate_lo_v), rate_lo_v, -np.inf), axis=0)
-    n_h = use.astype(float) @ channels.member.T
     rc = settled & (rate_lo_max > L.emergency_rate_pa_min) & voted(em_vote, use, channels, n_h)
     pers: float | np.ndarray = L.emergency_persistence_s
     if drop_rate is not None:

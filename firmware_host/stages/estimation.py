@@ -23,8 +23,10 @@ from firmware_host.stages.regime import Regime
 from firmware_host.stages.topology import Channels, HatchGroups
 from firmware_host.stages.windows import WindowFits
 
+#: The orbital angular frequency (rad/s): one orbit in 92 minutes.
+ORBIT_OMEGA_RAD_S = 2 * math.pi / 5520.0
 #: A module's typical temperature rate (K/s): 1 K of orbital swing over 92 minutes.
-THERMAL_RATE_K_S = 2 * math.pi / 5520.0
+THERMAL_RATE_K_S = 1.0 * ORBIT_OMEGA_RAD_S
 #: A raw slope that fell by more than this many typical thermal rates within the
 #: temperature lag is a leak's onset, not a thermal swing.
 THERMAL_JUMP = 2.0
@@ -92,7 +94,10 @@ class VolumeFit:
     best window's index (-1: none), slope and error, mass rate and sigma
     (kg/day), equivalent hole (mm), reserves (s, linear and orifice), healthy
     sensors, kg/day per Pa/s of compensated slope, regime and its exponent,
-    group volume (m3) and group members.
+    group volume (m3) and group members; the pressure rate the group's
+    temperature alone drives now (``thermal_pa_s``, Pa/s of raw pressure,
+    positive when warming), its 1-sigma and the window it was taken from
+    (``thermal_now``; -1: none, rate 0 and a typical swing's sigma).
     """
 
     t_s: float
@@ -120,6 +125,40 @@ class VolumeFit:
     regime_exponent: np.ndarray
     group_m3: np.ndarray
     groups: tuple[tuple[str, ...], ...]
+    thermal_pa_s: np.ndarray
+    thermal_sigma_pa_s: np.ndarray
+    thermal_window: np.ndarray
+
+
+def typical_thermal_pa_s(p_pa, t_k) -> np.ndarray:
+    """The pressure rate (Pa/s) a typical orbital swing (``THERMAL_RATE_K_S``) drives."""
+    return np.asarray(p_pa, dtype=float) / t_k * THERMAL_RATE_K_S
+
+
+def thermal_now(p_now, t_eff_k, dt_eff_k_s, thermal_se_pa_s, windows_s, temp_lag_s, cols):
+    """The pressure rate the temperature alone drives now (Pa/s, ``(V,)``), its
+    1-sigma and the window it is taken from (-1: none).
+
+    Per window ``(nW, V)`` the group's effective temperature slope gives the
+    rate ``P dT_eff/dt / T_eff``; it describes the middle of the window as the
+    temperature sensors saw it, ``W / 2 + temp_lag_s`` ago, and an orbital
+    swing turns the rate by ``omega`` times its size per second since.  Each
+    volume takes the window with the least total error: the fit's
+    (``thermal_se_pa_s``, which counts the volumes without a temperature)
+    and that age's, with a swing at least the typical one.  Where no window
+    has a temperature: rate 0, sigma a typical swing's.
+    """
+    rate = p_now * dt_eff_k_s / t_eff_k
+    swing = np.fmax(np.abs(rate), typical_thermal_pa_s(p_now, t_eff_k))
+    age_se = swing * ORBIT_OMEGA_RAD_S * (np.asarray(windows_s)[:, None] * 0.5 + temp_lag_s)
+    var = thermal_se_pa_s**2 + age_se**2
+    ok = np.isfinite(rate) & np.isfinite(var)
+    j = np.argmin(np.where(ok, var, np.inf), axis=0)
+    found = ok.any(axis=0)
+    best = np.where(found, rate[j, cols], 0.0)
+    p_typ = np.where(np.isfinite(p_now), p_now, 101325.0)
+    sigma = np.where(found, np.sqrt(var[j, cols]), typical_thermal_pa_s(p_typ, 295.15))
+    return best, sigma, np.where(found, j, -1)
 
 
 class VolumeEstimator:
@@ -189,7 +228,7 @@ class VolumeEstimator:
         use_w = use & cov  # (nW, C)
         # raw and delayed slopes fused at once (rows 0 and 1)
         slope2 = np.stack((fits.slope_pa_s, fits.delayed_slope_pa_s))
-        se2 = np.stack((fits.stderr_pa_s, fits.delayed_stderr_pa_s))
+        se2 = np.stack((fits.sample_stderr_pa_s, fits.delayed_stderr_pa_s))
         f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
         fp, fpd = f2
         fpse, fpdse = f2se
@@ -313,6 +352,9 @@ class VolumeEstimator:
         tau = p_now / -best_s
         res_orf = np.where(falling, tau * np.log(np.maximum(p_now, pmin) / pmin), np.inf)
         n_h = use.astype(float) @ MT
+        th, th_se, th_j = thermal_now(
+            p_now, T_eff, dT_eff, np.sqrt(thermal_se2), windows_s, est.temp_lag_s, self._cols
+        )
         return VolumeFit(
             t_s=now_s,
             slope_pa_s=fp,
@@ -339,6 +381,9 @@ class VolumeEstimator:
             regime_exponent=regime_exponent.copy(),
             group_m3=groups.group_m3.copy(),
             groups=tuple(groups.members),
+            thermal_pa_s=th,
+            thermal_sigma_pa_s=th_se,
+            thermal_window=th_j,
         )
 
     def _best_window(self, fq, fse, filled):

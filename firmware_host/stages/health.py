@@ -152,11 +152,15 @@ class SensorHealth:
 
         Sensor-clock time over samples counted since the last call, averaged
         slowly; a gap or a reboot moves it at most by a factor of two per call.
+        A sensor's first samples only set the start: its clock ran since it
+        powered up, before the monitor counted anything (a monitor started an
+        hour after the sensors would measure one sample per hour).
         """
+        seen = self._rate_prev[0] > 0
         dn = n_total - self._rate_prev[0]
         dts = (last_t_us - self._rate_prev[1]) * 1e-6
         self._rate_prev = (n_total.copy(), last_t_us.copy())
-        ok = (dn > 0) & (dts > 0) & has_clock
+        ok = (dn > 0) & (dts > 0) & has_clock & seen
         # (under the core's np.errstate(invalid="ignore", divide="ignore"))
         inst = dts / dn
         p = self.period_s

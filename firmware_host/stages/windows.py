@@ -32,17 +32,43 @@ def estimation_period_s(config: MonitorConfig) -> float:
     return max(periods)
 
 
+def sample_slope_stderr(fit, noise_var: np.ndarray) -> np.ndarray:
+    """The slope's standard error (Pa/s) from the per-sample residual variance.
+
+    A slot holds the mean of its ``n`` samples; the slot-level error
+    (``Fit.stderr_pa_s``, ``k - 2`` degrees of freedom) counts a misfit (a
+    curving decay, a thermal swing) once per slot with weight ``n``, so the
+    same data in fewer, fuller slots gets a larger error (1.4x from 1 to 2
+    samples per slot).  Per sample instead: the weighted residual sum of the
+    slot means plus the scatter within the slots, which the slot means no
+    longer hold, estimated by the sensor's usual per-sample ``noise_var``
+    (Pa^2, ``(C,)``) with ``N - k`` degrees of freedom, over ``N - 2``; never
+    below the noise alone.  Where ``noise_var`` is not known (NaN), the
+    slot-level error.  Arrays ``(nW, C)``.
+    """
+    n, k = fit.n, fit.k
+    sxx = fit.t_span_s**2 * n / 12.0
+    sse_slots = fit.stderr_pa_s**2 * (k - 2) * sxx
+    var = (sse_slots + (n - k) * noise_var) / (n - 2)
+    var = np.fmax(var, noise_var)
+    return np.where(np.isfinite(noise_var), np.sqrt(var / sxx), fit.stderr_pa_s)
+
+
 @dataclass(frozen=True)
 class WindowFits:
     """Fits of every window (rows, ``(nW, C)``) for every channel at one slow tick.
 
     ``level_pa`` is the fitted pressure at the tick, ``level_now_pa`` ``(C,)`` that
     of the shortest window that has one; ``delayed_*`` the
-    pressure slope and its error as fitted a temperature lag ago.
+    pressure slope and its error as fitted a temperature lag ago.  ``stderr_pa_s``
+    is the slot-level error (what sensor health judges a window's scatter by),
+    ``sample_stderr_pa_s`` the per-sample one (``sample_slope_stderr``: what the
+    estimates state; the delayed error is per sample too).
     """
 
     slope_pa_s: np.ndarray
     stderr_pa_s: np.ndarray
+    sample_stderr_pa_s: np.ndarray
     slope_temp_k_s: np.ndarray
     stderr_temp_k_s: np.ndarray
     level_pa: np.ndarray
@@ -158,15 +184,17 @@ class WindowBank:
         bins += sums
         return minute_closed
 
-    def rapid_slopes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Pressure slopes and standard errors (Pa/s) of the raw-tier windows of the
-        rapid-depressurization test, ``(len(rapid_window_s), C)``."""
-        return self.tiers[0].pressure_slopes(self._rapid_local, self._rapid_min_slots)
+    def rapid_slopes(self, noise_var: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pressure slopes, standard errors and the errors the sensors' usual noise
+        ``noise_var`` (Pa^2, ``(C,)``) alone gives them (Pa/s) of the raw-tier
+        windows of the rapid-depressurization test, ``(len(rapid_window_s), C)``."""
+        return self.tiers[0].pressure_slopes(self._rapid_local, self._rapid_min_slots, noise_var)
 
     # --- every slow tick ------------------------------------------------------------
-    def fits(self, now_s: float) -> WindowFits:
+    def fits(self, now_s: float, noise_var: np.ndarray) -> WindowFits:
         """Fits of every window at host time ``now_s`` (s); also records the pressure
-        slopes for the lag history (call once per slow tick)."""
+        slopes for the lag history (call once per slow tick).  ``noise_var``: each
+        sensor's usual per-sample pressure variance (Pa^2, NaN: not known yet)."""
         # the sums of every configured window, stacked tier by tier in one block, fitted
         # at once (the same element-wise arithmetic as one fit per tier) and put in
         # window order; the references of each row are rebuilt when a tier's change
@@ -193,6 +221,7 @@ class WindowBank:
         fit = fit_sums_raw(sums, t_ref, p_ref, temp_ref)
         slope_p = fit.slope_pa_s
         se_p = fit.stderr_pa_s
+        se_sample = sample_slope_stderr(fit, noise_var)
         level_p = fit.mean_pa + fit.slope_pa_s * (now_s - fit.t_mean_s)
         # the pressure now: the shortest window's fitted level, or where that window
         # is empty (slow sensors: two 0.2 Hz samples in 10 s) the next one's
@@ -207,12 +236,13 @@ class WindowBank:
         hist = self._lag_history
         i = self._fits_done % (L + 1)
         hist[i, 0] = slope_p
-        hist[i, 1] = se_p
+        hist[i, 1] = se_sample
         di = max(self._fits_done - L, 0) % (L + 1)
         self._fits_done += 1
         return WindowFits(
             slope_pa_s=slope_p,
             stderr_pa_s=se_p,
+            sample_stderr_pa_s=se_sample,
             slope_temp_k_s=slope_T,
             stderr_temp_k_s=se_T,
             level_pa=level_p,

@@ -229,10 +229,35 @@ def _plain_pressure_slopes(sums, windows, min_samples):
 def test_pressure_slopes_equal_the_plain_formulas_bit_for_bit():
     for tier in _random_history(5):
         for windows, min_samples in ((np.array([0, 1, 2]), 3), (np.array([2, 0]), 12)):
-            slope, se = tier.pressure_slopes(windows, min_samples)
+            slope, se, _ = tier.pressure_slopes(windows, min_samples)
             ref_slope, ref_se = _plain_pressure_slopes(tier.sums, windows, min_samples)
             assert np.array_equal(slope, ref_slope, equal_nan=True)
             assert np.array_equal(se, ref_se, equal_nan=True)
+
+
+def test_pressure_slopes_noise_error_is_the_noise_over_the_time_spread():
+    """The third array: sqrt(noise_var / sxx), sxx the sample-weighted spread of the
+    slots' times about their mean (NaN where the window is too thin)."""
+    for k, tier in enumerate(_random_history(3)):
+        if k % 37:
+            continue
+        windows = np.array([0, 1, 2])
+        nv = np.linspace(1.0, 9.0, tier.n_channels)
+        slope, se, noise_se = tier.pressure_slopes(windows, 3, nv)
+        assert noise_se is not None and noise_se.shape == slope.shape
+        for i, w in enumerate(windows):
+            m = int(tier.window_slots[w])
+            view = tier.latest(m)
+            for c in range(tier.n_channels):
+                n = view.n[:, c].astype(float)
+                if np.isnan(slope[i, c]):
+                    assert np.isnan(noise_se[i, c])
+                    continue
+                t = view.t_s[:, c]
+                tb = (n * t).sum() / n.sum()
+                sxx = (n * (t - tb) ** 2).sum()
+                assert noise_se[i, c] == pytest.approx(np.sqrt(nv[c] / sxx), rel=1e-5)
+        assert tier.pressure_slopes(windows, 3)[2] is None
 
 
 def test_running_sums_equal_exact_sums_right_after_a_rebase_and_stay_close():
