@@ -45,6 +45,8 @@ class AlarmKind(enum.Enum):
     SENSOR_SPIKE = "sensor_spike"
     SENSOR_DISAGREE = "sensor_disagree"
     SENSOR_NOISY = "sensor_noisy"
+    #: ADVISORY: a slow drift against the group's other sensors (half the CAUTION limit)
+    SENSOR_DRIFT = "sensor_drift"
     LINK_UNKNOWN_ADDRESS = "link_unknown_address"
     #: ADVISORY: a volume already in CAUTION LEAK leaks markedly faster (a second leak)
     LEAK_RATE_ROSE = "leak_rate_rose"

@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from common.gas import kg_day_per_pa_s
 from firmware_host.alarms import ActiveAlarm, AlarmEvent
 from firmware_host.config import Limits, MonitorConfig
 from firmware_host.stages import alarm_rules
@@ -77,7 +78,7 @@ class MonitorCore:
         self.groups = HatchGroups(config, self.channels)
         self.windows = WindowBank(config, self.channels.n_channels)
         self.conditioner = SampleConditioner(config, self.channels)
-        self.conditioner.on_reset = self.windows.clear_channels
+        self.conditioner.on_reset = self._clear_history
         self.slow_period_s = self.windows.slow_period_s
         self.health = SensorHealth(config, self.channels, self.slow_period_s)
         self.estimator = VolumeEstimator(config, self.channels, self.windows.lag_s)
@@ -178,6 +179,14 @@ class MonitorCore:
         cond, health, groups = self.conditioner, self.health, self.groups
         fits = self.windows.fits(now_s, self.health.noise_var)
         rate_hz = health.measure_rates(cond.n_total, cond.last_t_us, cond.has_clock)
+        ch = self.channels
+        health.check_drift(
+            now_s,
+            fits,
+            groups.group_id[ch.volume_of],
+            groups.settled_from_channel,
+            self._drift_limit_pa_s(),
+        )
         corrupt = health.update(
             now_s,
             fits,
@@ -187,7 +196,7 @@ class MonitorCore:
             cond.has_sample,
         )
         if corrupt.any():
-            self.windows.clear_channels(corrupt)
+            self._clear_history(corrupt)
             cond.clear_sums(corrupt)
         health.learn_noise(cond.reg_p, cond.reg_count, self.limits.emergency_drop_sigma)
         clock_rate_ppm = cond.clock_rate_ppm()
@@ -201,6 +210,8 @@ class MonitorCore:
             groups,
             tuple(self.regime.regime),
             self.regime.exponent,
+            groups.settled(now_s),
+            self.limits,
         )
         if minute_closed:
             self.regime.update(self.windows.minute_view(), health.usable, groups.changed_t)
@@ -223,7 +234,6 @@ class MonitorCore:
         )
         self._rapid_alarm(now_s, events)
         hc = self.config.health
-        ch = self.channels
         self.alarms.step_sensors(
             now_s,
             health.active,
@@ -247,6 +257,7 @@ class MonitorCore:
                 ch.volume_of,
                 np.vstack((ch.range_lo, ch.range_hi)),
                 hc,
+                (health.drift_pa_s, health.drift_window_s, health.drift_limit_pa_s),
             ),
         )
         self.alarms.step_links(now_s, cond.unknown, hc.recover_s, events)
@@ -261,6 +272,22 @@ class MonitorCore:
             clock_rate_ppm=clock_rate_ppm,
             samples=cond.n_total.copy(),
         )
+
+    def _clear_history(self, mask: np.ndarray) -> None:
+        """Forget the window history of the channels in ``mask`` (a reset, suspect
+        data); health learns from when their windows hold clean data again."""
+        self.windows.clear_channels(mask)
+        t = self.last_tick_s
+        self.health.history_from_s[mask] = -np.inf if math.isnan(t) else t
+
+    def _drift_limit_pa_s(self) -> np.ndarray:
+        """Per sensor, the drift (Pa/s) that moves its volume's fused estimate by half
+        the CAUTION limit: with ``n`` healthy sensors a sensor's error reaches the
+        estimate divided by ``n``, and 1 Pa/s is ``kg_day_per_pa_s`` of the group."""
+        ch = self.channels
+        n = np.maximum(self.health.usable.astype(float) @ ch.member.T, 1.0)
+        k = kg_day_per_pa_s(self.groups.group_m3, self.config.t_ref_k)
+        return (0.5 * self.limits.caution_leak_kg_day * n / k)[ch.volume_of]
 
     def _rapid_alarm(self, now_s: float, events: list) -> None:
         """EMERGENCY rapid depressurization on the raw tier: every slow tick, and every

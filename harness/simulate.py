@@ -33,6 +33,7 @@ TRACE_FIELDS = (
     "pressure_pa",
     "dpdt_pa_s",
     "reserve_s",
+    "state",
 )
 
 
@@ -64,7 +65,8 @@ class EstimateTrace:
     Stored in numpy arrays grown in blocks (a month of seconds for 8 volumes is
     about 1 GB, not the many of Python lists): ``t_s`` is a 1-D array and
     ``mass_rate_kg_day``, ``mass_rate_sigma_kg_day``, ``hole_mm``,
-    ``pressure_pa``, ``dpdt_pa_s``, ``reserve_s`` are (records, volumes) arrays
+    ``pressure_pa``, ``dpdt_pa_s``, ``reserve_s``, ``state`` (``EstimateState``
+    codes) are (records, volumes) arrays
     (views: ``trace.hole_mm[i][j]``); ``regime`` a sequence of rows of names.
     ``capacity`` reserves that many records up front.
     """
@@ -107,6 +109,7 @@ class EstimateTrace:
                         v.pressure_pa,
                         _best_slope(v),
                         min(v.reserve_s_linear, v.reserve_s_orifice),
+                        float(v.state),
                     ]
                 )
                 name = v.regime.name
@@ -132,6 +135,8 @@ class EstimateTrace:
     pressure_pa = property(lambda self: self._field(3))
     dpdt_pa_s = property(lambda self: self._field(4))
     reserve_s = property(lambda self: self._field(5))
+    #: ``EstimateState`` codes as floats (NaN: the volume had no estimate)
+    state = property(lambda self: self._field(6))
 
     @property
     def regime(self) -> _RegimeRows:

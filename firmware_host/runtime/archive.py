@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS estimates (
     dpdt_pa_s REAL, dpdt_sigma_pa_s REAL, window_s REAL,
     mass_rate_kg_day REAL, mass_rate_sigma_kg_day REAL, hole_mm REAL,
     reserve_s_linear REAL, reserve_s_orifice REAL, regime TEXT,
-    n_healthy INTEGER, group_volume_m3 REAL);
+    n_healthy INTEGER, group_volume_m3 REAL, state TEXT);
 CREATE INDEX IF NOT EXISTS estimates_by_volume ON estimates (volume, t_s);
 CREATE TABLE IF NOT EXISTS events (
     t_s REAL NOT NULL, source TEXT, level TEXT, kind TEXT, transition TEXT,
@@ -50,6 +50,14 @@ def _real(x) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _add_state_column(db: sqlite3.Connection) -> None:
+    """An archive written before estimates had a state gets the column (NULL in its
+    old rows: those estimates were not judged)."""
+    cols = {row[1] for row in db.execute("PRAGMA table_info(estimates)")}
+    if "state" not in cols:
+        db.execute("ALTER TABLE estimates ADD COLUMN state TEXT")
+
+
 class Archive:
     """Append-only archive writer; a listener fed by the monitor loop."""
 
@@ -68,6 +76,7 @@ class Archive:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(SCHEMA)
+            _add_state_column(self._db)
             self._db.commit()
         except (sqlite3.Error, OSError) as exc:
             raise InputFileError(str(path), f"cannot open archive: {exc}") from None
@@ -112,10 +121,11 @@ class Archive:
                         v.regime.name,
                         int(v.n_healthy_sensors),
                         _real(v.group_volume_m3),
+                        v.state.name,
                     )
                 )
             self._db.executemany(
-                "INSERT INTO estimates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
+                "INSERT INTO estimates VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
             self.rows_written += len(rows)
         if t - self._last_sensor_s >= SENSOR_PERIOD_S:

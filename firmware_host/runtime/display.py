@@ -74,11 +74,43 @@ def _best_slope(v) -> float:
     return math.nan
 
 
+def _not_settled(v) -> str | None:
+    """What the estimate columns say while a volume's estimate is no fact, else None:
+    "no estimate yet", or "settling" with the sigma of the number it has."""
+    state = getattr(v, "state", None)
+    if state is None or state.name == "SETTLED":
+        return None
+    if state.name == "NONE":
+        return "no estimate yet"
+    sig = v.mass_rate_sigma_kg_day
+    if sig is None or not math.isfinite(sig):
+        return "settling"
+    return f"settling (+-{sig:.3g} kg/day)"
+
+
 def render(view: View) -> list[str]:
-    """The screen as lines of at most 80 characters."""
+    """The screen as lines of at most 80 characters.
+
+    A volume whose estimate is not settled shows its pressure and, in place of
+    dP/dt, leak, hole and reserve, "settling (+-sigma kg/day)" or "no estimate
+    yet": a number the data cannot support is never shown as a fact."""
     lines = [f"{view.title}  t={view.t_s:,.0f} s"[:WIDTH]]
     lines.append("volume          kPa   mmHg   Pa/min   mmHg/h   kg/day hole mm  reserve  n")
     for v in view.volumes:
+        note = _not_settled(v)
+        if note is not None:
+            lines.append(
+                " ".join(
+                    (
+                        f"{v.volume[:10]:<10}",
+                        _f(v.pressure_pa / 1000, ".3f", 8),
+                        _f(v.pressure_pa / MMHG_PA, ".1f", 6),
+                        f"{note[:50]:^50}",
+                        f"{v.n_healthy_sensors:>2}",
+                    )
+                )[:WIDTH]
+            )
+            continue
         slope = _best_slope(v)
         leak = v.mass_rate_kg_day
         hole = v.hole_mm if leak is not None and math.isfinite(leak) and leak > 0 else math.nan
@@ -158,6 +190,13 @@ def plain_lines(view: View) -> list[str]:
     """One status line per volume, for logs and pipes."""
     out = []
     for v in view.volumes:
+        note = _not_settled(v)
+        if note is not None:
+            out.append(
+                f"t={view.t_s:.0f}s {v.volume} P={_f(v.pressure_pa / 1000, '.3f', 0)}kPa "
+                f"estimate: {note} alarms={len(view.alarms)}"
+            )
+            continue
         slope = _best_slope(v)
         reserve = min(v.reserve_s_linear, v.reserve_s_orifice)
         out.append(

@@ -41,12 +41,18 @@ def plot_archive(
     archive: str | Path, out_png: str | Path, title: str | None = None, truth: dict | None = None
 ) -> Path:
     """Draw the archive into ``out_png``; ``truth`` optionally overlays the true pressure
-    per volume as ``{volume: (t_s array, pressure_pa array)}``."""
+    per volume as ``{volume: (t_s array, pressure_pa array)}``.
+
+    dP/dt, leak and reserve are drawn only where the estimate was settled
+    (``EstimateState.SETTLED``; an archive written before estimates had a
+    state draws every row): a settling estimate is not shown as a fact."""
     plt = pyplot()
     db = open_archive(archive)
+    cols = {row[1] for row in db.execute("PRAGMA table_info(estimates)")}
+    state = "state" if "state" in cols else "NULL"
     rows = db.execute(
         "SELECT t_s, volume, pressure_pa, dpdt_pa_s, reserve_s_linear, reserve_s_orifice, "
-        "mass_rate_kg_day FROM estimates ORDER BY t_s"
+        f"mass_rate_kg_day, {state} FROM estimates ORDER BY t_s"
     ).fetchall()
     events = db.execute("SELECT t_s, level, transition FROM events ORDER BY t_s").fetchall()
     db.close()
@@ -69,6 +75,8 @@ def plot_archive(
                 for r in rs
             ]
         )
+        settling = np.array([r[7] is not None and r[7] != "SETTLED" for r in rs])
+        a[settling, 2:] = np.nan
         t = (a[:, 0] - t0) / scale
         ax_p.plot(t, a[:, 1] / 1000, label=vol)
         ax_d.plot(t, a[:, 2] * 60, label=vol)

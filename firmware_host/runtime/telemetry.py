@@ -60,6 +60,7 @@ def _estimate(v) -> dict:
         "regime": v.regime.name,
         "n_healthy": v.n_healthy_sensors,
         "group_m3": v.group_volume_m3,
+        "state": v.state.name,
     }
 
 

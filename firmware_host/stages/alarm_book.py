@@ -43,6 +43,7 @@ from firmware_host.stages.alarm_rules import (
 )
 from firmware_host.stages.health import (
     DISAGREE_COL,
+    DRIFT_COL,
     FAULT_KINDS,
     NOISY_COL,
     STALE_COL,
@@ -60,6 +61,7 @@ FAULT_ALARM = {
     FaultKind.SPIKE: AlarmKind.SENSOR_SPIKE,
     FaultKind.DISAGREE: AlarmKind.SENSOR_DISAGREE,
     FaultKind.NOISY: AlarmKind.SENSOR_NOISY,
+    FaultKind.DRIFT: AlarmKind.SENSOR_DRIFT,
 }
 _FAULT_UNIT = {STALE_COL: "s", STUCK_COL: "samples"}
 _OUT_OF_RANGE_COL = column(FaultKind.OUT_OF_RANGE)
@@ -78,7 +80,10 @@ class SensorReadings:
     volume's sensors that have no fault of their own, ``slope_offset_pa_s`` the
     same of the slope (Pa/s) in the window up to ``disagree_max_window_s``
     where it is most significant, ``slope_window_s`` (NaN: unknown);
-    ``range_pa`` ``(2, C)`` the calibrated ranges; ``health`` the thresholds.
+    ``range_pa`` ``(2, C)`` the calibrated ranges; ``health`` the thresholds;
+    ``drift_pa_s``/``drift_window_s``/``drift_limit_pa_s`` the slow drift
+    against the group's other sensors, its window and limit
+    (``SensorHealth.check_drift``; NaN: none found).
     """
 
     noise_pa: np.ndarray
@@ -88,6 +93,9 @@ class SensorReadings:
     slope_window_s: np.ndarray
     range_pa: np.ndarray
     health: HealthConfig
+    drift_pa_s: np.ndarray | None = None
+    drift_window_s: np.ndarray | None = None
+    drift_limit_pa_s: np.ndarray | None = None
 
     @staticmethod
     def from_stages(
@@ -104,6 +112,7 @@ class SensorReadings:
         volume_of: np.ndarray,
         range_pa: np.ndarray,
         health: HealthConfig,
+        drift: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> SensorReadings:
         """From the window fits and the health stage's arrays.
 
@@ -144,7 +153,23 @@ class SensorReadings:
             windows_s[ws][k],
             range_pa,
             health,
+            *(drift or (None, None, None)),
         )
+
+
+def _drift_words(c: int, r: SensorReadings | None, raised: bool) -> str:
+    """The drift advisory in words: how far, over which window, against which limit."""
+    if r is None or r.drift_pa_s is None or not np.isfinite(r.drift_pa_s[c]):
+        if not raised:
+            return "no drift against its group's other sensors for the hold time"
+        return "drifts from its group's other sensors"
+    day = 86400.0
+    return (
+        f"drifts {fmt_num(float(r.drift_pa_s[c]) * day)} Pa/day from its group's other "
+        f"sensors over {fmt_duration(float(r.drift_window_s[c]))} (limit "
+        f"{fmt_num(float(r.drift_limit_pa_s[c]) * day)} Pa/day: half the CAUTION limit "
+        "in its volume's estimate)"
+    )
 
 
 def sensor_detail(
@@ -178,6 +203,8 @@ def sensor_detail(
                 )
             return f"slope away from its volume's other sensors, {where} the median"
         return f"{where} the volume's median"
+    if col == DRIFT_COL:
+        return _drift_words(c, r, raised)
     if not raised:
         return "no such fault for the hold time"
     if col == _OUT_OF_RANGE_COL:

@@ -12,13 +12,14 @@ Units: Pa, Pa/s, K, kg/day, mm, s.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from common.gas import KELVIN, SECONDS_PER_DAY, equivalent_area_m2, kg_day_per_pa_s
-from firmware_host.config import MonitorConfig
+from firmware_host.config import Limits, MonitorConfig
 from firmware_host.stages.regime import Regime
 from firmware_host.stages.topology import Channels, HatchGroups
 from firmware_host.stages.windows import WindowFits
@@ -35,6 +36,52 @@ THERMAL_JUMP = 2.0
 JUMP_HOLD_MAX_WINDOW_S = 60.0
 #: Smallest slope standard error used as a weight (Pa/s).
 SE_FLOOR = 1e-6
+
+
+class EstimateState(enum.IntEnum):
+    """How far a volume's estimate can be taken as a fact (explicit codes).
+
+    ``NONE``: no window is usable, there is no number.  ``SETTLING``: a number
+    the data cannot support yet (the windows are still filling, the group has
+    just changed, or it claims a gain of mass while the pressure falls): the
+    operator sees it flagged with its sigma, never as a fact.  ``SETTLED``:
+    the estimate stands.
+    """
+
+    NONE = 0
+    SETTLING = 1
+    SETTLED = 2
+
+
+def estimate_state(
+    best_window: np.ndarray,
+    mass_rate_kg_day: np.ndarray,
+    sigma_kg_day: np.ndarray,
+    raw_slope_pa_s: np.ndarray,
+    group_settled: np.ndarray,
+    limits: Limits,
+) -> np.ndarray:
+    """Each volume's ``EstimateState`` code, ``(V,)`` int8.
+
+    SETTLED where the volume's group has settled after a hatch change, the
+    mass rate is known and either precise against the CAUTION limit (sigma
+    at most the limit) or clearly not zero (beyond ``caution_sigma`` sigma),
+    and it is not a significant gain of mass while the raw pressure of its
+    best window (``raw_slope_pa_s``, undelayed) falls: compensation a lag
+    behind a leak's onset, whose cooling the temperature sensors already
+    see, can show that for a moment, and no leak makes air.
+    """
+    L = limits
+    known = (best_window >= 0) & np.isfinite(mass_rate_kg_day) & np.isfinite(sigma_kg_day)
+    with np.errstate(invalid="ignore"):
+        precise = (sigma_kg_day <= L.caution_leak_kg_day) | (
+            np.abs(mass_rate_kg_day) > L.caution_sigma * sigma_kg_day
+        )
+        impossible = (mass_rate_kg_day < -L.caution_sigma * sigma_kg_day) & (raw_slope_pa_s < 0)
+    settled = known & group_settled & precise & ~impossible
+    out = np.where(known, EstimateState.SETTLING, EstimateState.NONE).astype(np.int8)
+    out[settled] = EstimateState.SETTLED
+    return out
 
 
 def fuse_slopes(slope, se, use, member, volume_of):
@@ -97,7 +144,8 @@ class VolumeFit:
     group volume (m3) and group members; the pressure rate the group's
     temperature alone drives now (``thermal_pa_s``, Pa/s of raw pressure,
     positive when warming), its 1-sigma and the window it was taken from
-    (``thermal_now``; -1: none, rate 0 and a typical swing's sigma).
+    (``thermal_now``; -1: none, rate 0 and a typical swing's sigma); each
+    volume's ``EstimateState`` code (``estimate_state``).
     """
 
     t_s: float
@@ -128,6 +176,7 @@ class VolumeFit:
     thermal_pa_s: np.ndarray
     thermal_sigma_pa_s: np.ndarray
     thermal_window: np.ndarray
+    state: np.ndarray
 
 
 def typical_thermal_pa_s(p_pa, t_k) -> np.ndarray:
@@ -196,6 +245,8 @@ class VolumeEstimator:
         groups: HatchGroups,
         regime: tuple[Regime, ...],
         regime_exponent: np.ndarray,
+        group_settled: np.ndarray,
+        limits: Limits,
     ) -> VolumeFit:
         """Fuse the window ``fits`` at host time ``now_s`` (s).
 
@@ -203,7 +254,8 @@ class VolumeEstimator:
         data is not suspect (they may lend a temperature), ``rate_hz`` each
         sensor's sample rate (a sensor counts in a window only where it covered
         ``min_fill`` of it), ``regime`` each volume's flow regime (for the decay
-        correction).
+        correction), ``group_settled`` the volumes whose group has settled and
+        ``limits`` the active limits (for the estimate's state).
 
         Raw dP/dt: inverse-variance mean of the volume's sensors (inflated by the
         Birge ratio when they scatter more than their errors).  Compensated:
@@ -384,6 +436,14 @@ class VolumeEstimator:
             thermal_pa_s=th,
             thermal_sigma_pa_s=th_se,
             thermal_window=th_j,
+            state=estimate_state(
+                best_j,
+                mdot,
+                mdot_se,
+                np.where(best_j >= 0, fp[np.maximum(best_j, 0), cols], np.nan),
+                group_settled,
+                limits,
+            ),
         )
 
     def _best_window(self, fq, fse, filled):

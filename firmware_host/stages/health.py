@@ -18,6 +18,7 @@ the sudden-drop test.  Units: s, Pa, Pa/s, Pa^2.
 from __future__ import annotations
 
 import enum
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -49,6 +50,7 @@ class FaultKind(enum.IntFlag):
     SPIKE = 32
     DISAGREE = 64
     NOISY = 128
+    DRIFT = 256
 
 
 FAULT_KINDS: tuple[FaultKind, ...] = tuple(FaultKind)
@@ -63,11 +65,16 @@ STALE_COL = column(FaultKind.STALE)
 STUCK_COL = column(FaultKind.STUCK)
 DISAGREE_COL = column(FaultKind.DISAGREE)
 NOISY_COL = column(FaultKind.NOISY)
+DRIFT_COL = column(FaultKind.DRIFT)
 #: fault kinds reported as event flags by the conditioner
 FLAG_KINDS = (FaultKind.OUT_OF_RANGE, FaultKind.STATUS, FaultKind.REBOOT, FaultKind.SPIKE)
-#: the columns of the faults that are the sensor's own (all but disagreement, where a
-#: pair cannot tell which one is wrong)
-OWN_COLS = np.array([column(k) for k in FAULT_KINDS if k is not FaultKind.DISAGREE])
+#: the columns of the faults that are the sensor's own (all but disagreement and
+#: drift, where a pair cannot tell which one is wrong: advisories only)
+OWN_COLS = np.array(
+    [column(k) for k in FAULT_KINDS if k not in (FaultKind.DISAGREE, FaultKind.DRIFT)]
+)
+#: How often (s) the drift test runs: it reads windows of many minutes.
+DRIFT_PERIOD_S = 60.0
 #: the columns of the faults a sensor shows by itself, before any comparison
 SELF_COLS = np.array([column(k) for k in (FaultKind.STALE, FaultKind.STUCK, *FLAG_KINDS)])
 
@@ -141,6 +148,16 @@ class SensorHealth:
         # learn_noise: each register's successor position, and the register width
         # whose white-noise calibration is cached
         self._noise_w = 0
+        # check_drift: the windows longer than the disagreement test's, its result
+        self.drift_windows = np.flatnonzero(windows_s > self.hc.disagree_max_window_s)
+        self.drift = np.zeros(C, dtype=bool)
+        self.drift_pa_s = np.full(C, np.nan)  # the drift found (Pa/s against the others)
+        self.drift_window_s = np.full(C, np.nan)
+        self.drift_limit_pa_s = np.full(C, np.nan)
+        self._next_drift_s = -np.inf
+        #: from when (host s) each channel's window history is whole (the core sets
+        #: it when it clears a channel's history)
+        self.history_from_s = np.full(C, -np.inf)
 
     def stale_limit_s(self) -> np.ndarray:
         """After how long (s) without a sample each sensor is stale: ``stale_periods``
@@ -218,6 +235,7 @@ class SensorHealth:
         self.scatter_age = self.scatter_age + np.where(learn, self.slow_period_s, 0.0)
         cond[:, DISAGREE_COL] = disagree
         cond[:, NOISY_COL] = noisy
+        cond[:, DRIFT_COL] = self.drift
         self.fault_value[:, STALE_COL] = age
         self.fault_value[:, STUCK_COL] = stuck_run
         self.fault_last[cond] = now_s
@@ -247,6 +265,90 @@ class SensorHealth:
         state[~has_sample] = int(HealthState.NO_DATA)
         self.state = state
         return corrupt
+
+    def check_drift(
+        self,
+        now_s: float,
+        fits,
+        group_of: np.ndarray,
+        clean_from_s: np.ndarray | None,
+        limit_pa_s: np.ndarray,
+    ) -> None:
+        """Slow drift: a sensor whose raw pressure slope over a window longer than
+        ``disagree_max_window_s`` departs from its group's other sensors by more
+        than ``limit_pa_s`` (Pa/s, ``(C,)``: what would move its volume's estimate
+        by half the CAUTION limit) and ``disagree_sigma`` standard errors
+        (``drift``, ``drift_pa_s``, ``drift_window_s``; runs every
+        ``DRIFT_PERIOD_S``).
+
+        The pressure is one across an open hatch, so every sensor of a volume
+        group (``group_of``: each channel's group id) reads the same slope,
+        thermal swings included.  A pair is compared with each other (both are
+        flagged: which one drifts?), three or more with their median (the
+        outlier).  A sensor alone in its group cannot be judged.  Windows that
+        began before ``clean_from_s`` (each channel's group settled after a
+        hatch change; None: never changed), before a sensor's history was last
+        cleared (``history_from_s``) or that it did not cover (97 %) are left
+        out.  An advisory only: the sensor stays in the estimates.
+        """
+        if now_s < self._next_drift_s:
+            return
+        self._next_drift_s = now_s + DRIFT_PERIOD_S
+        dw = self.drift_windows
+        C = self.channels.n_channels
+        flag = np.zeros(C, dtype=bool)
+        value = np.full(C, np.nan)
+        win = np.full(C, np.nan)
+        if len(dw):
+            w = self.windows_s[dw, None]
+            sl = fits.slope_pa_s[dw]
+            # the noise alone: a thermal misfit common to the group cancels in the
+            # difference
+            se = fits.noise_stderr_pa_s[dw]
+            valid = np.isfinite(sl) & np.isfinite(se) & ~self.faulted[None, :]
+            # every compared window whole: under a thermal swing the slope of a
+            # window that holds a few minutes less is another slope
+            valid &= fits.n_samples[dw] >= 0.97 * w * self.rate_hz[None, :]
+            valid &= (now_s - w) >= self.history_from_s[None, :]
+            if clean_from_s is not None:
+                valid &= (now_s - w) >= clean_from_s[None, :]
+            k = self.hc.disagree_sigma
+            for g in np.unique(group_of).tolist():
+                m = np.flatnonzero(group_of == g)
+                if len(m) < 2:
+                    continue
+                x = np.where(valid[:, m], sl[:, m], np.nan)
+                e = np.where(valid[:, m], se[:, m], np.nan)
+                cnt = np.isfinite(x).sum(axis=1, keepdims=True)
+                # a pair: the other one; three or more: the median
+                tot = np.nansum(x, axis=1, keepdims=True)
+                tot_e = np.sqrt(np.nansum(e**2, axis=1, keepdims=True))
+                pair = cnt == 2
+                with warnings.catch_warnings():  # windows nobody covered: NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    med = np.nanmedian(x, axis=1, keepdims=True)
+                    med_e = np.nanmedian(e, axis=1, keepdims=True)
+                ref = np.where(pair, tot - x, med)
+                ref_e = np.where(pair, np.sqrt(np.maximum(tot_e**2 - e**2, 0.0)), med_e)
+                dev = x - ref
+                hit = (
+                    (cnt >= 2)
+                    & (np.abs(dev) > limit_pa_s[m][None, :])
+                    & (np.abs(dev) > k * np.hypot(e, ref_e))
+                )
+                if not hit.any():
+                    continue
+                # the drift of the longest window that shows it
+                j = len(dw) - 1 - np.argmax(hit[::-1], axis=0)
+                cols = np.arange(len(m))
+                got = hit.any(axis=0)
+                flag[m] = got
+                value[m] = np.where(got, dev[j, cols], np.nan)
+                win[m] = np.where(got, self.windows_s[dw][j], np.nan)
+        self.drift = flag
+        self.drift_pa_s = value
+        self.drift_window_s = win
+        self.drift_limit_pa_s = np.asarray(limit_pa_s, dtype=float).copy()
 
     def _disagreement(self, ok, slope, se, level, scatter):
         """Flag sensors whose level or slope is far from their volume's median, and

@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from firmware_host.alarms import AlarmEvent
-from firmware_host.stages.estimation import VolumeFit
+from firmware_host.stages.estimation import EstimateState, VolumeFit
 from firmware_host.stages.health import FAULT_KINDS, FaultKind, HealthState
 from firmware_host.stages.regime import Regime
 
@@ -52,6 +52,9 @@ class VolumeEstimate:
     ``group_volume_m3`` their total size, used for the mass rate and the hole.
     ``best_window_s`` is the window the mass rate comes from.  Reserve times in
     s (inf: not losing pressure), ``hole_mm`` the equivalent sharp-edged hole.
+    ``state`` says whether the rate, hole and reserves are a fact
+    (``EstimateState.SETTLED``), a number still settling, flagged with its
+    sigma, or none.
     """
 
     volume: str
@@ -70,11 +73,18 @@ class VolumeEstimate:
     regime: Regime
     regime_exponent: float
     n_healthy_sensors: int
+    state: EstimateState = EstimateState.SETTLED
+
+    @property
+    def settled(self) -> bool:
+        """The rate, hole and reserves can be shown as a fact."""
+        return self.state is EstimateState.SETTLED
 
     def to_json_dict(self) -> dict:
         d = {k: _num(getattr(self, k)) for k in self.__dataclass_fields__ if k != "dpdt"}
         d["group"] = list(self.group)
         d["regime"] = self.regime.name
+        d["state"] = self.state.name
         d["dpdt"] = [{k: _num(v) for k, v in w.__dict__.items()} for w in self.dpdt]
         return d
 
@@ -243,6 +253,7 @@ def build_volumes(layout: Layout, d: VolumeFit | None) -> tuple[VolumeEstimate, 
                 regime=d.regime[v],
                 regime_exponent=float(d.regime_exponent[v]),
                 n_healthy_sensors=int(d.n_healthy[v]),
+                state=EstimateState(int(d.state[v])),
             )
         )
     return tuple(out)

@@ -32,7 +32,7 @@ def estimation_period_s(config: MonitorConfig) -> float:
     return max(periods)
 
 
-def sample_slope_stderr(fit, noise_var: np.ndarray) -> np.ndarray:
+def sample_slope_stderr(fit, noise_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The slope's standard error (Pa/s) from the per-sample residual variance.
 
     A slot holds the mean of its ``n`` samples; the slot-level error
@@ -44,14 +44,16 @@ def sample_slope_stderr(fit, noise_var: np.ndarray) -> np.ndarray:
     longer hold, estimated by the sensor's usual per-sample ``noise_var``
     (Pa^2, ``(C,)``) with ``N - k`` degrees of freedom, over ``N - 2``; never
     below the noise alone.  Where ``noise_var`` is not known (NaN), the
-    slot-level error.  Arrays ``(nW, C)``.
+    slot-level error.  Also the error the noise alone gives the slope,
+    ``sqrt(noise_var / Sxx)`` (NaN where not known).  Arrays ``(nW, C)``.
     """
     n, k = fit.n, fit.k
     sxx = fit.t_span_s**2 * n / 12.0
     sse_slots = fit.stderr_pa_s**2 * (k - 2) * sxx
     var = (sse_slots + (n - k) * noise_var) / (n - 2)
     var = np.fmax(var, noise_var)
-    return np.where(np.isfinite(noise_var), np.sqrt(var / sxx), fit.stderr_pa_s)
+    known = np.isfinite(noise_var)
+    return np.where(known, np.sqrt(var / sxx), fit.stderr_pa_s), np.sqrt(noise_var / sxx)
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,15 @@ class WindowFits:
     pressure slope and its error as fitted a temperature lag ago.  ``stderr_pa_s``
     is the slot-level error (what sensor health judges a window's scatter by),
     ``sample_stderr_pa_s`` the per-sample one (``sample_slope_stderr``: what the
-    estimates state; the delayed error is per sample too).
+    estimates state; the delayed error is per sample too), ``noise_stderr_pa_s``
+    what the sensor's white noise alone gives (a difference between sensors,
+    where a common misfit cancels).
     """
 
     slope_pa_s: np.ndarray
     stderr_pa_s: np.ndarray
     sample_stderr_pa_s: np.ndarray
+    noise_stderr_pa_s: np.ndarray
     slope_temp_k_s: np.ndarray
     stderr_temp_k_s: np.ndarray
     level_pa: np.ndarray
@@ -221,7 +226,7 @@ class WindowBank:
         fit = fit_sums_raw(sums, t_ref, p_ref, temp_ref)
         slope_p = fit.slope_pa_s
         se_p = fit.stderr_pa_s
-        se_sample = sample_slope_stderr(fit, noise_var)
+        se_sample, se_noise = sample_slope_stderr(fit, noise_var)
         level_p = fit.mean_pa + fit.slope_pa_s * (now_s - fit.t_mean_s)
         # the pressure now: the shortest window's fitted level, or where that window
         # is empty (slow sensors: two 0.2 Hz samples in 10 s) the next one's
@@ -243,6 +248,7 @@ class WindowBank:
             slope_pa_s=slope_p,
             stderr_pa_s=se_p,
             sample_stderr_pa_s=se_sample,
+            noise_stderr_pa_s=se_noise,
             slope_temp_k_s=slope_T,
             stderr_temp_k_s=se_T,
             level_pa=level_p,
