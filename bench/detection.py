@@ -197,6 +197,7 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         reserve.update(true_s=_fin(true), shown_s=_fin(shown), orifice_s=_fin(at_settle["orifice"]))
         reserve["shown_error_pct"] = _err(shown, true)
         reserve["orifice_error_pct"] = _err(at_settle["orifice"], true)
+    cover = rate_coverage(result.trace, truth, ONSET_S + settle)
     regime_end = result.trace.regime[-1][0] if result.trace.regime else None
     out_panels = {}
     for pnl in panels:
@@ -237,10 +238,59 @@ def run_cell(cell: Cell, cap_s: float) -> dict:
         "false_alarms": len(sc["false_alarms"]),
         "pre_onset_alarms": pre_onset,
         "level_errors": sc["level_errors"],
+        "coverage": cover,
         "panels": out_panels,
         "sim_s": round(sim_s, 1),
         "wall_s": round(time.perf_counter() - wall0, 2),
     }
+
+
+#: Coverage tolerance: a settled estimate is "right" within this fraction of the truth
+#: or ``COVER_SIGMA`` of its stated sigma, whichever is larger (issue 14).
+COVER_REL = 0.10
+COVER_SIGMA = 2.0
+
+
+def rate_coverage(trace, truth, from_s: float) -> dict:
+    """How honest the stated sigma is: of the leaking volume's SETTLED mass-rate
+    estimates from ``from_s`` on (once a simulated second), the number, the
+    fraction within ``COVER_SIGMA`` stated sigma of the true leak rate, and how many
+    miss both that and ``COVER_REL`` of it.  The truth is the group's leak rate
+    at the estimate's time (every volume's leak: the cells leak in one)."""
+    import numpy as np
+
+    from firmware_host.stages.estimation import EstimateState
+
+    out = {"n": 0, "within_2sigma": None, "outside_tol": 0}
+    if truth is None or not len(truth) or not len(trace):
+        return out
+    t = trace.t_s
+    keep = (t >= from_s) & (trace.state[:, 0] == int(EstimateState.SETTLED))
+    if not keep.any():
+        return out
+    est = trace.mass_rate_kg_day[keep, 0]
+    sig = trace.mass_rate_sigma_kg_day[keep, 0]
+    rows = np.clip(np.searchsorted(truth.t_s, t[keep], side="right") - 1, 0, len(truth) - 1)
+    true = np.asarray(truth.leak_kg_s)[rows].sum(axis=1) * 86400.0
+    err = np.abs(est - true)
+    within = err <= COVER_SIGMA * sig
+    tol = np.maximum(COVER_REL * np.abs(true), COVER_SIGMA * sig)
+    out.update(
+        n=int(keep.sum()),
+        within_2sigma=round(float(within.mean()), 4),
+        outside_tol=int((err > tol).sum()),
+    )
+    return out
+
+
+def coverage_totals(rows: list[dict]) -> tuple[int, float | None, int]:
+    """Settled estimates over every cell, the pooled fraction within 2 sigma, and how
+    many miss the tolerance (rows saved before coverage existed count as none)."""
+    cov = [r.get("coverage") or {} for r in rows]
+    n = sum(c.get("n", 0) for c in cov)
+    w = sum(c.get("n", 0) * (c.get("within_2sigma") or 0) for c in cov)
+    bad = sum(c.get("outside_tol", 0) for c in cov)
+    return n, (w / n if n else None), bad
 
 
 #: The grid's sensors' temperature noise (K): the emulator's default, PTB330 class.
@@ -304,6 +354,10 @@ def level_cells(quick: bool = False) -> list[Cell]:
         Cell(60, "orifice", hole5, hole_mm=5.0, station_m3=400, lost_s=0.0, **kw),
         Cell(12, "crack", kg_day_for_fall(39.0, 12), lost_s=0.0, **kw),
         Cell(12, "orifice", kg_day_for_fall(ABOVE * lim.emergency_rate_pa_min, 12), **kw),
+        # the two situations with 10 Hz sensors: ten times the samples in every short
+        # window (a seed sweep of them found 71.9 and 95 Pa/min EMERGENCIES before the fix)
+        Cell(60, "orifice", hole5, hole_mm=5.0, station_m3=400, lost_s=-60.0, rate_hz=10, **kw),
+        Cell(12, "crack", kg_day_for_fall(39.0, 12), rate_hz=10, **kw),
     ]
     for lim_s, vol in ((lim.warning_reserve_s, 60), (lim.emergency_reserve_s, 12)):
         fall = head / lim_s * 60.0  # Pa/min at the reserve limit
@@ -625,18 +679,20 @@ def goals(
     rows: list[dict], fa: list[dict], wall_s: float, quick: bool
 ) -> list[tuple[str, bool, str]]:
     out = []
-    # 1. latency within 3x the floor for every leak above 1 kg/day in 900 m3
+    # 1. latency within 2x the p+T floor (the noise the monitor is given: pressure
+    # and the temperature channel through the compensation) for every leak above
+    # 1 kg/day in 900 m3 (issue 14)
     big = [r for r in rows if r["cell"]["volume_m3"] == 900 and r["cell"]["kg_day"] > 1.0]
-    bad = [r for r in big if r["floor_ratio"] is None or r["floor_ratio"] > 3.0]
-    below = [r for r in bad if not r["due"]["CAUTION"]]
-    bad_pt = [r for r in big if floor_pt(r)[1] is None or floor_pt(r)[1] > 3.0]
+    bad_pt = [r for r in big if floor_pt(r)[1] is None or floor_pt(r)[1] > 2.0]
+    below = [r for r in bad_pt if not r["due"]["CAUTION"]]
+    within3 = [r for r in big if r["floor_ratio"] is not None and r["floor_ratio"] <= 3.0]
     out.append(
         (
-            "latency <= 3 x floor, leaks > 1 kg/day in 900 m3",
-            not bad,
-            f"{len(big) - len(bad)}/{len(big)} cells; {len(below)} of the misses are below "
-            f"the CAUTION limit; against the floor with the temperature channel's noise "
-            f"{len(big) - len(bad_pt)}/{len(big)}",
+            "latency <= 2 x p+T floor, leaks > 1 kg/day in 900 m3",
+            not bad_pt,
+            f"{len(big) - len(bad_pt)}/{len(big)} cells"
+            + (f" ({len(below)} of the misses below the CAUTION limit)" if bad_pt else "")
+            + f"; within 3 x the pressure-only floor {len(within3)}/{len(big)}",
         )
     )
     # 2. zero false CAUTION/WARNING/EMERGENCY
@@ -685,14 +741,33 @@ def goals(
             "monitor's own stated uncertainty",
         )
     )
-    # 4. both baselines beaten on latency and false alarms where they detect
+    # 3b. the stated sigma is honest (issue 14)
+    n_cov, frac, n_out = coverage_totals(rows)
+    worst = "; ".join(r["label"] for r in rows if (r.get("coverage") or {}).get("outside_tol"))
+    out.append(
+        (
+            "stated sigma honest: >= 90 % of settled rates within 2 sigma, all within "
+            "max(10 %, 2 sigma)",
+            n_cov > 0 and frac is not None and frac >= 0.9 and n_out == 0,
+            f"{'-' if frac is None else f'{100 * frac:.1f} %'} of {n_cov} settled estimates "
+            f"within 2 sigma; {n_out} outside max(10 %, 2 sigma)"
+            + (f" (in: {worst[:300]})" if n_out else ""),
+        )
+    )
+    # 4. both baselines beaten on latency and false alarms where they detect; a panel
+    # that raised any alarm in a false-alarm run (heater steps, sensor faults) wins no
+    # cell: only panels with zero false alarms there are compared
+    panel_fa = {
+        name: sum(f[name] for f in fa if not f.get("leaks"))
+        for name in ("step panel", "slope panel")
+    }
     lose = []
     n_cmp = 0
     for r in rows:
         if not (r["due"]["CAUTION"] or r["due"]["EMERGENCY"]):
             continue  # a leak below every limit: a panel alarm there is not a detection
         for name, p in r["panels"].items():
-            if not p["detects"]:
+            if not p["detects"] or panel_fa.get(name, 0) > 0:
                 continue
             n_cmp += 1
             m = r["latency_s"]
@@ -713,6 +788,11 @@ def goals(
             "baselines beaten (or tied) on latency and false alarms",
             not lose and not fa_lose,
             f"{n_cmp - len(lose)}/{n_cmp} cell comparisons"
+            + "".join(
+                f"; {name} not compared ({k} false alarms in the no-leak runs)"
+                for name, k in panel_fa.items()
+                if k
+            )
             + ("; lost: " + "; ".join(lose[:6] + fa_lose) if lose or fa_lose else ""),
         )
     )

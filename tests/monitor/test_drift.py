@@ -54,6 +54,7 @@ def _leak_alarms(events):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_drifting_sensor_among_three_is_the_one_flagged_within_three_hours():
     events, core = _run(3)
     raised = _drift_raised(events)
@@ -67,6 +68,7 @@ def test_a_drifting_sensor_among_three_is_the_one_flagged_within_three_hours():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_drifting_pair_flags_both_sensors():
     """Two sensors cannot tell which one drifts: both are flagged."""
     events, core = _run(2)
@@ -81,6 +83,7 @@ def test_a_drifting_pair_flags_both_sensors():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_no_drift_advisory_without_drift_or_for_a_sensor_alone():
     """No drift, a 0.5 K orbital swing: nothing.  One sensor alone drifting: it has no
     one to be compared with (docs/monitor.md says so)."""
