@@ -338,10 +338,17 @@ class MonitorApp:
         self.notifier.stopping()
         # Readers and supervisors first, so nothing new arrives while outputs close:
         # ask every supervisor to stop, stop the links (which ends their waits), join.
+        # The links stop side by side: closing a socket:// port sleeps 0.3 s in pyserial.
         for manager in self.sessions.values():
             manager.stop(timeout_s=0)
-        for driver in self.drivers.values():
-            driver.stop()
+        stoppers = [
+            threading.Thread(target=d.stop, name=f"stop-{n}", daemon=True)
+            for n, d in self.drivers.items()
+        ]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(timeout=1.0)
         for manager in self.sessions.values():
             manager.stop(timeout_s=0.5)
         if self.archive is not None:
