@@ -118,4 +118,55 @@ def test_flooded_link_does_not_starve_the_other_and_sigterm_ends_it(tmp_path):
     )
     assert monitor.returncode == 0, stderr
     assert exit_s < 2.0, (exit_s, stderr[-2000:])
+    assert "forced exit" not in stderr and "Traceback" not in stderr  # a clean stop
     assert loop["worst_tick_s"] < 1.0, loop
+
+
+HANGING_CLOSE = """
+import sys, time
+from firmware_host.runtime.app import MonitorApp
+from firmware_host.runtime.runconfig import load_runtime_config
+
+app = MonitorApp(load_runtime_config(sys.argv[1]))
+app.archive.close = lambda: time.sleep(60)  # an output whose close hangs
+app.install_signal_handlers()
+app.start()
+print("running", flush=True)
+try:
+    app.run()
+finally:
+    app.close()
+"""
+
+
+def test_sigterm_ends_the_process_even_when_closing_hangs(tmp_path):
+    """The backstop: 1.5 s after the signal the process exits, whatever close() does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_toml(
+        tmp_path / "m.toml",
+        monitor_config(
+            load_scenario("rapid-depress"), {"bus0": f"socket://127.0.0.1:{port}"}, tmp_path / "o"
+        ),
+    )
+    proc = subprocess.Popen(
+        [CLI[0], "-c", HANGING_CLOSE, str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        exit_s = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    assert exit_s < 2.0, (exit_s, stderr)
+    assert "still stopping 1.5 s after the signal; forced exit" in stderr, stderr
