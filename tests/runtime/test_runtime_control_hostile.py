@@ -176,7 +176,7 @@ def test_a_trickling_client_does_not_block_another_and_is_timed_out(server):
         for _ in range(3):
             t0 = time.monotonic()
             _still_serving(server.path)
-            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - t0 < 1.0  # the old server: blocked for ~7 s
         reply = _reply(slow)
         assert reply["ok"] is False and "not complete within 2" in reply["error"], reply
         assert server.health().timeouts >= 1
