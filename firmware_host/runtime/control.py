@@ -293,9 +293,11 @@ class ControlServer:
             self._drop(client)
             return
         if client.phase is not Phase.READING:
-            if not chunk:  # hung up while waiting for its reply: nobody to answer
-                self._withdraw(client)
-                self._drop(client)
+            if not chunk:
+                # EOF while waiting: a half-close (shutdown(SHUT_WR)) still wants the
+                # reply, so stop watching reads and keep it; a client that is gone
+                # fails the reply's send, or its wait times out
+                self._sel.unregister(client.sock)
             return
         status = client.buf.feed(chunk) if chunk else FrameStatus.COMPLETE
         if status is FrameStatus.NEED_MORE:
@@ -322,7 +324,10 @@ class ControlServer:
         client.phase = Phase.WRITING
         client.out = reply
         client.deadline_s = self._clock() + self.client_timeout_s
-        self._sel.modify(client.sock, selectors.EVENT_WRITE, client.cid)
+        try:
+            self._sel.modify(client.sock, selectors.EVENT_WRITE, client.cid)
+        except KeyError:  # reads were unregistered after a half-close
+            self._sel.register(client.sock, selectors.EVENT_WRITE, client.cid)
         self._send_some(client)
 
     def _send_some(self, client: _Client) -> None:
@@ -425,10 +430,8 @@ def send_command(path: str | Path, request: dict, timeout_s: float = 5.0) -> dic
         s.connect(str(path))
         try:
             s.sendall(encode(request))
-        except OSError as exc:
-            raise ControlClientError(
-                f"the monitor hung up before the request was sent ({exc})"
-            ) from None
+        except OSError:
+            pass  # refused before reading it ("busy"): its reply may be waiting all the same
         while status is FrameStatus.NEED_MORE:
             left = deadline - time.monotonic()
             if left <= 0:

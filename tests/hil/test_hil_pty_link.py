@@ -49,6 +49,7 @@ def test_the_link_survives_sigkill_and_a_restart_takes_it_over(tmp_path):
     assert not os.path.lexists(link)  # a clean stop removes its own link
 
 
+@pytest.mark.slow
 def test_pty_link_mistakes_are_one_line(tmp_path):
     proc = run_cli("emulate", "soyuz-ms09-2018", "--pty", "--pty-link", tmp_path / "x")
     assert_one_line_error(proc, "--pty-link", "put {link} in PATH")

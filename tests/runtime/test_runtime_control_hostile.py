@@ -75,6 +75,7 @@ def _raw(path, payload: bytes) -> dict:
     with _connect(path) as s:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
         return _reply(s)
 
 
@@ -232,6 +233,9 @@ def test_a_client_that_hangs_up_while_waiting_frees_its_slot(tmp_path):
             reply = _reply(s)
         assert reply["ok"] is False and "did not answer within 0.5" in reply["error"]
         assert srv.poll(_echo) == 0  # withdrawn: the loop never applies it late
+        deadline = time.monotonic() + 2
+        while srv.health().clients and time.monotonic() < deadline:
+            time.sleep(0.01)  # the reply is out; the slot is freed right after
         assert srv.health().clients == 0
     finally:
         srv.close()
