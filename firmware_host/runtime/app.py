@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from drivers.capture import RotatingCapture
@@ -109,6 +110,7 @@ class MonitorApp:
         # it touches the first one's archive, telemetry, captures, socket or ports.
         self.instance = InstanceLock.for_directory(rc.outputs.directory)
         self.instance.acquire()
+        weakref.finalize(self, self.instance.release)  # also if the rest of __init__ fails
         self._closed = threading.Event()
         self.clock = clock or WallClock()
         self.display = display
