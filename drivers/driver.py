@@ -86,7 +86,10 @@ class LinkHealth:
 
     ``healthy`` is True when the reader thread runs and the link is connected;
     ``last_rx_s`` (when bytes last came) tells a silent line from a dead one.
-    Durations in seconds, times on the driver's clock.
+    ``samples_waiting``: samples received and not yet drained;
+    ``overflow_pauses``: times the reader stopped reading because too many
+    waited (``pause_above_samples``).  Durations in seconds, times on the
+    driver's clock.
     """
 
     name: str
@@ -115,6 +118,8 @@ class LinkHealth:
     reader_restarts: int
     reader_cpu_s: float
     decoder: DecoderCounters | None
+    samples_waiting: int = 0
+    overflow_pauses: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -175,6 +180,11 @@ class TransducerDriver(abc.ABC):
     or URL; ``raw_sink(data, now_s)`` receives every chunk before decoding.
     ``max_pending_samples`` / ``max_pending_frames`` bound what waits for
     ``drain()`` / ``recv()``; beyond them the oldest are dropped and counted.
+    ``pause_above_samples`` (None: never) applies back-pressure instead: while
+    that many samples wait, the reader stops reading (the bytes wait in the
+    kernel and the sender slows down) until ``drain()`` takes them below half
+    of it; each stop is an ``overflow_pause``.  A flooded link then costs its
+    reader no more than the consumer takes.
     ``link_options`` go to ``SerialLink`` (``backoff_min_s``, ``backoff_max_s``,
     ``idle_s``, ``read_size``, ...).
     """
@@ -189,6 +199,7 @@ class TransducerDriver(abc.ABC):
         raw_sink: RawSink | None = None,
         max_pending_samples: int = 1_000_000,
         max_pending_frames: int = 10_000,
+        pause_above_samples: int | None = None,
         **link_options,
     ):
         self.name = name
@@ -197,6 +208,7 @@ class TransducerDriver(abc.ABC):
         self.raw_sink = raw_sink
         self.max_pending_samples = max_pending_samples
         self.max_pending_frames = max_pending_frames
+        self.pause_above_samples = pause_above_samples
         self.link = SerialLink(
             url,
             name=name,
@@ -225,6 +237,9 @@ class TransducerDriver(abc.ABC):
         self._samples_dropped = 0
         self._frames_dropped = 0
         self._sink_errors = 0
+        self._overflow_pauses = 0
+        self._room = threading.Condition(self._lock)  # drain() made room / stopping
+        self._stopping = False
 
     # -- what a transducer family implements --------------------------------
     @abc.abstractmethod
@@ -257,10 +272,15 @@ class TransducerDriver(abc.ABC):
     # -- public: lifecycle ----------------------------------------------------
     def start(self) -> None:
         """Start the link (opens the port in the background, reconnects on loss)."""
+        with self._lock:
+            self._stopping = False
         self.link.start()
 
     def stop(self) -> None:
-        """Stop the link and close the port; idempotent."""
+        """Stop the link and close the port; idempotent (a paused reader is released first)."""
+        with self._lock:
+            self._stopping = True
+            self._room.notify_all()
         self.link.stop()
         with self._gen_cond:
             self._gen_cond.notify_all()
@@ -299,16 +319,26 @@ class TransducerDriver(abc.ABC):
         return self.link.connects
 
     # -- public: data ---------------------------------------------------------
-    def drain(self) -> LinkBatch:
-        """Everything received since the last call; never blocks on the link."""
+    def drain(self, max_samples: int | None = None) -> LinkBatch:
+        """What was received since the last call; never blocks on the link.
+
+        ``max_samples`` bounds the samples taken (the oldest first); the rest
+        wait for the next call (``samples_waiting``).  Frames and events are
+        always all taken.
+        """
         self.ensure_running()
         with self._lock:
-            chunks, self._pending_samples = self._pending_samples, []
-            self._pending_n = 0
+            if max_samples is None or self._pending_n <= max_samples:
+                chunks, self._pending_samples = self._pending_samples, []
+                self._pending_n = 0
+                host_time_s = self._host_time_s
+                self._host_time_s = None
+            else:
+                chunks = self._take_samples(max(0, int(max_samples)))
+                host_time_s = self._host_time_s  # more of it waits: keep it for them
             frames, self._pending_frames = self._pending_frames, []
             events, self._pending_events = self._pending_events, []
-            host_time_s = self._host_time_s
-            self._host_time_s = None
+            self._room.notify_all()
         if not chunks:
             samples = _EMPTY_SAMPLES
         elif len(chunks) == 1:
@@ -316,6 +346,23 @@ class TransducerDriver(abc.ABC):
         else:
             samples = np.concatenate(chunks)
         return LinkBatch(self.name, samples, host_time_s, frames, events)
+
+    def _take_samples(self, n: int) -> list[np.ndarray]:
+        """The oldest ``n`` pending samples (caller holds ``_lock``)."""
+        out: list[np.ndarray] = []
+        need = n
+        pending = self._pending_samples
+        while need > 0 and pending:
+            head = pending[0]
+            if len(head) <= need:
+                out.append(pending.pop(0))
+                need -= len(head)
+            else:
+                out.append(head[:need])
+                pending[0] = head[need:]
+                need = 0
+        self._pending_n -= n - need
+        return out
 
     def recv(self, timeout_s: float = 0.0) -> Frame | None:
         """The next non-SAMPLE frame, waiting up to ``timeout_s`` seconds; None on timeout.
@@ -384,6 +431,8 @@ class TransducerDriver(abc.ABC):
                 reader_restarts=s.reader_restarts,
                 reader_cpu_s=s.reader_cpu_s,
                 decoder=dec,
+                samples_waiting=self._pending_n,
+                overflow_pauses=self._overflow_pauses,
             )
 
     # -- reader-thread side ---------------------------------------------------
@@ -405,6 +454,22 @@ class TransducerDriver(abc.ABC):
         with self._decode_lock:
             batch = self._decode(data, now_s)
         self._deliver(batch, now_s)
+        if self.pause_above_samples is not None:
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure (reader thread): hold reading while too many samples wait."""
+        limit = self.pause_above_samples
+        assert limit is not None
+        with self._lock:
+            if self._pending_n < limit or self._stopping:
+                return
+            self._overflow_pauses += 1
+            resume = limit // 2
+            while self._pending_n > resume and not self._stopping:
+                if self.link.state is LinkState.STOPPED:
+                    return
+                self._room.wait(0.1)
 
     def _on_idle(self, now_s: float) -> None:
         with self._decode_lock:

@@ -8,6 +8,9 @@ a udev ``/dev/serial/by-id/...`` symlink, ``socket://127.0.0.1:7000``) with
   ``stop()`` is immediate) and reads everything that is there in one call: a
   bulk read costs one system call per burst instead of one per frame, and the
   thread sleeps in ``poll`` when the line is idle (no CPU);
+* opens device paths with pyserial's ``exclusive=True`` (an ``flock`` on the
+  port), so two processes never share a port and split its bytes; a port held
+  by another process fails to open and is retried with backoff;
 * treats every ``SerialException``/``OSError`` while opening, reading or
   configuring as a disconnect: an unplugged adapter, a closed pseudo-terminal
   ("device reports readiness to read but returned no data", ``EIO``) and a
@@ -53,6 +56,7 @@ __all__ = [
     "LinkState",
     "LinkStats",
     "SerialLink",
+    "is_device_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,6 +146,11 @@ class LinkStats:
     reader_alive: bool
     reader_restarts: int
     reader_cpu_s: float
+
+
+def is_device_path(url: str) -> bool:
+    """True for a device path (``/dev/ttyUSB0``), False for a pyserial URL (``socket://``)."""
+    return "://" not in url
 
 
 class LinkDownError(ConnectionError):
@@ -384,13 +393,18 @@ class SerialLink:
                 backoff = min(backoff * 2, self.backoff_max_s)
 
     def _try_open(self) -> serial.SerialBase | None:
+        kwargs = dict(self._serial_kwargs)
+        if is_device_path(self.url):
+            # one process per port (flock, as pyserial does): a second monitor
+            # gets "Could not exclusively lock port" instead of half the bytes
+            kwargs.setdefault("exclusive", True)
         try:
             port = serial.serial_for_url(
                 self.url,
                 baudrate=self.baudrate,
                 timeout=0,
                 write_timeout=self.write_timeout_s,
-                **self._serial_kwargs,
+                **kwargs,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             now = self.clock()

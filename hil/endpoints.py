@@ -208,17 +208,31 @@ class PtyEndpoint(Endpoint):
     are dropped and counted (live) or not made (``--speed max``), never queued for a
     client that would flush them on open (pyserial resets the input buffer on open).
     A new client gets ``SETTLE_S`` to finish opening before the first byte.
+
+    ``alias_path`` names the alias (symlink) itself, e.g. a stable path given by
+    ``emulate --pty-link``: an old symlink there (left by a killed emulator) is
+    replaced, anything else is refused; on cleanup it is removed only while it
+    still points at this pty.
     """
 
     kind = "pty"
     SETTLE_S = 0.05
     FILL_BYTES = 8192
 
-    def __init__(self, link: str, alias_dir: str | None = None, **kw):
+    def __init__(
+        self, link: str, alias_dir: str | None = None, alias_path: str | None = None, **kw
+    ):
         super().__init__(link, **kw)
-        self._own_dir = alias_dir is None
-        self.alias_dir = alias_dir or tempfile.mkdtemp(prefix="cabinwatch-emulate-")
-        self.alias = os.path.join(self.alias_dir, link)
+        if alias_path is not None:
+            self._own_dir = False
+            self.alias = os.path.abspath(alias_path)
+            self.alias_dir = os.path.dirname(self.alias)
+            if os.path.lexists(self.alias) and not os.path.islink(self.alias):
+                raise FileExistsError(f"{self.alias} exists and is not a symlink")
+        else:
+            self._own_dir = alias_dir is None
+            self.alias_dir = alias_dir or tempfile.mkdtemp(prefix="cabinwatch-emulate-")
+            self.alias = os.path.join(self.alias_dir, link)
         self.master: int | None = None
         self.path = ""
         self._poll: select.poll | None = None
@@ -253,8 +267,9 @@ class PtyEndpoint(Endpoint):
 
     def cleanup(self) -> None:
         self.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.alias)
+        with contextlib.suppress(OSError):
+            if os.readlink(self.alias) == self.path:  # not a newer emulator's link
+                os.unlink(self.alias)
         if self._own_dir:
             with contextlib.suppress(OSError):
                 os.rmdir(self.alias_dir)

@@ -1,9 +1,14 @@
-"""``cabinwatch ctl``: acknowledge alarms and set hatches of a running monitor."""
+"""``cabinwatch ctl``: acknowledge alarms and set hatches of a running monitor.
+
+Any reply that is not a well-formed answer (none, partial, garbage, over 1 MiB,
+or later than ``--timeout``) is one line on stderr and exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from common.errors import CabinwatchError
 
@@ -21,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_SOCKET,
         help="the monitor's control socket (outputs.control_socket)",
     )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for the monitor's whole reply (default 5)",
+    )
     cmds = p.add_subparsers(dest="ctl", metavar="ACTION", required=True)
     ack = cmds.add_parser("ack", help="acknowledge every alarm, or the one named")
     ack.add_argument("key", nargs="?", help="an alarm key such as usos:LEAK")
@@ -34,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_host.runtime.control import send_command
+    from firmware_host.runtime.control import ControlClientError, send_command
+
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= 3600):
+        raise CabinwatchError(f"--timeout must be between 0 and 3600 s, not {args.timeout}")
 
     if args.ctl == "ack":
         request = {"cmd": "ack", "key": args.key}
@@ -45,12 +60,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         request = {"cmd": "status"}
     try:
-        reply = send_command(args.socket, request)
+        reply = send_command(args.socket, request, timeout_s=args.timeout)
     except (FileNotFoundError, ConnectionRefusedError):
         raise CabinwatchError(f"{args.socket}: no monitor is listening on this socket") from None
+    except ControlClientError as exc:
+        raise CabinwatchError(f"{args.socket}: {exc}") from None
+    except TimeoutError:
+        raise CabinwatchError(f"{args.socket}: no answer within {args.timeout:g} s") from None
     except OSError as exc:
         raise CabinwatchError(f"{args.socket}: {exc.strerror or exc}") from None
-    if not reply.get("ok"):
-        raise CabinwatchError(reply.get("error", "the monitor refused the command"))
+    if reply.get("ok") is not True:
+        error = reply.get("error")
+        text = str(error) if error is not None else "the monitor refused the command"
+        raise CabinwatchError(" ".join(text.split())[:500])
     print(json.dumps(reply.get("status", reply), indent=None if args.ctl != "status" else 1))
     return 0

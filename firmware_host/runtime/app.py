@@ -6,34 +6,56 @@ START, again after every reconnect), runs the core on the fixed-rate loop at
 wall-clock speed (or a scaled clock for a fast HIL bench) and feeds the
 archive, the telemetry, the live display and systemd's watchdog.  Operators act
 through the display's keys and the control socket (``cabinwatch ctl``).
-SIGTERM and Ctrl-C stop it cleanly: the loop finishes its tick, then every
-output is flushed and closed.
+SIGTERM and Ctrl-C stop it cleanly within 2 s: the loop's sleep is cut short,
+it finishes its tick, the readers and session supervisors stop, then every
+output is flushed and closed (a backstop forces the exit if that hangs).
+
+One monitor per output directory (``instance.py``); each link hands the loop
+at most ``drain_budget`` samples per tick, and a reader with more waiting
+stops reading (back-pressure), so a flooded link cannot starve another link,
+the loop or the control socket.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import signal
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from drivers.capture import RotatingCapture
 from drivers.driver import NativeDriver
 from drivers.frames import IdentityFrame
 from drivers.session import DeviceConfig, SessionManager
-from firmware_host.clock import Clock, WallClock
+from firmware_host.clock import Clock, InterruptibleSleep, WallClock
 from firmware_host.core import MonitorCore, TickResult
 from firmware_host.loop import RateLoop, SampleBatch
 from firmware_host.runtime.archive import Archive
 from firmware_host.runtime.control import ControlServer, apply_to_core
 from firmware_host.runtime.display import LiveDisplay, View
+from firmware_host.runtime.instance import InstanceLock
 from firmware_host.runtime.runconfig import RuntimeConfig
 from firmware_host.runtime.sdnotify import Notifier
 from firmware_host.runtime.telemetry import TelemetryWriter
 
 NS = 1_000_000_000
 DRIVERS = {"native": NativeDriver}
+#: Samples a link may always hand the loop in one tick, however slow its sensors.
+MIN_DRAIN_SAMPLES = 1000
+#: A reader stops reading while this many ticks' budgets wait (back-pressure).
+PAUSE_BUDGETS = 4
+#: After SIGTERM/Ctrl-C, seconds before a close that hangs is cut short by os._exit.
+BACKSTOP_S = 1.5
+
+
+def drain_budget(link_rate_hz: float, loop_rate_hz: float) -> int:
+    """Samples one link hands the loop per tick: 4 ticks' worth at its sensors'
+    configured rate (Hz), and at least ``MIN_DRAIN_SAMPLES``."""
+    return max(MIN_DRAIN_SAMPLES, math.ceil(4 * link_rate_hz / loop_rate_hz))
 
 
 class ScaledClock:
@@ -43,6 +65,7 @@ class ScaledClock:
         self.speed = float(speed)
         self._wall0 = time.monotonic_ns()
         self._start = int(start_ns)
+        self._sleep = InterruptibleSleep()
 
     def now_ns(self) -> int:
         return self._start + int((time.monotonic_ns() - self._wall0) * self.speed)
@@ -54,7 +77,11 @@ class ScaledClock:
     def sleep_until_ns(self, deadline_ns: int) -> None:
         remaining = (deadline_ns - self.now_ns()) / self.speed
         if remaining > 0:
-            time.sleep(remaining / NS)
+            self._sleep.sleep(remaining / NS)
+
+    def interrupt(self) -> None:
+        """End the current and every later sleep at once (SIGTERM)."""
+        self._sleep.interrupt()
 
 
 def _clock_from_monotonic(clock: Clock) -> Callable[[float], float]:
@@ -79,6 +106,12 @@ class MonitorApp:
         title: str = "cabinwatch monitor",
     ):
         self.rc = rc
+        # First of all: a second monitor on this output directory stops here, before
+        # it touches the first one's archive, telemetry, captures, socket or ports.
+        self.instance = InstanceLock.for_directory(rc.outputs.directory)
+        self.instance.acquire()
+        weakref.finalize(self, self.instance.release)  # also if the rest of __init__ fails
+        self._closed = threading.Event()
         self.clock = clock or WallClock()
         self.display = display
         self.title = title
@@ -94,6 +127,7 @@ class MonitorApp:
         self.control = ControlServer(out.control_socket) if out.control_socket else None
         self.captures: dict[str, RotatingCapture] = {}
         self.drivers: dict[str, NativeDriver] = {}
+        self.budgets: dict[str, int] = {}
         self.sessions: dict[str, SessionManager] = {}
         self.link_events: list = []
         self._identities: dict[tuple[str, int], IdentityFrame] = {}
@@ -111,8 +145,16 @@ class MonitorApp:
                 )
                 self.captures[name] = cap
                 sink = cap
+            link_rate_hz = sum(s.rate_hz for s in rc.monitor.sensors if s.link == name)
+            budget = drain_budget(link_rate_hz, rc.monitor.rate_hz)
+            self.budgets[name] = budget
             driver = DRIVERS[link.driver](
-                name, link.url, baudrate=link.baudrate, clock=time.monotonic, raw_sink=sink
+                name,
+                link.url,
+                baudrate=link.baudrate,
+                clock=time.monotonic,
+                raw_sink=sink,
+                pause_above_samples=PAUSE_BUDGETS * budget,
             )
             self.drivers[name] = driver
             if link.configure:
@@ -139,12 +181,12 @@ class MonitorApp:
     # -- the loop's source and listener ------------------------------------
     def _source(self, now_s: float) -> list[SampleBatch]:
         if self.control is not None:
-            self.control.poll(lambda req: apply_to_core(self.core, req, now_s))
+            self.control.poll(lambda req: self._command(req, now_s))
         if self.display is not None:
             self._keys(self.display.read_keys(), now_s)
         batches = []
         for name, driver in self.drivers.items():
-            batch = driver.drain()
+            batch = driver.drain(max_samples=self.budgets[name])
             if len(batch.samples):
                 t = now_s if batch.host_time_s is None else self._to_loop_s(batch.host_time_s)
                 batches.append(SampleBatch(name, batch.samples, min(t, now_s)))
@@ -160,6 +202,22 @@ class MonitorApp:
                 if isinstance(frame, IdentityFrame):
                     self._identity(now_s, name, frame)
         return batches
+
+    def _command(self, request: dict, now_s: float) -> dict:
+        """An operator command from the control socket; ``status`` adds links, loop, control."""
+        reply = apply_to_core(self.core, request, now_s)
+        if request.get("cmd") == "status" and reply.get("ok"):
+            status = reply["status"]
+            status["links"] = {n: d.health().to_json_dict() for n, d in self.drivers.items()}
+            status["loop"] = self.loop.health().to_json_dict()
+            if self.control is not None:
+                status["control"] = self.control.health().to_json_dict()
+        return reply
+
+    def healthy(self) -> bool:
+        """Every link's reader thread runs and the control thread beats (the watchdog's test)."""
+        readers = all(d.health().reader_alive for d in self.drivers.values())
+        return readers and (self.control is None or self.control.healthy())
 
     def _identity(self, now_s: float, link: str, frame: IdentityFrame) -> None:
         key = (link, frame.addr)
@@ -193,7 +251,7 @@ class MonitorApp:
                 self.display.show(self.view())
         if self._extra_on_tick is not None:
             self._extra_on_tick(result)
-        self.notifier.watchdog(all(d.health().reader_alive for d in self.drivers.values()))
+        self.notifier.watchdog(self.healthy())
 
     def view(self) -> View:
         r = self._last
@@ -238,19 +296,63 @@ class MonitorApp:
 
         return self.loop.run(until_s=until_s, stop=should_stop)
 
-    def install_signal_handlers(self) -> None:
+    def install_signal_handlers(self, backstop_s: float = BACKSTOP_S) -> None:
+        """SIGTERM and Ctrl-C: stop after the current tick (the loop's sleep is cut
+        short); if ``close()`` has not finished ``backstop_s`` seconds after the
+        signal, the process exits anyway.  The handler takes no lock: it sets
+        flags and writes to pipes only."""
+        wake_r, wake_w = os.pipe()
+        backstop = threading.Thread(
+            target=self._backstop, args=(wake_r, backstop_s), name="cabinwatch-backstop"
+        )
+        backstop.daemon = True
+        backstop.start()
+
         def handler(signum, frame) -> None:
             self.stop_event.set()
+            interrupt = getattr(self.clock, "interrupt", None)
+            if interrupt is not None:
+                interrupt()
+            try:
+                os.write(wake_w, b"x")
+            except OSError:
+                pass
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
 
+    def _backstop(self, wake_r: int, backstop_s: float) -> None:
+        try:
+            os.read(wake_r, 1)  # until the first signal
+        except OSError:
+            return
+        if self._closed.wait(backstop_s):
+            return
+        try:
+            sys.stderr.write(
+                f"{self.title}: still stopping {backstop_s} s after the signal; forced exit\n"
+            )
+            sys.stderr.flush()
+        finally:
+            os._exit(0)
+
     def close(self) -> None:
         self.notifier.stopping()
+        # Readers and supervisors first, so nothing new arrives while outputs close:
+        # ask every supervisor to stop, stop the links (which ends their waits), join.
+        # The links stop side by side: closing a socket:// port sleeps 0.3 s in pyserial.
         for manager in self.sessions.values():
-            manager.stop()
-        for driver in self.drivers.values():
-            driver.stop()
+            manager.stop(timeout_s=0)
+        stoppers = [
+            threading.Thread(target=d.stop, name=f"stop-{n}", daemon=True)
+            for n, d in self.drivers.items()
+        ]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(timeout=1.0)
+        for manager in self.sessions.values():
+            manager.stop(timeout_s=0.5)
         if self.archive is not None:
             self.archive.write_meta("loop_health", self.loop.health().to_json_dict())
             self.archive.write_meta(
@@ -267,6 +369,8 @@ class MonitorApp:
         if self.display is not None:
             self.display.close()
         self.notifier.close()
+        self.instance.release()
+        self._closed.set()
 
 
 def _ms(x: float) -> str:

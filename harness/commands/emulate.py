@@ -55,6 +55,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="one pseudo-terminal per link (raw mode); prints its path",
     )
+    p.add_argument(
+        "--pty-link",
+        metavar="PATH",
+        help="with --pty: a stable symlink to the pty at PATH, replaced on restart "
+        "(PATH must hold {link} if the scenario has several links)",
+    )
     where.add_argument(
         "--tcp",
         metavar="[HOST:]PORT",
@@ -146,6 +152,22 @@ def _parse_speed(value: str | None, default: float | None) -> float | None:
     return s
 
 
+def _check_pty_link(path: str, pty: bool, links: list[str]) -> None:
+    """``--pty-link PATH``: with --pty, one distinct path per link, in an existing folder."""
+    if not pty:
+        raise CabinwatchError("--pty-link needs --pty")
+    if not path or "\0" in path:
+        raise CabinwatchError("--pty-link: an empty path or a NUL in it")
+    if len(links) > 1 and "{link}" not in path:
+        raise CabinwatchError(
+            f"--pty-link: the scenario has {len(links)} links ({', '.join(links)}): "
+            "put {link} in PATH"
+        )
+    parent = os.path.dirname(os.path.abspath(path.replace("{link}", links[0])))
+    if not os.path.isdir(parent):
+        raise CabinwatchError(f"--pty-link: no such folder {parent}")
+
+
 def _out_path(base: str, link: str, several: bool) -> str:
     if not several:
         return base
@@ -174,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         truth_rate = 1.0 if duration <= 86400.0 else 0.1
     if truth_rate < 0 or not math.isfinite(truth_rate):
         raise CabinwatchError("--truth-rate must be >= 0")
+    if args.pty_link is not None:
+        _check_pty_link(args.pty_link, args.pty, scenario.link_names)
     if args.baud is not None and args.baud <= 0:
         raise CabinwatchError("--baud must be > 0")
     devices = args.port.split(",") if args.port else []
@@ -207,10 +231,17 @@ def run(args: argparse.Namespace) -> int:
         if args.start > 0:
             fast_forward(emu, args.start, stop=stop)
         for i, link in enumerate(emu.links):
-            if args.pty:
+            if args.pty and args.pty_link is not None:
+                try:
+                    ep: Endpoint = PtyEndpoint(
+                        link, alias_path=args.pty_link.replace("{link}", link), **kw
+                    )
+                except OSError as exc:
+                    raise CabinwatchError(f"--pty-link: {exc}") from None
+            elif args.pty:
                 if alias_dir is None:
                     alias_dir = tempfile.mkdtemp(prefix="cabinwatch-emulate-")
-                ep: Endpoint = PtyEndpoint(link, alias_dir=alias_dir, **kw)
+                ep = PtyEndpoint(link, alias_dir=alias_dir, **kw)
             elif args.tcp:
                 host, port = _parse_tcp(args.tcp)
                 ep = TcpEndpoint(link, host, port + i if port else 0, **kw)

@@ -403,3 +403,57 @@ def test_a_flapping_port_is_retried_with_backoff_not_in_a_tight_loop(monkeypatch
     kinds = [e.kind for e in events]
     assert kinds.count(LinkEventKind.DISCONNECTED) == _FlappingPort.opened
     assert link.stats().reader_alive is False and link.stats().state is LinkState.STOPPED
+
+
+@pytest.mark.timeout(20)
+def test_a_device_port_is_opened_exclusively(pty_bus, make_driver):
+    """A port another process (here: another open file) holds is not shared: the link
+    retries with backoff, says why, and connects once the holder lets go."""
+    holder = serial.Serial(pty_bus.url, exclusive=True)
+    try:
+        drv = make_driver(pty_bus.url)
+        assert wait_until(lambda: drv.health().open_failures >= 2, 5)
+        h = drv.health()
+        assert h.connects == 0 and "exclusively lock" in (h.last_error or ""), h.last_error
+    finally:
+        holder.close()
+    assert drv.wait_connected(5)
+    # and while it holds the port, a second link cannot open it
+    other = make_driver(pty_bus.url)
+    assert wait_until(lambda: other.health().open_failures >= 1, 5)
+    assert other.health().connects == 0
+
+
+@pytest.mark.timeout(20)
+def test_socket_urls_are_not_opened_exclusively(tcp_bus, make_driver):
+    from drivers.link import is_device_path
+
+    assert not is_device_path(tcp_bus.url) and is_device_path("/dev/ttyUSB0")
+    drv = make_driver(tcp_bus.url)
+    assert drv.wait_connected(5)
+
+
+@pytest.mark.timeout(20)
+def test_bounded_drain_and_back_pressure_lose_nothing(tcp_bus, make_driver):
+    """``drain(max_samples)`` takes the oldest first and leaves the rest waiting; with
+    ``pause_above_samples`` the reader stops reading instead of dropping."""
+    drv = make_driver(tcp_bus.url, pause_above_samples=60)
+    _streaming(tcp_bus, drv)
+    assert wait_until(lambda: drv.health().overflow_pauses >= 1, 5)
+    time.sleep(0.3)  # paused: nothing more is taken in
+    h = drv.health()
+    assert 60 <= h.samples_waiting < 60 + 200, h.samples_waiting
+    assert h.samples_dropped == 0
+    taken = []
+    for _ in range(30):
+        batch = drv.drain(max_samples=25)
+        assert len(batch.samples) <= 25
+        taken.append(batch.samples)
+        time.sleep(0.02)
+    samples = np.concatenate(taken)
+    assert len(samples) >= 25 * 10
+    assert _per_addr_seq_is_contiguous(samples)  # nothing lost, nothing reordered
+    assert np.all(np.diff(samples["offset"]) > 0)
+    h = drv.health()
+    assert h.overflow_pauses >= 2 and h.samples_dropped == 0
+    assert h.to_json_dict()["samples_waiting"] == h.samples_waiting
