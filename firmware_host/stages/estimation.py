@@ -280,7 +280,7 @@ class VolumeEstimator:
         use_w = use & cov  # (nW, C)
         # raw and delayed slopes fused at once (rows 0 and 1)
         slope2 = np.stack((fits.slope_pa_s, fits.delayed_slope_pa_s))
-        se2 = np.stack((fits.sample_stderr_pa_s, fits.delayed_stderr_pa_s))
+        se2 = np.stack((fits.stderr_pa_s, fits.delayed_stderr_pa_s))
         f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
         fp, fpd = f2
         fpse, fpdse = f2se
