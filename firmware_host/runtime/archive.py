@@ -2,8 +2,8 @@
 configuration.
 
 Rows are buffered in memory and written in one transaction at most every
-``commit_interval_s`` (0.5 s) of wall time, and at once (at most every
-``URGENT_GAP_S``) when the buffer holds an estimate row, so a SIGKILL loses at
+``commit_interval_s`` (0.5 s) of wall time, and at once when the buffer holds
+a new second's estimates (at most every ``URGENT_GAP_S`` of wall time), so a SIGKILL loses at
 most the last second of estimates and never corrupts what was committed
 (SQLite's WAL journal).  ``record_operator_action`` commits at once: an
 operator's acknowledgement or hatch change is on disk before the reply.
@@ -64,7 +64,9 @@ SENSOR_PERIOD_S = 60.0
 MAX_PENDING_ROWS = 10_000
 #: Buffered rows are committed at least this often (s of wall time) ...
 COMMIT_INTERVAL_S = 0.5
-#: ... and an estimate row this soon (s of wall time) after the last commit.
+#: ... and an estimate row at once, unless one was committed less than this (s of
+#: wall time) ago: in real time (a row a second) always; a simulation running
+#: faster than real time commits at most 20 times a second.
 URGENT_GAP_S = 0.05
 
 _INSERT = {
@@ -110,6 +112,7 @@ class Archive:
         self._pending: dict[str, deque] = {t: deque() for t in _INSERT}
         self._meta: dict[str, str] = {}
         self._urgent = False
+        self._last_urgent_commit = -math.inf
         self._closed = False
         self._db: sqlite3.Connection | None = None
         self._last_commit = wall_clock()
@@ -255,7 +258,6 @@ class Archive:
             "operator_actions",
             (t_s, origin, action, target, int(ok), json.dumps(reply, default=str)),
         )
-        self._urgent = True
         self._commit_guarded()
 
     # -- durability ------------------------------------------------------
@@ -265,8 +267,10 @@ class Archive:
         return sum(len(q) for q in self._pending.values()) + len(self._meta)
 
     def _maybe_commit(self) -> None:
-        since = self._wall() - self._last_commit
-        if since >= self._interval or (self._urgent and since >= URGENT_GAP_S):
+        now = self._wall()
+        if now - self._last_commit >= self._interval or (
+            self._urgent and now - self._last_urgent_commit >= URGENT_GAP_S
+        ):
             self._commit_guarded()
 
     def _commit_guarded(self) -> None:
@@ -285,6 +289,8 @@ class Archive:
         after a failure).  On an error the rows stay buffered, the connection is
         closed and the error raised."""
         self._last_commit = self._wall()
+        if self._urgent:
+            self._last_urgent_commit = self._last_commit
         if self._closed:
             return
         try:
