@@ -3,7 +3,8 @@
 ``.venv/bin/python -m bench kill`` (or ``python -m bench.bench_kill``).
 
 Each round starts ``cabinwatch emulate nominal --pty`` and ``cabinwatch monitor``
-in real time (8 volumes, 1 Hz loop, telemetry at 0.1 Hz), waits ``--warmup`` s,
+in real time (8 volumes, the loop at 10 Hz as in the example configuration, or
+``--loop-hz``; telemetry at 0.1 Hz), waits ``--warmup`` s,
 sends five ``cabinwatch ctl ack``, waits a random 0-1 s (the kill's phase
 against the once-a-second estimates) and SIGKILLs the monitor
 (``tests.support.runtime_helpers.kill_monitor_once``).  Reported: the median
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=float, default=3.0, help="s of monitoring before the acks")
     ap.add_argument("--before", metavar="REV", help="also kill git revision REV, alternating")
     ap.add_argument("--seed", type=int, default=1, help="seed of the kill phases")
+    ap.add_argument("--loop-hz", type=float, default=10.0, help="the loop's rate (default 10)")
     args = ap.parse_args([] if argv is None else argv)
     from tests.support.runtime_helpers import kill_monitor_once
 
@@ -50,7 +52,11 @@ def main(argv: list[str] | None = None) -> dict:
             phase = rng.random()
             for name, tree in trees.items():
                 r = kill_monitor_once(
-                    work / f"{name}-{i}", warmup_s=args.warmup, kill_phase_s=phase, tree=tree
+                    work / f"{name}-{i}",
+                    warmup_s=args.warmup,
+                    kill_phase_s=phase,
+                    tree=tree,
+                    loop_rate_hz=args.loop_hz,
                 )
                 results.setdefault(name, []).append(r)
                 print(
@@ -60,7 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
                     f"telemetry, integrity {r.integrity}",
                     flush=True,
                 )
-    print(f"SIGKILL {args.kills} times per tree, 5 acks answered just before each kill:")
+    print(
+        f"SIGKILL {args.kills} times per tree, loop at {args.loop_hz:g} Hz, 5 acks answered "
+        "0-1 s before each kill:"
+    )
     out = {}
     for name, rs in results.items():
         ages = [r.estimate_age_s for r in rs]

@@ -236,10 +236,12 @@ def kill_monitor_once(
     ack_to_kill_s: float = 0.0,
     tree: str | Path | None = None,
     scenario_name: str = "nominal",
+    loop_rate_hz: float = 10.0,
 ) -> KillResult:
     """Emulator on a pty and ``cabinwatch monitor`` (of ``tree``, default this one) in
-    real time; after ``warmup_s`` s, ``acks`` ``cabinwatch ctl ack``; ``ack_to_kill_s``
-    after the last reply and then ``kill_phase_s`` more, SIGKILL; what survived."""
+    real time, its loop at ``loop_rate_hz`` (10 Hz as in the example configuration);
+    after ``warmup_s`` s, ``acks`` ``cabinwatch ctl ack``; ``ack_to_kill_s`` after the
+    last reply and then ``kill_phase_s`` more, SIGKILL; what survived."""
     from hil.scenario import load_scenario
 
     scenario = load_scenario(scenario_name)
@@ -252,6 +254,7 @@ def kill_monitor_once(
         data = monitor_config(scenario, urls, out, control_socket="ctl.sock")
         data["outputs"]["telemetry"] = "telemetry.jsonl"
         data["outputs"]["telemetry_rate_hz"] = 0.1
+        data["loop"] = {"rate_hz": loop_rate_hz}
         cfg = write_toml(work / "monitor.toml", data)
         env = dict(os.environ)
         cwd = work

@@ -16,9 +16,15 @@ TICK_SLACK_S = 0.15
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("phase_s", [0.0, 0.5, 0.95])
-def test_sigkill_keeps_acks_and_all_but_the_last_second(tmp_path, phase_s):
-    r = kill_monitor_once(tmp_path, acks=5, warmup_s=3.0, kill_phase_s=phase_s)
+@pytest.mark.parametrize(
+    ("loop_hz", "phase_s"), [(10.0, 0.0), (10.0, 0.45), (10.0, 0.95), (1.0, 0.5)]
+)
+def test_sigkill_keeps_acks_and_all_but_the_last_second(tmp_path, loop_hz, phase_s):
+    """Killed ``phase_s`` after the last acknowledgement's reply, the loop at ``loop_hz``
+    (10 Hz as in the example configuration; the derived configurations' 1 Hz)."""
+    r = kill_monitor_once(
+        tmp_path, acks=5, warmup_s=3.0, kill_phase_s=phase_s, loop_rate_hz=loop_hz
+    )
     assert r.integrity == "ok"
     assert r.acks_sent == 5
     assert r.acks_archived == 5, r
