@@ -419,3 +419,35 @@ def test_a_real_full_disk_raises_advisories_and_recovers(tmp_path, tiny_disk):
     assert max(t) >= 47.0 and len(t) >= 47  # nothing lost: buffered, then written
     lines = (tiny_disk / "t.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["type"] == "loop"
+
+
+@pytest.mark.timeout(30)
+def test_operator_actions_are_on_disk_when_applied(tmp_path):
+    """Display keys and control commands that change the monitor: in the archive's
+    ``operator_actions`` (committed) and the telemetry (written) as they are applied,
+    before any reply; ``status`` is not an action."""
+    app = _app(tmp_path, telemetry="t.jsonl")
+    try:
+        app.run(until_s=app.clock.now_ns() / 1e9 + 2.0)
+        hatch = next(iter(app.core.hatch_open))
+        app._keys("a1", 2.5)
+        reply = app._operator({"cmd": "limits", "name": "nope"}, 2.6)
+        app._operator({"cmd": "status"}, 2.7)
+        db = tmp_path / "out" / "archive.sqlite"
+        rows = query(db, "SELECT t_s, origin, action, target, ok FROM operator_actions")
+        lines = (tmp_path / "out" / "t.jsonl").read_text().splitlines()
+    finally:
+        app.close()
+    assert reply["ok"] is False
+    assert rows == [
+        (2.5, "keys", "ack", "*", 1),
+        (2.5, "keys", "hatch", hatch, 1),
+        (2.6, "control", "limits", "nope", 0),
+    ]
+    ops = [json.loads(x) for x in lines if '"operator"' in x]
+    assert [(o["origin"], o["action"], o["ok"]) for o in ops] == [
+        ("keys", "ack", True),
+        ("keys", "hatch", True),
+        ("control", "limits", False),
+    ]
+    assert app.core.hatch_open[hatch] is False
