@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import sys
 import time
 from collections import deque
@@ -129,10 +130,11 @@ class TelemetryWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close() or on failure
         try:
-            end = fh.seek(0, os.SEEK_END)
-            if end > 0:  # a line cut short by a full disk is ended before the next one
+            st = os.fstat(fh.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+                # a line cut short by a full disk is ended before the next one
                 with open(path, "rb") as rd:
-                    rd.seek(end - 1)
+                    rd.seek(st.st_size - 1)
                     if rd.read(1) != b"\n":
                         self._backlog.appendleft(b"\n")
                         self._backlog_bytes += 1

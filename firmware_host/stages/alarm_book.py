@@ -1,7 +1,8 @@
 """The alarm book: every ``Alarm`` state machine, by typed key.
 
 Volume alarms are keyed by (family, volume), sensor advisories by (channel,
-fault kind), link advisories by link.  Only alarms that are not idle are kept:
+fault kind), link advisories by link, output advisories (``OUTPUT_FAILED``,
+``step_output``, reported by the runtime) by output name.  Only alarms that are not idle are kept:
 an alarm is created when its condition first holds and forgotten once it is
 NORMAL with no timer running.  Events come out in the order the alarms are
 stepped.

@@ -451,3 +451,22 @@ def test_operator_actions_are_on_disk_when_applied(tmp_path):
         ("control", "limits", False),
     ]
     assert app.core.hatch_open[hatch] is False
+
+
+@pytest.mark.timeout(10)
+def test_telemetry_to_a_named_pipe(tmp_path):
+    """A FIFO cannot seek: it is written as before, no failure."""
+    import threading
+
+    fifo = tmp_path / "t.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    guard = OutputGuard("telemetry")
+    tel = TelemetryWriter(fifo, guard=guard)
+    tel.record_link_event(1.0, "bus0", "CONNECTED")
+    tel.close()
+    reader.join(5)
+    assert guard.status is OutputStatus.OK
+    assert json.loads(got[0])["kind"] == "CONNECTED"
