@@ -59,8 +59,9 @@ CREATE TABLE IF NOT EXISTS operator_actions (
 #: Sensor snapshots are archived at this period (s); health changes are events.
 SENSOR_PERIOD_S = 60.0
 #: Rows of one table held in memory while the archive cannot be written (the
-#: oldest are dropped beyond): 10 000 estimate rows are 42 min of 4 volumes,
-#: about 6 MB; every table together at most about 25 MB.
+#: oldest are dropped beyond): 10 000 estimate rows are 42 min of 4 volumes;
+#: estimates and sensor snapshots at the bound hold 7.2 MB, every table at the
+#: bound about 16 MB (tracemalloc).
 MAX_PENDING_ROWS = 10_000
 #: Buffered rows are committed at least this often (s of wall time) ...
 COMMIT_INTERVAL_S = 0.5
