@@ -406,7 +406,10 @@ def test_a_real_full_disk_raises_advisories_and_recovers(tmp_path, tiny_disk):
         _fill(tiny_disk / "filler")
         evs = _events(app, 40.0)
         assert app.loop.health().ticks >= 40
-        assert {(e.source, e.transition) for e in evs} >= {("telemetry", Transition.RAISED)}
+        assert {(e.source, e.transition) for e in evs} == {
+            ("telemetry", Transition.RAISED),
+            ("archive", Transition.RAISED),
+        }
         (tiny_disk / "filler").unlink()
         for g in app.guards.values():
             g.retry_at_s = 0.0  # skip whatever backoff the failures built up
