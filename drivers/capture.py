@@ -250,6 +250,7 @@ class RotatingCapture:
             fh, self._fh = self._fh, None
             fh.close()
             self._unflushed = 0
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)  # if it failed at start
         for _ in range(1000):
             path = self._path(self._index)
             self._index += 1

@@ -473,3 +473,20 @@ def test_telemetry_to_a_named_pipe(tmp_path):
     reader.join(5)
     assert guard.status is OutputStatus.OK
     assert json.loads(got[0])["kind"] == "CONNECTED"
+
+
+def test_capture_whose_folder_cannot_be_made_at_start_recovers(tmp_path):
+    wall = FakeWall()
+    blocker = tmp_path / "capture"
+    blocker.write_text("a file where the folder goes")
+    guard = OutputGuard("capture:bus0", clock=wall)
+    cap = RotatingCapture(blocker / "bus0", guard=guard)  # no exception
+    assert guard.status is OutputStatus.FAILING
+    cap.write(b"abc")
+    assert cap._held_bytes == 3
+    blocker.unlink()
+    wall.t += 2.0
+    cap.write(b"def")
+    cap.close()
+    assert guard.status is OutputStatus.OK
+    assert read_capture(blocker / "bus0") == b"abcdef"
