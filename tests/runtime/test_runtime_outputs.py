@@ -393,6 +393,7 @@ def _fill(path: Path) -> None:
             fh.write(b"\0" * 65536)
 
 
+@pytest.mark.slow  # 5 s of real time
 @pytest.mark.timeout(60)
 def test_a_real_full_disk_raises_advisories_and_recovers(tmp_path, tiny_disk):
     app = _app(
