@@ -15,6 +15,13 @@ capture.
 
 Used as a driver's ``raw_sink``: ``capture(data, now_s)`` is ``write(data)``;
 all methods are thread-safe.
+
+A capture never raises an I/O error (a full disk, also at ``close()``): the
+file is closed (bytes it had buffered are lost and counted in
+``bytes_dropped``), chunks wait in memory, at most ``buffer_bytes`` (1 MiB;
+the oldest dropped beyond, counted), and the next try, a new file, waits for
+its ``guard``'s backoff (1 s doubling to 30 s).  ``guard.error`` says what
+failed; the monitor reports it as an advisory.
 """
 
 from __future__ import annotations
@@ -22,13 +29,18 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+
+from common.outputguard import OutputGuard
 
 __all__ = ["RotatingCapture", "capture_files", "iter_capture", "read_capture"]
 
 SUFFIX = ".bin"
 _INDEX_DIGITS = 6
+#: Bytes a capture keeps in memory while its disk fails (per link).
+BUFFER_BYTES = 1 << 20
 
 
 def _pattern(prefix: Path) -> re.Pattern[str]:
@@ -73,7 +85,8 @@ class RotatingCapture:
 
     ``max_bytes``: size at which a file is rotated (bytes, > 0);
     ``keep``: files kept at most (None: all); ``flush_interval_s``: longest
-    time buffered bytes wait for the disk.
+    time buffered bytes wait for the disk; ``buffer_bytes``: most bytes held
+    while the disk fails; ``guard``: the failure state and retry timer.
     """
 
     def __init__(
@@ -83,6 +96,8 @@ class RotatingCapture:
         keep: int | None = None,
         *,
         flush_interval_s: float = 1.0,
+        buffer_bytes: int = BUFFER_BYTES,
+        guard: OutputGuard | None = None,
     ):
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -92,15 +107,25 @@ class RotatingCapture:
         self.max_bytes = max_bytes
         self.keep = keep
         self.flush_interval_s = flush_interval_s
-        self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        existing = _indexed_files(self.prefix)
+        self.buffer_bytes = buffer_bytes
+        self.guard = guard or OutputGuard(f"capture:{self.prefix.name}")
+        try:
+            self.prefix.parent.mkdir(parents=True, exist_ok=True)
+            existing = _indexed_files(self.prefix)
+        except OSError as exc:
+            self.guard.failed(exc)
+            existing = []
         self._index = existing[-1][0] + 1 if existing else 0
         self._lock = threading.Lock()
         self._fh = None
         self._size = 0
         self._dirty = False
         self._closed = False
+        self._held: deque[bytes] = deque()  # chunks waiting for a failed disk
+        self._held_bytes = 0
+        self._unflushed = 0  # bytes in the file object's buffer, lost if it fails
         self.bytes_written = 0
+        self.bytes_dropped = 0
         self.files_opened = 0
         self.files_deleted = 0
         self._stop = threading.Event()
@@ -120,14 +145,50 @@ class RotatingCapture:
         with self._lock:
             if self._closed:
                 raise ValueError("capture is closed")
-            if self._fh is None or (self._size and self._size + len(data) > self.max_bytes):
-                self._rotate()
-            self._fh.write(data)
-            self._size += len(data)
-            self.bytes_written += len(data)
-            self._dirty = True
+            self._held.append(bytes(data))
+            self._held_bytes += len(data)
+            while self._held_bytes > self.buffer_bytes and len(self._held) > 1:
+                self._held_bytes -= len(old := self._held.popleft())
+                self.bytes_dropped += len(old)
+            if self.guard.ready():
+                self._write_held()
         if self._flusher is None:
             self._start_flusher()
+
+    def _write_held(self) -> None:
+        """The held chunks to the file, under the lock; a failure closes the file."""
+        try:
+            while self._held:
+                chunk = self._held[0]
+                if self._fh is None or (self._size and self._size + len(chunk) > self.max_bytes):
+                    self._rotate()
+                self._fh.write(chunk)
+                self._held.popleft()
+                self._held_bytes -= len(chunk)
+                self._size += len(chunk)
+                self.bytes_written += len(chunk)
+                self._unflushed += len(chunk)
+                self._dirty = True
+            if self.guard.error is not None:  # recovering: the disk must take them
+                self._fh.flush()
+                self._unflushed = 0
+                self._dirty = False
+        except OSError as exc:
+            self._fail(exc)
+        else:
+            self.guard.succeeded()
+
+    def _fail(self, exc: OSError) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+        self.bytes_dropped += self._unflushed
+        self._unflushed = 0
+        self._dirty = False
+        self.guard.failed(exc)
 
     def __call__(self, data: bytes, now_s: float | None = None) -> None:
         """The ``raw_sink`` form: ``now_s`` (receive time) is not stored."""
@@ -136,9 +197,16 @@ class RotatingCapture:
     def flush(self) -> None:
         """Hand buffered bytes to the operating system."""
         with self._lock:
+            if self._held and self.guard.ready():
+                self._write_held()
             if self._fh is not None and self._dirty:
-                self._fh.flush()
-                self._dirty = False
+                try:
+                    self._fh.flush()
+                except OSError as exc:
+                    self._fail(exc)
+                else:
+                    self._unflushed = 0
+                    self._dirty = False
 
     def close(self) -> None:
         """Flush and close the current file; stop the flush timer; idempotent."""
@@ -147,9 +215,21 @@ class RotatingCapture:
         if t is not None and t is not threading.current_thread():
             t.join(2.0)
         with self._lock:
+            if self._closed:
+                return
+            if self._held:
+                self._write_held()  # one last try, whatever the backoff
             if self._fh is not None:
-                self._fh.close()
+                try:
+                    self._fh.close()
+                    self._unflushed = 0
+                except OSError as exc:
+                    self._fh = None  # closed anyway; its buffered bytes are lost
+                    self._fail(exc)
                 self._fh = None
+            self.bytes_dropped += self._held_bytes
+            self._held.clear()
+            self._held_bytes = 0
             self._closed = True
 
     def files(self) -> list[Path]:
@@ -167,8 +247,10 @@ class RotatingCapture:
 
     def _rotate(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-        self._fh = None
+            fh, self._fh = self._fh, None
+            fh.close()
+            self._unflushed = 0
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)  # if it failed at start
         for _ in range(1000):
             path = self._path(self._index)
             self._index += 1
@@ -187,7 +269,7 @@ class RotatingCapture:
                 try:
                     old.unlink()
                     self.files_deleted += 1
-                except FileNotFoundError:
+                except OSError:
                     pass
 
     def _start_flusher(self) -> None:
@@ -201,7 +283,4 @@ class RotatingCapture:
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
-            try:
-                self.flush()
-            except (OSError, ValueError):
-                pass  # a full disk shows on the next write, which the caller counts
+            self.flush()  # never raises: a failure is kept in the guard

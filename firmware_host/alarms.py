@@ -50,6 +50,8 @@ class AlarmKind(enum.Enum):
     LINK_UNKNOWN_ADDRESS = "link_unknown_address"
     #: ADVISORY: a volume already in CAUTION LEAK leaks markedly faster (a second leak)
     LEAK_RATE_ROSE = "leak_rate_rose"
+    #: ADVISORY: an output (archive, telemetry, a link's capture) cannot be written
+    OUTPUT_FAILED = "output_failed"
 
 
 class Transition(enum.Enum):

@@ -350,6 +350,16 @@ class MonitorCore:
         self._respond(out)
         return out
 
+    def report_output(self, name: str, error: str | None, now_s: float) -> list[AlarmEvent]:
+        """An output's state from the runtime: ``error`` (words) raises the ADVISORY
+        ``OUTPUT_FAILED`` of output ``name``, None returns it to normal; at host time
+        ``now_s`` (s).  The events are returned and also reported with the next tick."""
+        out: list[AlarmEvent] = []
+        self.alarms.step_output(name, error, now_s, out)
+        self._pending_events.extend(out)
+        self._respond(out)
+        return out
+
     def _respond(self, events: list[AlarmEvent]) -> None:
         """Hand live events to the response hooks (never when replaying)."""
         if events and not self.replay:

@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from common.outputguard import OutputGuard
     from firmware_host.runtime.app import MonitorApp, ScaledClock
     from firmware_host.runtime.display import LiveDisplay
     from firmware_host.runtime.runconfig import load_runtime_config
@@ -49,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     rc = load_runtime_config(args.config)
     telemetry = None
     if args.telemetry:
-        telemetry = TelemetryWriter(args.telemetry, rate_hz=rc.outputs.telemetry_rate_hz)
+        # a file that cannot be opened (a full disk) is an advisory, retried: not an exit
+        telemetry = TelemetryWriter(
+            args.telemetry, rate_hz=rc.outputs.telemetry_rate_hz, guard=OutputGuard("telemetry")
+        )
     display = None
     if rc.display.enabled and not args.no_display:
         # Telemetry on stdout and a display on stdout would interleave: the display

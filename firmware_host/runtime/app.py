@@ -14,6 +14,13 @@ One monitor per output directory (``instance.py``); each link hands the loop
 at most ``drain_budget`` samples per tick, and a reader with more waiting
 stops reading (back-pressure), so a flooded link cannot starve another link,
 the loop or the control socket.
+
+Every output (archive, telemetry, each link's capture) has an ``OutputGuard``:
+a failing output (a full disk) never stops the loop; it buffers within its
+bound and retries with backoff, and the loop turns its state into the ADVISORY
+``OUTPUT_FAILED`` (``MonitorCore.report_output``) and one line on stderr.
+Operator actions (acknowledgements, hatch and limit changes) are committed to
+the archive and fsynced to the telemetry before the control socket answers.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import time
 import weakref
 from collections.abc import Callable
 
+from common.outputguard import OutputGuard
 from drivers.capture import RotatingCapture
 from drivers.driver import NativeDriver
 from drivers.frames import IdentityFrame
@@ -44,6 +52,8 @@ from firmware_host.runtime.telemetry import TelemetryWriter
 
 NS = 1_000_000_000
 DRIVERS = {"native": NativeDriver}
+#: Control commands that change the monitor: recorded as operator actions.
+OPERATOR_ACTIONS = {"ack": "key", "hatch": "name", "limits": "name"}
 #: Samples a link may always hand the loop in one tick, however slow its sensors.
 MIN_DRAIN_SAMPLES = 1000
 #: A reader stops reading while this many ticks' budgets wait (back-pressure).
@@ -120,9 +130,19 @@ class MonitorApp:
         self.core = MonitorCore(rc.monitor)
         self.stop_event = threading.Event()
         out = rc.outputs
-        self.archive = Archive(out.archive) if out.archive else None
+        #: every output's failure state, by the name its advisory carries
+        self.guards: dict[str, OutputGuard] = {}
+        self._reported: dict[str, str | None] = {}
+        self.archive = None
+        if out.archive:
+            self.archive = Archive(out.archive, guard=self._guard("archive"))
         if telemetry is None and out.telemetry:
-            telemetry = TelemetryWriter(out.telemetry, rate_hz=out.telemetry_rate_hz)
+            telemetry = TelemetryWriter(
+                out.telemetry, rate_hz=out.telemetry_rate_hz, guard=self._guard("telemetry")
+            )
+        elif telemetry is not None:
+            telemetry.guard = telemetry.guard or OutputGuard("telemetry")
+            self.guards["telemetry"] = telemetry.guard
         self.telemetry = telemetry
         self.control = ControlServer(out.control_socket) if out.control_socket else None
         self.captures: dict[str, RotatingCapture] = {}
@@ -142,6 +162,7 @@ class MonitorApp:
                     out.capture / name,
                     max_bytes=out.capture_max_bytes,
                     keep=out.capture_keep or None,
+                    guard=self._guard(f"capture:{name}"),
                 )
                 self.captures[name] = cap
                 sink = cap
@@ -171,17 +192,79 @@ class MonitorApp:
             try:
                 with open(rc.source, encoding="utf-8") as fh:
                     self.archive.write_meta("config_toml", fh.read())
-            except OSError:
+            except (OSError, UnicodeDecodeError):
                 pass
         self.loop = RateLoop(self.core, self.clock, rc.monitor.rate_hz, self._source, self._on_tick)
 
     def _clock_s(self) -> float:
         return self.clock.now_ns() / NS
 
+    # -- outputs -----------------------------------------------------------
+    def _guard(self, name: str) -> OutputGuard:
+        guard = self.guards[name] = OutputGuard(name)
+        return guard
+
+    def _write(self, name: str, fn: Callable[..., object], *args) -> None:
+        """``fn(*args)`` of output ``name``: whatever it raises is that output's failure."""
+        self.guards[name].call(fn, *args)
+
+    def _report_outputs(self, now_s: float) -> None:
+        """Each output that failed or recovered since the last tick: its advisory
+        (``OUTPUT_FAILED``) and a line on stderr (the journal under systemd)."""
+        for name, guard in self.guards.items():
+            error = guard.error
+            if (error is None) == (self._reported.get(name) is None):
+                continue
+            self._reported[name] = error
+            self.core.report_output(name, error, now_s)
+            if error is None:
+                _say(f"cabinwatch: output {name} written again")
+            else:
+                _say(f"cabinwatch: output {name} failed ({error}); monitoring continues, retrying")
+
+    def _operator(self, request: dict, now_s: float, origin: str = "control") -> dict:
+        """A control command applied to the core; one that changes the monitor is
+        archived (committed) and written to the telemetry (fsynced) before its reply."""
+        reply = self._command(request, now_s)
+        cmd = request.get("cmd")
+        if cmd in OPERATOR_ACTIONS:
+            target = request.get(OPERATOR_ACTIONS[cmd])
+            self._record_operator(
+                now_s, origin, str(cmd), "*" if target is None else str(target), reply
+            )
+        return reply
+
+    def _record_operator(
+        self, now_s: float, origin: str, action: str, target: str, reply: dict
+    ) -> None:
+        ok = bool(reply.get("ok"))
+        if self.archive is not None:
+            self._write(
+                "archive",
+                self.archive.record_operator_action,
+                now_s,
+                origin,
+                action,
+                target,
+                ok,
+                reply,
+            )
+        if self.telemetry is not None:
+            self._write(
+                "telemetry",
+                self.telemetry.record_operator_action,
+                now_s,
+                origin,
+                action,
+                target,
+                ok,
+                reply,
+            )
+
     # -- the loop's source and listener ------------------------------------
     def _source(self, now_s: float) -> list[SampleBatch]:
         if self.control is not None:
-            self.control.poll(lambda req: self._command(req, now_s))
+            self.control.poll(lambda req: self._operator(req, now_s))
         if self.display is not None:
             self._keys(self.display.read_keys(), now_s)
         batches = []
@@ -195,9 +278,13 @@ class MonitorApp:
                 kind = getattr(ev.kind, "name", str(ev.kind))
                 detail = getattr(ev, "message", "")
                 if self.archive is not None:
-                    self.archive.record_link_event(now_s, name, kind, detail)
+                    self._write(
+                        "archive", self.archive.record_link_event, now_s, name, kind, detail
+                    )
                 if self.telemetry is not None:
-                    self.telemetry.record_link_event(now_s, name, kind, detail)
+                    self._write(
+                        "telemetry", self.telemetry.record_link_event, now_s, name, kind, detail
+                    )
             for frame in batch.frames:
                 if isinstance(frame, IdentityFrame):
                     self._identity(now_s, name, frame)
@@ -225,25 +312,27 @@ class MonitorApp:
             return
         self._identities[key] = frame
         if self.archive is not None:
-            self.archive.record_identity(now_s, link, frame)
+            self._write("archive", self.archive.record_identity, now_s, link, frame)
 
     def _keys(self, keys: str, now_s: float) -> None:
         hatches = list(self.core.hatch_open)
         for k in keys:
             if k in "aA":
-                self.core.acknowledge(None, now_s=now_s)
+                self._operator({"cmd": "ack"}, now_s, "keys")
             elif k.isdigit() and 1 <= int(k) <= len(hatches):
                 name = hatches[int(k) - 1]
-                self.core.set_hatch(name, not self.core.hatch_open[name], now_s)
+                is_open = not self.core.hatch_open[name]
+                self._operator({"cmd": "hatch", "name": name, "open": is_open}, now_s, "keys")
             elif k in "qQ":
                 self.stop_event.set()
 
     def _on_tick(self, result: TickResult) -> None:
         self._last = result
         if self.archive is not None:
-            self.archive.record_tick(result)
+            self._write("archive", self.archive.record_tick, result)
         if self.telemetry is not None:
-            self.telemetry.record_tick(result)
+            self._write("telemetry", self.telemetry.record_tick, result)
+        self._report_outputs(result.t_s)
         if self.display is not None:
             for ev in result.events:
                 self.display.event(ev)
@@ -354,16 +443,29 @@ class MonitorApp:
         for manager in self.sessions.values():
             manager.stop(timeout_s=0.5)
         if self.archive is not None:
-            self.archive.write_meta("loop_health", self.loop.health().to_json_dict())
-            self.archive.write_meta(
-                "link_health", {n: d.health().to_json_dict() for n, d in self.drivers.items()}
+            archive = self.archive
+            self._write(
+                "archive", archive.write_meta, "loop_health", self.loop.health().to_json_dict()
             )
-            self.archive.close()
+            self._write(
+                "archive",
+                archive.write_meta,
+                "link_health",
+                {n: d.health().to_json_dict() for n, d in self.drivers.items()},
+            )
+            self._write("archive", archive.close)
+            if archive.pending_rows:
+                _say(
+                    f"cabinwatch: archive {archive.path}: {archive.pending_rows} rows not "
+                    f"written ({self.guards['archive'].error})"
+                )
         if self.telemetry is not None:
-            self.telemetry.record_loop(self._clock_s(), self.loop.health())
-            self.telemetry.close()
-        for cap in self.captures.values():
-            cap.close()
+            self._write(
+                "telemetry", self.telemetry.record_loop, self._clock_s(), self.loop.health()
+            )
+            self._write("telemetry", self.telemetry.close)
+        for name, cap in self.captures.items():
+            self._write(f"capture:{name}", cap.close)
         if self.control is not None:
             self.control.close()
         if self.display is not None:
@@ -371,6 +473,14 @@ class MonitorApp:
         self.notifier.close()
         self.instance.release()
         self._closed.set()
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a closed or full stderr is no reason to stop."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _ms(x: float) -> str:

@@ -1,7 +1,8 @@
 """The alarm book: every ``Alarm`` state machine, by typed key.
 
 Volume alarms are keyed by (family, volume), sensor advisories by (channel,
-fault kind), link advisories by link.  Only alarms that are not idle are kept:
+fault kind), link advisories by link, output advisories (``OUTPUT_FAILED``,
+``step_output``, reported by the runtime) by output name.  Only alarms that are not idle are kept:
 an alarm is created when its condition first holds and forgotten once it is
 NORMAL with no timer running.  Events come out in the order the alarms are
 stepped.
@@ -252,7 +253,14 @@ class RateRoseKey:
     volume: int
 
 
-AlarmKey = VolumeAlarmKey | SensorAlarmKey | LinkAlarmKey | RateRoseKey
+@dataclass(frozen=True)
+class OutputAlarmKey:
+    """An output of the runtime: ``archive``, ``telemetry``, ``capture:LINK``."""
+
+    output: str
+
+
+AlarmKey = VolumeAlarmKey | SensorAlarmKey | LinkAlarmKey | RateRoseKey | OutputAlarmKey
 
 
 class AlarmBook:
@@ -495,6 +503,41 @@ class AlarmBook:
                 events.append(ev)
             if a.idle():
                 del self._alarms[key]
+
+    def step_output(
+        self, output: str, error: str | None, now_s: float, events: list[AlarmEvent]
+    ) -> None:
+        """ADVISORY ``OUTPUT_FAILED`` of ``output``: raised at once while ``error`` (the
+        failure in words) is not None, returned to normal at once when it is None.
+        Value 1 while failing, limit 0; the message names the error."""
+        key = OutputAlarmKey(output)
+        a = self._alarms.get(key)
+        failing = error is not None
+        if a is None:
+            if not failing:
+                return
+            a = self._new(key, output, AlarmLevel.ADVISORY, AlarmKind.OUTPUT_FAILED, "")
+
+        def detail(value: float, limit: float, raised: bool) -> str:
+            if raised:
+                return f"cannot write ({error}); monitoring continues"
+            return "written again"
+
+        ev = a.update(
+            now_s,
+            failing,
+            not failing,
+            1.0 if failing else 0.0,
+            0.0,
+            0.0,
+            0.0,
+            self.replay,
+            detail,
+        )
+        if ev is not None:
+            events.append(ev)
+        if a.idle():
+            del self._alarms[key]
 
     def acknowledge(self, alarm_key: str | None, t_s: float) -> list[AlarmEvent]:
         """Acknowledge one alarm by its string key (``"source:KIND"``) or all (None)

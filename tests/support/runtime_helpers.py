@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
@@ -201,3 +203,120 @@ def run_core(scenario_name: str, duration_s: float):
     """(core, last TickResult, config) of ``run_ticks``."""
     core, results, config = run_ticks(scenario_name, duration_s)
     return core, results[-1], config
+
+
+# -- durability: a real monitor killed with SIGKILL -------------------------------
+
+
+@dataclass(frozen=True)
+class KillResult:
+    """What survived one SIGKILL of a monitor.
+
+    ``estimate_age_s``: monotonic time of the kill minus the newest archived
+    estimate's ``t_s`` (the monitor's clock is monotonic time, s); ``acks_sent``
+    acknowledgements answered by the monitor before the kill, of them
+    ``acks_archived`` in ``operator_actions`` and ``acks_in_telemetry`` as
+    ``operator`` lines (None: the tree has no such record); ``integrity`` the
+    archive's ``PRAGMA integrity_check``.
+    """
+
+    estimate_age_s: float
+    acks_sent: int
+    acks_archived: int | None
+    acks_in_telemetry: int | None
+    integrity: str
+
+
+def kill_monitor_once(
+    work: Path,
+    *,
+    acks: int = 5,
+    warmup_s: float = 4.0,
+    kill_phase_s: float = 0.0,
+    ack_to_kill_s: float = 0.0,
+    tree: str | Path | None = None,
+    scenario_name: str = "nominal",
+    loop_rate_hz: float = 10.0,
+) -> KillResult:
+    """Emulator on a pty and ``cabinwatch monitor`` (of ``tree``, default this one) in
+    real time, its loop at ``loop_rate_hz`` (10 Hz as in the example configuration);
+    after ``warmup_s`` s, ``acks`` ``cabinwatch ctl ack``; ``ack_to_kill_s`` after the
+    last reply and then ``kill_phase_s`` more, SIGKILL; what survived."""
+    from hil.scenario import load_scenario
+
+    scenario = load_scenario(scenario_name)
+    work.mkdir(parents=True, exist_ok=True)
+    emu = EmulatorProcess(scenario_name, "--pty", "--speed", "1", "--duration", "3000")
+    monitor = None
+    out = work / "out"
+    try:
+        urls = emu.endpoints(scenario.link_names)
+        data = monitor_config(scenario, urls, out, control_socket="ctl.sock")
+        data["outputs"]["telemetry"] = "telemetry.jsonl"
+        data["outputs"]["telemetry_rate_hz"] = 0.1
+        data["loop"] = {"rate_hz": loop_rate_hz}
+        cfg = write_toml(work / "monitor.toml", data)
+        env = dict(os.environ)
+        cwd = work
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+            cwd = Path(tree)
+        monitor = subprocess.Popen(
+            [*CLI, "monitor", "--config", str(cfg), "--no-display"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+        sock = out / "ctl.sock"
+        deadline = time.monotonic() + 30
+        while not sock.exists() and monitor.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not sock.exists():
+            err = monitor.stderr.read() if monitor.poll() is not None else ""
+            raise AssertionError(f"the monitor's control socket never appeared: {err}")
+        time.sleep(warmup_s)
+        sent = 0
+        for _ in range(acks):
+            r = subprocess.run(
+                [*CLI, "ctl", "--socket", str(sock), "ack"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd=cwd,
+                env=env,
+            )
+            assert r.returncode == 0, r.stderr
+            sent += 1
+        time.sleep(ack_to_kill_s + kill_phase_s)
+        killed_at = time.monotonic()
+        os.killpg(monitor.pid, signal.SIGKILL)
+        monitor.wait(timeout=10)
+    finally:
+        if monitor is not None:
+            if monitor.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(monitor.pid, signal.SIGKILL)
+                monitor.wait(timeout=10)
+            monitor.stderr.close()
+        emu.kill()
+    db = out / "archive.sqlite"
+    integrity = query(db, "PRAGMA integrity_check")[0][0]
+    (newest,) = query(db, "SELECT max(t_s) FROM estimates")[0]
+    tables = {r[0] for r in query(db, "SELECT name FROM sqlite_master WHERE type='table'")}
+    archived = None
+    if "operator_actions" in tables:
+        archived = query(db, "SELECT count(*) FROM operator_actions WHERE action='ack'")[0][0]
+    in_telemetry = None
+    if tree is None:
+        lines = (out / "telemetry.jsonl").read_text(encoding="utf-8").splitlines()
+        in_telemetry = sum(1 for x in lines if '"type":"operator"' in x.replace(" ", ""))
+    return KillResult(
+        estimate_age_s=killed_at - newest,
+        acks_sent=sent,
+        acks_archived=archived,
+        acks_in_telemetry=in_telemetry,
+        integrity=integrity,
+    )
