@@ -7,7 +7,10 @@ import json
 import sys
 import time
 
+from common import bounds
+from common.bounds import check_option
 from common.errors import CabinwatchError
+from common.outpaths import output_file
 from firmware_host.config import load_config
 from harness.derive import config_from_scenario
 from harness.scoring import score
@@ -47,10 +50,19 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hil.scenario import load_scenario
 
-    if args.duration is not None and args.duration <= args.start:
-        raise CabinwatchError(f"--duration ({args.duration}) must be after --start ({args.start})")
-    if args.start < 0:
-        raise CabinwatchError(f"--start must not be negative, not {args.start}")
+    check_option("--start", args.start, bounds.TIME_S)
+    if args.duration is not None:
+        check_option("--duration", args.duration, bounds.DURATION_S)
+        if args.duration <= args.start:
+            raise CabinwatchError(
+                f"--duration ({args.duration}) must be after --start ({args.start})"
+            )
+    if args.seed is not None:
+        check_option("--seed", args.seed, bounds.SEED)
+    check_option("--settle", args.settle, bounds.TIME_S)
+    for option, path in (("--archive", args.archive), ("--telemetry", args.telemetry)):
+        if path and path != "-":
+            output_file(path, option)
     scenario = load_scenario(args.scenario)
     config = load_config(args.config) if args.config else config_from_scenario(scenario)
     listeners = []
