@@ -68,6 +68,8 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(str(p), "(file)", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), "(syntax)", str(exc)) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(str(p), "(syntax)", str(exc).split(";")[0]) from None
 
 
 class Table:
@@ -121,6 +123,13 @@ class Table:
             raise self.err(key, f"must be at most {MAX_NAME_CHARS} characters (got {len(v)})")
         if any(ord(c) < 32 or ord(c) == 127 for c in v):
             raise self.err(key, "must not contain control characters (NUL, newline...)")
+        return v
+
+    def path_str(self, key: str, default: Any = REQUIRED) -> Any:
+        """A file or folder path, a URL or a port: a string without NUL or line breaks."""
+        v = self.str(key, default)
+        if key in self.data and any(c in v for c in "\x00\n\r"):
+            raise self.err(key, "must not contain NUL or line breaks")
         return v
 
     def bool(self, key: str, default: Any = REQUIRED) -> Any:

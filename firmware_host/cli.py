@@ -57,7 +57,7 @@ class _OneLineParser(argparse.ArgumentParser):
     exit 2, like every other error of the command (argparse prints the usage first)."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 class _CommandParser(_OneLineParser):
@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if argv is not None and any("\x00" in a for a in argv):
+        # a shell cannot pass one; a caller in this process can, and no path holds one
+        parser.error("an argument holds a NUL character")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, not at exit: a full stdout is then one line, not a traceback
         return code
     except CabinwatchError as exc:
-        print(f"cabinwatch {args.command}: {exc}", file=sys.stderr)
+        print(one_line(f"cabinwatch {args.command}: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -132,9 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # an output that cannot be written: stdout on a full disk (> /dev/full), ...
         where = exc.filename if exc.filename else "output"
-        print(f"cabinwatch {args.command}: {where}: {exc.strerror or exc}", file=sys.stderr)
+        msg = f"cabinwatch {args.command}: {where}: {exc.strerror or exc}"
+        print(one_line(msg), file=sys.stderr)
         _drop_stdout()
         return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: control characters and line separators (from a key, a
+    file name or a value the user gave) escaped as ``\\n``, ``\\x00``, ``\\u2028``."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _drop_stdout() -> None:

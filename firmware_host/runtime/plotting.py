@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -139,10 +140,13 @@ def plot_archive(
     ax_p.legend(loc="best", fontsize=8, ncol=2)
     # parse_math=False: a "$" in a title or a file name is shown, not typeset
     fig.suptitle(title or f"cabinwatch archive {Path(archive).name}", parse_math=False)
-    fig.tight_layout()
     out = Path(out_png)
     try:
-        fig.savefig(out, dpi=90)
+        with warnings.catch_warnings():
+            # a character the font lacks (in a title or a volume name) is drawn as a box
+            warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+            fig.tight_layout()
+            fig.savefig(out, dpi=90)
     except OSError as exc:
         raise InputFileError(str(out_png), exc.strerror or str(exc)) from None
     finally:

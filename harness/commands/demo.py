@@ -70,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from hil.scenario import load_scenario
 
     pyplot()  # the demo ends with a plot: without matplotlib, say so before the run
+    # the options given, before anything is read or started
+    for option, value, rng in (
+        ("--speed", args.speed, bounds.SPEED),
+        ("--duration", args.duration, bounds.DURATION_S),
+        ("--start", args.start, bounds.TIME_S),
+    ):
+        if value is not None:
+            check_option(option, value, rng)
 
     scenario = load_scenario(args.scenario)
     start, duration, speed = PRESETS.get(scenario.name, DEFAULT_PRESET)
@@ -78,9 +86,6 @@ def run(args: argparse.Namespace) -> int:
     start = args.start if args.start is not None else start
     duration = args.duration if args.duration is not None else duration
     speed = 1.0 if args.realtime else (args.speed if args.speed is not None else speed)
-    check_option("--speed", speed, bounds.SPEED)
-    check_option("--duration", duration, bounds.DURATION_S)
-    check_option("--start", start, bounds.TIME_S)
     if start >= scenario.duration_s:
         raise CabinwatchError(
             f"--start must be before the scenario's end ({scenario.duration_s:g} s)"

@@ -158,29 +158,31 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scenario:
         raise CabinwatchError("a SCENARIO is needed (see --list)")
-    scenario = load_scenario(args.scenario)
     if not (args.pty or args.tcp or args.port or args.out):
         raise CabinwatchError("choose where the bytes go: --pty, --tcp, --port or --out")
+    # the options, before the scenario is read and played
     speed = _parse_speed(args.speed, None if args.out else 1.0)
     if args.duration is not None:
         check_option("--duration", args.duration, bounds.DURATION_S)
-    duration = scenario.duration_s if args.duration is None else args.duration
     check_option("--start", args.start, bounds.TIME_S)
-    if not args.start < duration:
-        raise CabinwatchError("--start must be before the end (--duration)")
     if args.seed is not None:
         check_option("--seed", args.seed, bounds.SEED)
-    truth_rate = args.truth_rate
-    if truth_rate is None:
-        truth_rate = 1.0 if duration <= 86400.0 else 0.1
-    check_option("--truth-rate", truth_rate, bounds.Range(0.0, 1000.0))
+    if args.truth_rate is not None:
+        check_option("--truth-rate", args.truth_rate, bounds.Range(0.0, 1000.0))
     if args.baud is not None:
         check_option("--baud", args.baud, bounds.Range(300, 100_000_000, integer=True))
     check_option("--hold", args.hold, bounds.Range(1, 2**30, integer=True))
     if args.tcp:
-        _parse_tcp(args.tcp)  # a bad address before the scenario is played
+        _parse_tcp(args.tcp)
     if args.out:
         output_file(args.out, "--out")
+    scenario = load_scenario(args.scenario)
+    duration = scenario.duration_s if args.duration is None else args.duration
+    if not args.start < duration:
+        raise CabinwatchError("--start must be before the end (--duration)")
+    truth_rate = args.truth_rate
+    if truth_rate is None:
+        truth_rate = 1.0 if duration <= 86400.0 else 0.1
     devices = args.port.split(",") if args.port else []
     if args.port and len(devices) != len(scenario.links):
         raise ConfigError(

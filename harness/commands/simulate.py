@@ -16,6 +16,9 @@ from harness.derive import config_from_scenario
 from harness.scoring import score
 from harness.simulate import run_simulation
 
+#: The shortest run (simulated s): the truth it is scored against is recorded every second.
+MIN_RUN_S = 1.0
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the arguments of ``cabinwatch simulate`` to its parser."""
@@ -64,6 +67,14 @@ def run(args: argparse.Namespace) -> int:
         if path and path != "-":
             output_file(path, option)
     scenario = load_scenario(args.scenario)
+    end_s = (
+        scenario.duration_s if args.duration is None else min(args.duration, scenario.duration_s)
+    )
+    if end_s - args.start < MIN_RUN_S:
+        raise CabinwatchError(
+            f"the run must last at least {MIN_RUN_S:g} simulated s: --start {args.start:g}, "
+            f"end {end_s:g} s (--duration, or the scenario's {scenario.duration_s:g} s)"
+        )
     config = load_config(args.config) if args.config else config_from_scenario(scenario)
     listeners = []
     if args.archive:
