@@ -143,8 +143,293 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["", "  ", "a\x00b", "x" * 65])
 def test_bad_names_are_refused(tmp_path, capsys, name):
+    """A hatch could be called "" or "a<NUL>b" (a volume's empty name was refused)."""
     data = _good()
-    data["volumes"][0]["name"] = name
+    data["hatches"][0]["name"] = name
     path = write_toml(tmp_path / "c.toml", data)
     code, out, err = _cli(["config", "check", path], capsys)
-    _one_line(code, err, "volumes[0].name")
+    _one_line(code, err, "hatches[0].name")
+
+
+# --- options --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["monitor", "--config", "x.toml", "--speed", "nan"], "--speed: must be finite"),
+        (["monitor", "--config", "x.toml", "--speed", "inf"], "--speed: must be finite"),
+        (["monitor", "--config", "x.toml", "--speed", "1e300"], "--speed: must be in"),
+        (["monitor", "--config", "x.toml", "--duration", "nan"], "--duration: must be finite"),
+        (["monitor", "--config", "x.toml", "--duration", "inf"], "--duration: must be finite"),
+        (["simulate", "nominal", "--seed=-1"], "--seed: must be in 0.."),
+        (["simulate", "nominal", "--duration", "nan"], "--duration: must be finite"),
+        (["simulate", "nominal", "--start", "nan"], "--start: must be finite"),
+        (["simulate", "nominal", "--start", "inf"], "--start: must be finite"),
+        (["simulate", "nominal", "--start", "1e300"], "--start: must be in"),
+        (["simulate", "nominal", "--duration", "0.5"], "at least 1 simulated s"),
+        (["emulate", "nominal", "--out", "x.bin", "--seed=-1"], "--seed: must be in 0.."),
+        (["emulate", "nominal", "--out", "x.bin", "--start", "nan"], "--start: must be finite"),
+        (["emulate", "nominal", "--out", "x.bin", "--start", "inf"], "--start: must be finite"),
+        (["emulate", "nominal", "--out", "x.bin", "--start", "1e300"], "--start: must be in"),
+        (["emulate", "nominal", "--out", "x.bin", "--speed", "1e300"], "--speed: must be in"),
+        (["demo", "--speed", "nan"], "--speed: must be finite"),
+        (["demo", "--start", "inf"], "--start: must be finite"),
+        (["analyze", "x.bin", "--volume-m3", "nan"], "--volume-m3: must be finite"),
+        (["analyze", "x.bin", "--rate-hz", "1e300"], "--rate-hz: must be in"),
+    ],
+)
+@pytest.mark.timeout(20)
+def test_bad_option_values_are_one_line(tmp_path, monkeypatch, capsys, argv, needle):
+    """Each of these crashed, hung (--start inf played the scenario forever) or
+    ran forever (--duration inf)."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(argv, capsys)
+    _one_line(code, err, needle)
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, out, err = _cli(["simulate", "nominal", "--no-such-option"], capsys)
+    _one_line(code, err, "unrecognized arguments", "--help")
+
+
+# --- scenarios ----------------------------------------------------------------------
+
+
+def _scenario(tmp_path, mutate) -> str:
+    from tests.support.hostile import small_scenario
+
+    data = small_scenario()
+    mutate(data)
+    return str(write_toml(tmp_path / "s.toml", data))
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d["sensor_defaults"].update(rate_hz=1e-300), "sensor_defaults.rate_hz"),
+        (lambda d: d["leaks"][0].update(diameter_mm=1e300), "leaks[0].diameter_mm"),
+        (lambda d: d["volumes"][0].update(volume_m3=1e-300), "volumes[0].volume_m3"),
+        (lambda d: d["scenario"].update(max_step=1e-6), "scenario.max_step"),
+        (lambda d: d["scenario"].update(duration="99999999999d"), "scenario.duration"),
+        (lambda d: d["volumes"][0].update(name=""), "volumes[0].name"),
+        (lambda d: d["sensors"][0].update(name="a\x00b"), "sensors[0].name"),
+    ],
+)
+@pytest.mark.timeout(20)
+def test_bad_scenario_numbers_and_names_are_one_line(tmp_path, capsys, mutate, key):
+    """ZeroDivisionError, OverflowError and a hang (a 1e-300 m3 volume stepped 1e-9 s
+    at a time) before."""
+    path = _scenario(tmp_path, mutate)
+    code, out, err = _cli(["simulate", path, "--duration", "20"], capsys)
+    _one_line(code, err, path, key)
+
+
+def test_a_binary_scenario_is_one_line(tmp_path, capsys):
+    """The issue's UnicodeDecodeError: one line already at this slice's start (a guard)."""
+    path = tmp_path / "s.toml"
+    path.write_bytes(bytes(range(256)))
+    code, out, err = _cli(["simulate", path], capsys)
+    _one_line(code, err, "(file)", "not UTF-8")
+
+
+@pytest.mark.timeout(20)
+def test_the_physics_never_steps_below_a_millisecond():
+    """A zero time constant (a temperature step with tau 0) stepped 1 ns at a time."""
+    from hil.physics import MIN_STEP_S, Network
+    from hil.scenario import parse_scenario
+    from tests.support.hostile import small_scenario
+
+    data = small_scenario()
+    data["events"] = [
+        {"t": 1.0, "kind": "temperature_step", "volume": "cabin", "tau": 0.0, "delta_k": 1.0}
+    ]
+    net = Network(parse_scenario(data, "s.toml"))
+    net.run_until(5.0)
+    assert net.steps <= 5.0 / MIN_STEP_S + 10
+
+
+# --- demo, analyze, plot, archive, decode, stdout, decoder, tcp, folders -----------------
+
+
+def test_demo_refuses_a_non_empty_out_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "archive.sqlite").write_bytes(b"precious")
+    code, _, err = _cli(["demo", "--scenario", "rapid-depress", "--out", out], capsys)
+    _one_line(code, err, "--out", "not empty", "--overwrite")
+    assert (out / "archive.sqlite").read_bytes() == b"precious"
+
+
+def test_make_demo_passes_overwrite():
+    from pathlib import Path
+
+    make = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert "cabinwatch demo --overwrite" in make
+
+
+def _capture(t_us) -> bytes:
+    import numpy as np
+
+    from drivers.encode import encode_samples
+
+    t = np.asarray(t_us, dtype=np.int64)
+    n = len(t)
+    return encode_samples(1, np.arange(n), t, np.full(n, 101325.0), np.full(n, 21.0)).tobytes()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("kind", ["jump", "random"])
+def test_analyze_does_not_hang_on_garbage_timestamps(tmp_path, capsys, kind):
+    """Valid frames whose timestamps jump by ~2^63 us were ticked through at 100 % CPU."""
+    import numpy as np
+
+    t = np.arange(40, dtype=np.int64) * 1_000_000
+    if kind == "jump":
+        t[20:] += 2**62
+    else:
+        t = np.random.default_rng(1).integers(0, 2**63 - 1, 40)
+    path = tmp_path / "cap.bin"
+    path.write_bytes(_capture(t))
+    code, out, err = _cli(["analyze", path], capsys)
+    assert code == 0, err
+    assert '"summary"' in out.splitlines()[-1]
+
+
+@pytest.mark.timeout(20)
+def test_analyze_refuses_a_capture_that_needs_too_many_ticks(tmp_path, capsys):
+    """Forward jumps under a day each: the timeline is kept, but 40 samples over
+    20 days would be 17 million ticks."""
+    path = tmp_path / "cap.bin"
+    path.write_bytes(_capture([i * 43_200_000_000 for i in range(40)]))
+    code, out, err = _cli(["analyze", path], capsys)
+    _one_line(code, err, "timestamps are garbage")
+
+
+def _archive(tmp_path, name="a.sqlite"):
+    from tests.support.hostile import make_archive
+
+    archive = make_archive(tmp_path / "arch")
+    target = tmp_path / name
+    archive.rename(target)
+    return target
+
+
+@pytest.mark.timeout(60)
+def test_plot_out_and_title_and_odd_archive_names(tmp_path, capsys):
+    archive = _archive(tmp_path, "run #1 100%.sqlite")  # a URI would cut it at '#'
+    code, out, err = _cli(["plot", archive, "--out", tmp_path / "x.txt"], capsys)
+    _one_line(code, err, "--out", ".png")
+    code, out, err = _cli(["plot", archive, "--out", tmp_path], capsys)
+    _one_line(code, err, "--out")
+    assert not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+    code, out, err = _cli(["plot", archive, "--out", tmp_path / "p.png", "--title", "$x^"], capsys)
+    assert code == 0 and err == [], err
+    assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_output_options_create_one_missing_level_only(tmp_path, capsys):
+    from common.outpaths import output_file
+
+    deep = tmp_path / "a" / "b" / "c.png"
+    code, out, err = _cli(["plot", "none.sqlite", "--out", deep], capsys)
+    _one_line(code, err, "--out", "does not exist")
+    assert not (tmp_path / "a").exists()
+    assert output_file(tmp_path / "a" / "c.png", "--out") == tmp_path / "a" / "c.png"
+    assert (tmp_path / "a").is_dir()
+
+
+def test_decode_prints_strict_json(tmp_path, capsys):
+    import json
+    import math
+
+    import numpy as np
+
+    from drivers.encode import encode_samples
+
+    blob = encode_samples(
+        1, [1, 2], np.array([1, 2]), np.array([math.nan, 101325.0]), np.array([math.inf, 20.0])
+    ).tobytes()
+    path = tmp_path / "cap.bin"
+    path.write_bytes(blob)
+    code, out, err = _cli(["decode", path], capsys)
+    assert code == 0, err
+
+    def refuse(name):
+        raise ValueError(name)
+
+    first, second = (json.loads(line, parse_constant=refuse) for line in out.splitlines())
+    assert first["pressure_pa"] is None and first["temperature_c"] is None
+    assert first["nonfinite"] == ["pressure_pa", "temperature_c"]
+    assert "nonfinite" not in second and second["pressure_pa"] == 101325.0
+
+
+@pytest.mark.parametrize(
+    "argv", [["decode", "{cap}"], ["analyze", "{cap}"], ["simulate", "nominal", "--duration", "5"]]
+)
+@pytest.mark.timeout(30)
+def test_a_full_stdout_is_one_line_and_exit_2(tmp_path, argv):
+    """``> /dev/full``: a traceback at exit before."""
+    import subprocess
+    import sys
+
+    cap = tmp_path / "cap.bin"
+    cap.write_bytes(_capture([i * 1_000_000 for i in range(40)]))
+    argv = [a.replace("{cap}", str(cap)) for a in argv]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "firmware_host.cli", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=25,
+        )
+    lines = [ln for ln in proc.stderr.splitlines() if "no --config" not in ln]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and "No space left on device" in lines[0], proc.stderr
+
+
+def test_decoder_counts_the_bytes_of_unknown_frames():
+    from drivers.decoder import StreamDecoder
+    from drivers.frames import build_frame
+
+    unknown = build_frame(0x42, 1, 0, bytes(30))
+    data = unknown + _capture([1, 2])
+    dec = StreamDecoder()
+    dec.feed(data)
+    dec.flush()
+    c = dec.counters()
+    assert c.unknown_msg_types == 1 and c.bytes_unknown == len(unknown)
+    assert c.frames_total * 35 + c.bytes_discarded + c.bytes_unknown == c.bytes_in
+    assert c.to_json_dict()["bytes_unknown"] == len(unknown)
+
+
+@pytest.mark.parametrize(
+    "text, host, port",
+    [("[::1]:7000", "::1", 7000), ("7000", "127.0.0.1", 7000), ("0.0.0.0:1", "0.0.0.0", 1)],
+)
+def test_tcp_addresses_parse(text, host, port):
+    from hil.endpoints import parse_tcp_address
+
+    assert parse_tcp_address(text) == (host, port)
+
+
+@pytest.mark.parametrize("text", ["::1:7000", "[::1", "[::1]x", "host:99999", "host:"])
+def test_bad_tcp_addresses_are_refused(text):
+    from hil.endpoints import parse_tcp_address
+
+    with pytest.raises(ValueError):
+        parse_tcp_address(text)
+
+
+@pytest.mark.timeout(20)
+def test_emulate_serves_on_ipv6(tmp_path, capsys):
+    import socket
+
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    code, out, err = _cli(["emulate", "nominal", "--tcp", "[::1]:0", "--duration", "0.01"], capsys)
+    assert code == 0, err
+    assert "tcp=[::1]:" in out
