@@ -27,6 +27,8 @@ NSUM = 10
 #: Bytes per slot and channel: time and pressure float64, temperature and count float32.
 SLOT_BYTES = 8 + 8 + 4 + 4
 TIER_NAMES = ("raw", "1-s", "60-s")
+#: The fewest slots of a tier (the shortest window has 3).
+MIN_TIER_SLOTS = 3
 KEEP_KEYS = ("estimator.raw_keep_s", "estimator.mid_keep_s", "estimator.slow_keep_s")
 
 
@@ -132,6 +134,7 @@ def layout(config: MonitorConfig) -> Sizing:
         extra = em_m if k == 0 else 0
         if extra > length:
             length, key = extra, "estimator.emergency_window_s"
+        length = max(length, MIN_TIER_SLOTS)  # a keep time of 0 and no window: still a tier
         slots = [m for _, m in assign[k]] + ([extra] if extra else [])
         cache = max(slots) if slots else 0
         nbytes = (2 * length * SLOT_BYTES + cache * NSUM * 8 + 2 * len(slots) * NSUM * 8) * C

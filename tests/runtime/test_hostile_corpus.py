@@ -73,3 +73,38 @@ def test_a_hang_is_interrupted_and_reported(monkeypatch):
     monkeypatch.setattr(firmware_host.cli, "main", lambda argv: time.sleep(60))
     o = hostile.run_in_process(["x"], bound_s=0.5)
     assert o.code == -1 and "HANG" in o.stderr and o.seconds < 5
+
+
+@pytest.mark.timeout(120)
+def test_config_check_ok_means_the_core_starts(tmp_path):
+    """Extreme but finite tuning numbers: whenever ``config check`` says OK, the core
+    is built and ticks (before, 1e300 keep times passed and then crashed the start)."""
+    import numpy as np
+
+    from firmware_host.core import MonitorCore
+    from firmware_host.runtime.runconfig import load_runtime_config
+
+    counter = itertools.count()
+    seen = {"ok": 0}
+
+    @settings(
+        max_examples=4 * EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(hostile.numeric_mutation(hostile.small_config()))
+    def prop(data):
+        path = hostile.write(tmp_path / f"{next(counter)}.toml", hostile._toml(data))
+        o = hostile.run_in_process(["config", "check", str(path)])
+        hostile.check_outcome(o)
+        if o.code == 0:
+            seen["ok"] += 1
+            core = MonitorCore(load_runtime_config(path).monitor)
+            for k in range(3):
+                core.tick(float(k))
+            assert np.isfinite(core.last_tick_s)
+
+    prop()
+    assert seen["ok"] > 0  # the property was exercised on configurations that pass

@@ -433,3 +433,36 @@ def test_emulate_serves_on_ipv6(tmp_path, capsys):
     code, out, err = _cli(["emulate", "nominal", "--tcp", "[::1]:0", "--duration", "0.01"], capsys)
     assert code == 0, err
     assert "tcp=[::1]:" in out
+
+
+def test_a_tier_without_keep_time_or_windows_still_starts(tmp_path, capsys):
+    """mid_keep_s = 0 with a 1 Hz loop leaves the 1-s tier no slot: config check said
+    OK and the core raised ValueError (found by the corpus's numeric mutations)."""
+    from tests.support.hostile import small_config
+
+    data = small_config()
+    data["loop"] = {"rate_hz": 1.0}
+    data["estimator"] = {"mid_keep_s": 0.0}
+    path = write_toml(tmp_path / "c.toml", data)
+    code, out, err = _cli(["config", "check", path], capsys)
+    assert code == 0, err
+    core = MonitorCore(config_from_dict(data, str(path)))
+    core.tick(0.0)
+
+
+@pytest.mark.parametrize("rate_hz", [1.0, 10.0, 100.0])
+def test_sizing_is_what_the_core_allocates(rate_hz):
+    from firmware_host.sizing import layout
+
+    data = _good()
+    data["loop"] = {"rate_hz": rate_hz}
+    cfg = config_from_dict(data, "c.toml")
+    size = layout(cfg)
+    core = MonitorCore(cfg)
+    tiers = core.windows.tiers
+    assert [t.length for t in tiers] == [t.length for t in size.tiers]
+    assert [t.period_s for t in tiers] == [t.period_s for t in size.tiers]
+    allocated = sum(t.nbytes for t in tiers)
+    # the sizing also counts the per-window sums; the slots and terms are the bulk
+    assert allocated <= sum(t.nbytes for t in size.tiers) <= 1.1 * allocated
+    assert core.windows.lag_ticks == size.lag_ticks

@@ -510,3 +510,35 @@ def decode_output_problems(o: Outcome) -> list[str]:
         except ValueError as exc:
             bad.append(f"{exc}: {line[:200]}")
     return bad
+
+
+@st.composite
+def numeric_mutation(draw, good: dict) -> dict:
+    """``good`` with one to three of its tuning numbers (estimator, health, limits,
+    windows, loop, sensor rates, volumes) set to extreme but finite values: the
+    configurations that pass the type checks and must still be sized right."""
+    from dataclasses import fields
+
+    from firmware_host.config import EstimatorConfig, HealthConfig, Limits
+
+    data = copy.deepcopy(good)
+    data.setdefault("windows_s", [10.0, 60.0, 600.0, 1800.0, 7200.0])
+    keys = [("estimator", f.name) for f in fields(EstimatorConfig)]
+    keys += [("health", f.name) for f in fields(HealthConfig) if f.name != "temp_range_c"]
+    keys += [("limits", "flight", f.name) for f in fields(Limits)]
+    keys += [("loop", "rate_hz"), ("windows_s", -1), ("sensors", 0, "rate_hz")]
+    keys += [("volumes", 0, "volume_m3")]
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(keys))
+        node = data
+        for k in path[:-1]:
+            node = node.setdefault(k, {}) if isinstance(node, dict) else node[k]
+        value = draw(
+            st.one_of(
+                st.integers(0, 10**9),
+                st.floats(0.0, 1e13, allow_nan=False),
+                st.sampled_from([1e-9, 1e-3, 0.5, 1.0, 3.0, 1e6, 3.15e8, 1e12]),
+            )
+        )
+        node[path[-1]] = value
+    return data
