@@ -29,6 +29,8 @@ ORBIT_PERIOD_S = 92 * 60.0
 MIN_STEP_S = 1e-3
 #: A sensor clock's error (ppm).
 CLOCK_PPM = bounds.Range(-1e4, 1e4)
+#: The finest quantization step of a sensor reading (Pa or K); 0 is none.
+MIN_RESOLUTION = 1e-6
 #: Make-up gas: a rate (kg/s) and a total (kg).
 FLOW_KG_S = bounds.Range(0.0, 1e3, lo_open=True)
 TOTAL_KG = bounds.Range(0.0, 1e9, lo_open=True)
@@ -340,6 +342,9 @@ def _sensor_fields(t: _Table, defaults: dict[str, Any]) -> dict[str, Any]:
         ("range_max_pa", bounds.PRESSURE_DELTA_PA),
     ):
         pick(name, t.num, rng=rng)
+    for name in ("resolution_pa", "temp_resolution_k"):
+        if 0 < out.get(name, 0.0) < MIN_RESOLUTION and t.has(name):
+            raise t.err(name, f"must be 0 (none) or >= {MIN_RESOLUTION:g} (got {out[name]:g})")
     pick("power_on_s", t.time)
     pick("autostart", t.bool)
     pick("model", t.str)

@@ -466,3 +466,10 @@ def test_sizing_is_what_the_core_allocates(rate_hz):
     # the sizing also counts the per-window sums; the slots and terms are the bulk
     assert allocated <= sum(t.nbytes for t in size.tiers) <= 1.1 * allocated
     assert core.windows.lag_ticks == size.lag_ticks
+
+
+def test_a_subnormal_sensor_resolution_is_refused(tmp_path, capsys):
+    """resolution_pa = 5e-324 overflowed the quantization (inf pressures, a warning)."""
+    path = _scenario(tmp_path, lambda d: d["sensor_defaults"].update(resolution_pa=5e-324))
+    code, out, err = _cli(["simulate", path, "--duration", "20"], capsys)
+    _one_line(code, err, "sensor_defaults.resolution_pa")

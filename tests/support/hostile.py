@@ -464,7 +464,21 @@ def ctl_inputs(draw) -> Input:
     return Input(("ctl", "--socket", "{w}/none.sock", cmd, *words))
 
 
-#: Subcommand -> its strategy of inputs.
+@st.composite
+def scenario_number_inputs(draw) -> Input:
+    """``simulate`` of a scenario whose numbers are extreme but finite."""
+    files = (("s.toml", _toml(draw(scenario_numeric_mutation()))),)
+    return Input(("simulate", "{w}/s.toml", "--duration=20"), files)
+
+
+@st.composite
+def config_number_inputs(draw) -> Input:
+    """``config check`` of a configuration whose tuning numbers are extreme but finite."""
+    files = (("c.toml", _toml(draw(numeric_mutation(small_config())))),)
+    return Input(("config", "check", "{w}/c.toml"), files)
+
+
+#: Subcommand (or file kind) -> its strategy of inputs.
 CASES = {
     "monitor": monitor_inputs,
     "simulate": simulate_inputs,
@@ -475,6 +489,8 @@ CASES = {
     "plot": plot_inputs,
     "config": config_inputs,
     "ctl": ctl_inputs,
+    "scenario-numbers": scenario_number_inputs,
+    "config-numbers": config_number_inputs,
 }
 
 
@@ -541,4 +557,69 @@ def numeric_mutation(draw, good: dict) -> dict:
             )
         )
         node[path[-1]] = value
+    return data
+
+
+#: Number keys of ``small_scenario`` (path) that ``scenario_numeric_mutation`` sets.
+SCENARIO_NUMBERS = [
+    ("scenario", "max_step"),
+    ("scenario", "nominal_pressure_pa"),
+    ("volumes", 0, "volume_m3"),
+    ("volumes", 0, "pressure_pa"),
+    ("volumes", 0, "temperature_c"),
+    ("volumes", 0, "orbit_amplitude_k"),
+    ("volumes", 0, "orbit_period"),
+    ("volumes", 0, "drift_k_per_day"),
+    ("leaks", 0, "diameter_mm"),
+    ("leaks", 0, "onset"),
+    ("leaks", 0, "cd"),
+    ("sensor_defaults", "rate_hz"),
+    ("sensor_defaults", "max_rate_hz"),
+    ("sensor_defaults", "noise_pa"),
+    ("sensor_defaults", "lag_s"),
+    ("sensor_defaults", "temp_lag_s"),
+    ("sensor_defaults", "clock_ppm"),
+    ("sensor_defaults", "boot_s"),
+    ("sensor_defaults", "warmup_s"),
+    ("sensor_defaults", "resolution_pa"),
+    ("sensors", 0, "bias_pa"),
+    ("sensors", 0, "drift_pa_per_day"),
+    ("sensors", 0, "power_on_s"),
+]
+
+
+@st.composite
+def scenario_numeric_mutation(draw) -> dict:
+    """``small_scenario`` with one to three numbers set to extreme but finite values
+    (and sometimes an inflow or a temperature step with extreme numbers)."""
+    data = small_scenario()
+    extreme = st.one_of(
+        st.sampled_from([1e-300, 1e-9, 1e-3, 0.0, -0.0, 1.0, 1e3, 1e6, 1e9, 3.15e8, 1e12, -1e6]),
+        st.floats(-1e13, 1e13, allow_nan=False),
+    )
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(SCENARIO_NUMBERS))
+        node = data
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = draw(extreme)
+    if draw(st.booleans()):
+        data["inflows"] = [
+            {
+                "volume": "cabin",
+                "start": draw(extreme),
+                "duration": draw(extreme),
+                "kg_s": draw(extreme),
+            }
+        ]
+    if draw(st.booleans()):
+        data["events"] = [
+            {
+                "t": draw(extreme),
+                "kind": "temperature_step",
+                "volume": "cabin",
+                "delta_k": draw(extreme),
+                "tau": draw(extreme),
+            }
+        ]
     return data
