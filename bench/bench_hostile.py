@@ -63,13 +63,13 @@ def main() -> None:
         root = Path(tmp)
         archive = hostile.make_archive(root / "archive")
         print(
-            f"{'subcommand':<10} {'examples':>8} {'exit 0':>7} {'exit 2':>7} "
+            f"{'subcommand':<16} {'examples':>8} {'exit 0':>7} {'exit 2':>7} "
             f"{'failures':>8} {'time s':>7} {'slowest s':>9}"
         )
         for name in sorted(hostile.CASES):
             s = run_case(name, per_case, root / name, archive)
             print(
-                f"{name:<10} {s['examples']:>8} {s['exit0']:>7} {s['exit2']:>7} "
+                f"{name:<16} {s['examples']:>8} {s['exit0']:>7} {s['exit2']:>7} "
                 f"{len(s['failures']):>8} {s['seconds']:>7.1f} {s['max_s']:>9.2f}",
                 flush=True,
             )
