@@ -107,7 +107,8 @@ def run(args) -> int:
             raise InputFileError(
                 str(path),
                 f"its clocks span {ticks / rate:.0f} s for {len(records)} samples "
-                f"({ticks:.0f} ticks at {rate:g} Hz, at most {budget}): timestamps are garbage",
+                f"({ticks:.0f} ticks at {rate:g} Hz, at most {budget}): its timestamps are "
+                "garbage, or its sensors are slow for the loop (try a lower --rate-hz)",
             )
     if not args.config:
         print(
