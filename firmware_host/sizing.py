@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from common.errors import ConfigError
+from firmware_host.ringbuffer import NSUM
 
 if TYPE_CHECKING:
     from firmware_host.config import MonitorConfig
 
 #: The most the core's buffers may take (bytes): a board has a few hundred MiB.
 MAX_BYTES = 256 * 2**20
-#: Sums kept per window and channel (``ringbuffer.NSUM``).
-NSUM = 10
 #: Bytes per slot and channel: time and pressure float64, temperature and count float32.
 SLOT_BYTES = 8 + 8 + 4 + 4
 TIER_NAMES = ("raw", "1-s", "60-s")
@@ -66,11 +65,6 @@ class Sizing:
     @property
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self.tiers) + self.lag_bytes + self.register_bytes
-
-    @property
-    def slots(self) -> int:
-        """Slots per channel over all tiers."""
-        return sum(t.length for t in self.tiers)
 
     def summary(self) -> str:
         """One line: ``ring buffer: raw 600 x 0.1 s, ... ; 12 channels, 1.2 MiB``."""
