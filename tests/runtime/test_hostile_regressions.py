@@ -473,3 +473,24 @@ def test_a_subnormal_sensor_resolution_is_refused(tmp_path, capsys):
     path = _scenario(tmp_path, lambda d: d["sensor_defaults"].update(resolution_pa=5e-324))
     code, out, err = _cli(["simulate", path, "--duration", "20"], capsys)
     _one_line(code, err, "sensor_defaults.resolution_pa")
+
+
+@pytest.mark.timeout(30)
+def test_a_closed_pipe_ends_decode_quietly(tmp_path):
+    """``decode CAPTURE | head``: no message and exit 0 (a guard: it was quiet before,
+    by closing stderr; now stdout's descriptor goes to /dev/null)."""
+    import subprocess
+    import sys
+
+    cap = tmp_path / "cap.bin"
+    cap.write_bytes(_capture(list(range(0, 20_000_000_000, 1_000_000))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_host.cli", "decode", str(cap)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=25) == 0
+    assert err == b""
