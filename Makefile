@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,plot]'
 	touch $(STAMP)
 
+# --overwrite: each run replaces the last one's archive in out/demo.
 demo: $(STAMP)
-	$(BIN)/cabinwatch demo
+	$(BIN)/cabinwatch demo --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check common drivers firmware_host harness hil tests bench

@@ -8,7 +8,11 @@ line ``FILE: KEY.PATH: PROBLEM``; the problems read alike everywhere:
 * ``must be a string``, ``must be true or false``, ``must be a number``,
   ``must be finite``, ``must be an integer``;
 * ``must be > 0 (got -2.0)``, ``must be >= 0.0 (got -1.0)``, ``must be in 1..247 (got 300)``;
-* ``(file)`` and ``(syntax)`` stand for the key when the file cannot be read or parsed.
+* ``(file)`` and ``(syntax)`` stand for the key when the file cannot be read or parsed
+  (not a regular file, larger than ``MAX_FILE_BYTES``, not UTF-8);
+* numbers are also checked against a named range of ``common.bounds``
+  (``must be in 0.001..1000 (got 1e+300)``); names (``ident``) must be non-empty,
+  short and free of control characters.
 
 A ``Table`` remembers every key it was asked for; ``done()`` then rejects the
 others, naming those it knows.
@@ -17,29 +21,55 @@ others, naming those it knows.
 from __future__ import annotations
 
 import math
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from common import bounds
 from common.errors import ConfigError
 
 #: Default of a getter whose key must be present.
 REQUIRED: Any = object()
 
 
+#: The largest TOML file read (bytes): a configuration or scenario is a few KiB.
+MAX_FILE_BYTES = 4 * 2**20
+#: The longest name (characters) of a volume, sensor, hatch, link or leak.
+MAX_NAME_CHARS = 64
+
+
 def read_toml(path: str | Path) -> dict:
-    """The parsed TOML file; ``ConfigError`` with key ``(file)`` or ``(syntax)``."""
+    """The parsed TOML file; ``ConfigError`` with key ``(file)`` or ``(syntax)``.
+
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read (a FIFO or a
+    device would block or never end); a UTF-8 byte-order mark is skipped.
+    """
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(str(p), "(file)", "is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(str(p), "(file)", "not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise ConfigError(
+                str(p), "(file)", f"too large ({st.st_size} bytes, limit {MAX_FILE_BYTES})"
+            )
+        with p.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(str(p), "(file)", exc.strerror or str(exc)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(str(p), "(file)", f"too large (limit {MAX_FILE_BYTES} bytes)")
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ConfigError(str(p), "(file)", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(p), "(syntax)", str(exc)) from None
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ConfigError(str(p), "(syntax)", str(exc).split(";")[0]) from None
 
 
 class Table:
@@ -81,6 +111,27 @@ class Table:
             raise self.err(key, "must be a string")
         return v
 
+    def ident(self, key: str, default: Any = REQUIRED) -> Any:
+        """A name (of a volume, sensor, link...): a non-empty string of at most
+        ``MAX_NAME_CHARS`` characters, none of them a control character (NUL...)."""
+        v = self.str(key, default)
+        if key not in self.data:
+            return v
+        if not v or not v.strip():
+            raise self.err(key, "must not be empty")
+        if len(v) > MAX_NAME_CHARS:
+            raise self.err(key, f"must be at most {MAX_NAME_CHARS} characters (got {len(v)})")
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise self.err(key, "must not contain control characters (NUL, newline...)")
+        return v
+
+    def path_str(self, key: str, default: Any = REQUIRED) -> Any:
+        """A file or folder path, a URL or a port: a string without NUL or line breaks."""
+        v = self.str(key, default)
+        if key in self.data and any(c in v for c in "\x00\n\r"):
+            raise self.err(key, "must not contain NUL or line breaks")
+        return v
+
     def bool(self, key: str, default: Any = REQUIRED) -> Any:
         v = self.raw(key, default)
         if key in self.data and not isinstance(v, bool):
@@ -94,16 +145,24 @@ class Table:
         *,
         min: float | None = None,
         positive: bool = False,
+        rng: bounds.Range = bounds.MAGNITUDE,
     ) -> Any:
-        """A finite number as float; ``positive``: > 0; ``min``: >= min."""
+        """A finite number as float; ``positive``: > 0; ``min``: >= min; always in
+        ``rng`` (``common.bounds``: by default no more than 1e12 in magnitude)."""
         if key not in self.data:
             return self.raw(key, default)
-        return self.check_num(self.raw(key), self.name(key), min=min, positive=positive)
+        return self.check_num(self.raw(key), self.name(key), min=min, positive=positive, rng=rng)
 
     def check_num(
-        self, v: Any, full_key: str, *, min: float | None = None, positive: bool = False
+        self,
+        v: Any,
+        full_key: str,
+        *,
+        min: float | None = None,
+        positive: bool = False,
+        rng: bounds.Range = bounds.MAGNITUDE,
     ) -> float:
-        """``v`` (found at ``full_key``) as a finite float, or ``ConfigError``."""
+        """``v`` (found at ``full_key``) as a finite float in ``rng``, or ``ConfigError``."""
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ConfigError(self.path, full_key, "must be a number")
         if not math.isfinite(v):
@@ -112,6 +171,9 @@ class Table:
             raise ConfigError(self.path, full_key, f"must be > 0 (got {v})")
         if min is not None and v < min:
             raise ConfigError(self.path, full_key, f"must be >= {min} (got {v})")
+        why = bounds.problem(v, rng)
+        if why is not None:
+            raise ConfigError(self.path, full_key, why)
         return float(v)
 
     def int(

@@ -244,4 +244,5 @@ def scan_bulk(
                 c.frames[MsgId(m).name] += 1
             else:
                 c.unknown += 1
+                c.unknown_bytes += int(vend[k]) - int(vpos[k])
     return stop

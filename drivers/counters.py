@@ -11,7 +11,12 @@ from drivers.protocol import MsgId
 
 @dataclass(frozen=True, slots=True)
 class DecoderCounters:
-    """A snapshot of a decoder's counters (all counts since it was created)."""
+    """A snapshot of a decoder's counters (all counts since it was created).
+
+    Every byte in is in exactly one of: an accepted frame, ``bytes_discarded``,
+    ``bytes_unknown`` (well-formed frames of an unknown MSG_ID, skipped whole), or
+    the bytes still held for a partial frame.
+    """
 
     bytes_in: int = 0
     frames: dict[str, int] = field(default_factory=dict)
@@ -21,6 +26,7 @@ class DecoderCounters:
     illegal_lengths: int = 0
     unknown_versions: int = 0
     unknown_msg_types: int = 0
+    bytes_unknown: int = 0
     abandoned_partials: int = 0
     seq_gaps: dict[int, int] = field(default_factory=dict)
     command_seq_gaps: dict[int, int] = field(default_factory=dict)
@@ -49,6 +55,7 @@ class DecoderCounters:
             "illegal_lengths": self.illegal_lengths,
             "unknown_versions": self.unknown_versions,
             "unknown_msg_types": self.unknown_msg_types,
+            "bytes_unknown": self.bytes_unknown,
             "abandoned_partials": self.abandoned_partials,
             "seq_gaps": {str(k): v for k, v in sorted(self.seq_gaps.items())},
             "command_seq_gaps": {str(k): v for k, v in sorted(self.command_seq_gaps.items())},
@@ -67,6 +74,7 @@ class Counts:
         "illegal",
         "version",
         "unknown",
+        "unknown_bytes",
         "abandoned",
         "last_seq",
         "gaps",
@@ -81,6 +89,7 @@ class Counts:
         self.illegal = 0
         self.version = 0
         self.unknown = 0
+        self.unknown_bytes = 0  # whole frames of unknown MSG_IDs, skipped
         self.abandoned = 0
         # Sequence tracking keyed by direction * 256 + address.
         self.last_seq = [-1] * 512
@@ -97,6 +106,7 @@ class Counts:
             illegal_lengths=self.illegal,
             unknown_versions=self.version,
             unknown_msg_types=self.unknown,
+            bytes_unknown=self.unknown_bytes,
             abandoned_partials=self.abandoned,
             seq_gaps={k: self.gaps[k] for k in nz if k < 256},
             command_seq_gaps={k - 256: self.gaps[k] for k in nz if k >= 256},

@@ -280,6 +280,7 @@ class StreamDecoder:
                         c.frames[MsgId(msg).name] += 1
                     else:
                         c.unknown += 1
+                        c.unknown_bytes += end - cand
                     continue
             # Any failure: drop one byte, rescan.
             c.discarded += 1

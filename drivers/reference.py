@@ -103,6 +103,7 @@ class ReferenceDecoder:
                     frame = self._typed(head, payload)
                     if frame is None:
                         c.unknown += 1
+                        c.unknown_bytes += end
                     else:
                         c.frames[frame.msg_type] += 1
                         out.append(frame)

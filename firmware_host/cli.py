@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -51,7 +52,15 @@ HARNESS_COMMANDS = {
 }
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _OneLineParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line, ``PROG: error: ... (see PROG --help)``,
+    exit 2, like every other error of the command (argparse prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+
+class _CommandParser(_OneLineParser):
     """A subcommand's parser.  With ``module`` set (a harness subcommand), its
     arguments are added by ``module.configure(self)`` on first parse or help."""
 
@@ -83,7 +92,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="cabinwatch",
         description="Real-time cabin-pressure leak monitor and its hardware-in-the-loop emulator.",
     )
@@ -103,21 +112,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if argv is not None and any("\x00" in a for a in argv):
+        # a shell cannot pass one; a caller in this process can, and no path holds one
+        parser.error("an argument holds a NUL character")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a full stdout is then one line, not a traceback
+        return code
     except CabinwatchError as exc:
-        print(f"cabinwatch {args.command}: {exc}", file=sys.stderr)
+        print(one_line(f"cabinwatch {args.command}: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # stdout closed early (e.g. piped into head): not an error of ours.
-        sys.stderr.close()
+        # stdout closed early (e.g. piped into head): not an error of ours, nothing to say
+        _drop_stdout()
         return 0
+    except OSError as exc:
+        # an output that cannot be written: stdout on a full disk (> /dev/full), ...
+        where = exc.filename if exc.filename else "output"
+        msg = f"cabinwatch {args.command}: {where}: {exc.strerror or exc}"
+        print(one_line(msg), file=sys.stderr)
+        _drop_stdout()
+        return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: control characters and line separators (from a key, a
+    file name or a value the user gave) escaped as ``\\n``, ``\\x00``, ``\\u2028``."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+def _drop_stdout() -> None:
+    """Point stdout's descriptor at /dev/null: what is still buffered for a closed or
+    full stdout would otherwise fail again at exit ("Exception ignored ... Errno 28")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (captured by a test)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from common import bounds
 from common.tomltable import Table, read_toml
+from firmware_host.sizing import check_sizing
 
 #: 520 mmHg, a quoted physiological limit on the ISS (PHYSICS.md).
 DEFAULT_P_MIN_PA = 69_300.0
@@ -232,10 +234,36 @@ class MonitorConfig:
 
 # --- validation --------------------------------------------------------------
 
+#: Integer keys of [estimator], [health] and [limits.*]: (lo, hi).  The ring
+#: buffer's sizes are bounded as a whole by ``firmware_host.sizing``.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "max_window_slots": (3, 1_000_000),
+    "emergency_min_samples": (1, 1_000_000),
+    "stuck_samples": (1, 1_000_000_000),
+    "spike_max_samples": (1, 100),
+}
+#: Number keys whose range is not the one their unit implies (``_range_of``).
+NUM_RANGES: dict[str, bounds.Range] = {
+    "noisy_learn_s": bounds.DURATION_S,  # divides
+}
+
+
+def _range_of(name: str) -> bounds.Range:
+    """The range of a number key of [estimator], [health] or [limits.*] by its unit:
+    times ``_s`` 0..10 years, pressures ``_pa`` 0..1e7, other numbers 0..1e6."""
+    if name in NUM_RANGES:
+        return NUM_RANGES[name]
+    if name.endswith("_s"):
+        return bounds.TIME_S
+    if name.endswith("_pa"):
+        return bounds.Range(0.0, bounds.PRESSURE_PA.hi)
+    return bounds.FACTOR
+
 
 def _dataclass_table(t: Table, cls: type, base: Any = None) -> Any:
     """Dataclass ``cls`` (all fields defaulted, or as in ``base``) with the keys of
-    table ``t``: pairs ``[min, max]``, integers >= 1, numbers >= 0, strings, booleans."""
+    table ``t``: pairs ``[min, max]``, integers (``INT_RANGES``, else >= 1), numbers
+    (>= 0, in ``_range_of``), strings, booleans."""
     base = base if base is not None else cls()
     kwargs = {}
     for f in fields(cls):
@@ -247,9 +275,10 @@ def _dataclass_table(t: Table, cls: type, base: Any = None) -> Any:
         elif isinstance(default, bool):
             kwargs[f.name] = t.bool(f.name)
         elif isinstance(default, int):
-            kwargs[f.name] = t.int(f.name, lo=1)
+            lo, hi = INT_RANGES.get(f.name, (1, 2**31 - 1))
+            kwargs[f.name] = t.int(f.name, lo=lo, hi=hi)
         elif isinstance(default, float):
-            kwargs[f.name] = t.num(f.name, min=0.0)
+            kwargs[f.name] = t.num(f.name, min=0.0, rng=_range_of(f.name))
         else:
             kwargs[f.name] = t.str(f.name)
     t.done()
@@ -268,12 +297,10 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
         raise top.err("volumes", "at least one [[volumes]] entry is required")
     volumes: list[VolumeConfig] = []
     for t in top.tables("volumes"):
-        name = t.str("name")
-        if not name:
-            raise t.err("name", "must not be empty")
+        name = t.ident("name")
         if any(v.name == name for v in volumes):
             raise t.err("name", f"duplicate volume {name!r}")
-        volumes.append(VolumeConfig(name, t.num("volume_m3", positive=True)))
+        volumes.append(VolumeConfig(name, t.num("volume_m3", positive=True, rng=bounds.VOLUME_M3)))
         t.done()
     vol_names = {v.name for v in volumes}
 
@@ -284,11 +311,13 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
     seen: set[tuple[str, int]] = set()
     names: set[str] = set()
     for t in top.tables("sensors"):
-        sname = t.str("name", "")
+        sname = t.str("name", "")  # may be empty: messages then use link:addr
+        if sname:
+            sname = t.ident("name")
         if sname and sname in names:
             raise t.err("name", f"duplicate sensor name {sname!r}")
         names.add(sname)
-        link = t.str("link")
+        link = t.ident("link")
         addr = t.int("addr", lo=1, hi=247)
         vol = t.str("volume")
         if not link or ":" in link:
@@ -298,7 +327,7 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
         seen.add((link, addr))
         if vol not in vol_names:
             raise t.err("volume", f"unknown volume {vol!r}")
-        rate = t.num("rate_hz", 10.0, positive=True)
+        rate = t.num("rate_hz", 10.0, positive=True, rng=bounds.RATE_HZ)
         rng = t.pair("range_pa", (0.0, 130_000.0))
         sensors.append(SensorConfig(link, addr, vol, rate, rng, sname))
         t.done()
@@ -306,7 +335,7 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
     # hatches
     hatches: list[HatchConfig] = []
     for t in top.tables("hatches"):
-        name = t.str("name")
+        name = t.ident("name")
         if any(h.name == name for h in hatches):
             raise t.err("name", f"duplicate hatch {name!r}")
         a = t.str("volume_a")
@@ -319,18 +348,21 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
         hatches.append(HatchConfig(name, a, b, t.bool("open", True)))
         t.done()
 
-    p_min = top.num("p_min_pa", DEFAULT_P_MIN_PA, positive=True)
-    t_ref = top.num("t_ref_k", 295.15, positive=True)
+    p_min = top.num("p_min_pa", DEFAULT_P_MIN_PA, positive=True, rng=bounds.PRESSURE_PA)
+    t_ref = top.num("t_ref_k", 295.15, positive=True, rng=bounds.Range(1.0, 1273.15))
 
     windows = top.raw("windows_s", list(DEFAULT_WINDOWS_S))
     if not isinstance(windows, list) or not windows:
         raise top.err("windows_s", "must be a non-empty list of seconds")
-    win = tuple(top.check_num(w, f"windows_s[{i}]", positive=True) for i, w in enumerate(windows))
+    win = tuple(
+        top.check_num(w, f"windows_s[{i}]", positive=True, rng=bounds.DURATION_S)
+        for i, w in enumerate(windows)
+    )
     if list(win) != sorted(set(win)):
         raise top.err("windows_s", "must be strictly increasing")
 
     loop = top.sub("loop")
-    rate_hz = loop.num("rate_hz", 10.0, positive=True)
+    rate_hz = loop.num("rate_hz", 10.0, positive=True, rng=bounds.RATE_HZ)
     loop.done()
     if win[0] * rate_hz < 3:
         raise top.err("windows_s[0]", "shortest window must span at least 3 loop ticks")
@@ -354,7 +386,7 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
 
     extra = {k: data[k] for k in PASSTHROUGH_TABLES if top.has(k)}
     top.done()
-    return MonitorConfig(
+    config = MonitorConfig(
         volumes=tuple(volumes),
         sensors=tuple(sensors),
         hatches=tuple(hatches),
@@ -369,6 +401,8 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
         extra=extra,
         source=source,
     )
+    check_sizing(config)  # what the core will allocate, bounded: "OK" means it starts
+    return config
 
 
 def load_config(path: str | Path) -> MonitorConfig:

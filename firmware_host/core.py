@@ -30,6 +30,7 @@ import numpy as np
 from common.gas import kg_day_per_pa_s
 from firmware_host.alarms import ActiveAlarm, AlarmEvent
 from firmware_host.config import Limits, MonitorConfig
+from firmware_host.sizing import check_sizing
 from firmware_host.stages import alarm_rules
 from firmware_host.stages.alarm_book import AlarmBook, SensorReadings
 from firmware_host.stages.alarm_rules import VolumeFamily
@@ -69,6 +70,7 @@ class MonitorCore:
     """
 
     def __init__(self, config: MonitorConfig, *, replay: bool = False):
+        check_sizing(config)  # a configuration built in code is bounded too
         self.config = config
         self.replay = bool(replay)
         self.limits: Limits = config.limits

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from common.bounds import TEN_YEARS_S
 from drivers.frames import SAMPLE_RECORD_DTYPE
 from firmware_host.clock import Clock, SimClock
 from firmware_host.core import MonitorCore, TickResult
@@ -291,28 +292,37 @@ def decode_capture(data: bytes) -> np.ndarray:
     return np.concatenate(parts)
 
 
+#: A sensor clock that jumps forward by more than this (s) between two samples
+#: restarted: a capture's timeline never gets a gap longer than this from one
+#: jump (a garbage timestamp of 2^63 us would otherwise be ticked through).
+MAX_CLOCK_JUMP_S = 86400.0
+
+
 def capture_arrivals(records: np.ndarray) -> np.ndarray:
     """Host arrival times (s) for records of a capture that has no host timestamps.
 
     Each sensor's clock is put on a common timeline: the first address seen
     starts at its own sensor time; every later address, and every address
-    again after its clock restarts (reboot), is aligned to the time of the
-    record before it in the stream.  The result is made non-decreasing, in
-    stream order.
+    again after its clock restarts (reboot: it went backwards, or forward by
+    more than ``MAX_CLOCK_JUMP_S``), is aligned to the time of the record
+    before it in the stream.  The result is made non-decreasing, in stream order.
     """
     n = len(records)
     out = np.zeros(n)
     if n == 0:
         return out
     t = records["t_us"].astype(np.float64) * 1e-6
+    if t[0] > TEN_YEARS_S:  # not a clock since power-on: the timeline starts at 0
+        t -= t[0]
     addr = records["addr"].astype(np.int64)
     # segment = (address, number of clock restarts so far for that address)
     seg = np.zeros(n, dtype=np.int64)
     for a in np.unique(addr):
         idx = np.flatnonzero(addr == a)
-        back = np.r_[False, np.diff(t[idx]) < 0]
-        seg[idx] = np.cumsum(back)
-    key = addr * 1_000_000 + seg
+        d = np.diff(t[idx])
+        restart = np.r_[False, (d < 0) | (d > MAX_CLOCK_JUMP_S)]
+        seg[idx] = np.cumsum(restart)
+    key = addr * (n + 1) + seg
     uniq, first = np.unique(key, return_index=True)
     offset = {}
     order = np.argsort(first)

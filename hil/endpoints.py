@@ -354,6 +354,27 @@ class PtyEndpoint(Endpoint):
         return f"link={self.link} pty={self.path} alias={self.alias}"
 
 
+def parse_tcp_address(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``PORT`` as (host, port); ValueError naming
+    what is wrong.  An IPv6 address goes in brackets: ``[::1]:7000``."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")) or not host:
+            raise ValueError(f"bad address {value!r} (use [IPV6]:PORT)")
+        port = rest[1:]
+    elif text.count(":") > 1:
+        raise ValueError(f"bad address {value!r}: put an IPv6 address in brackets, [::1]:PORT")
+    else:
+        host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"bad port {port!r} (use HOST:PORT, [IPV6]:PORT or PORT)")
+    port_n = int(port)
+    if not 0 <= port_n <= 65535:
+        raise ValueError(f"port {port_n} out of range 0..65535")
+    return host or default_host, port_n
+
+
 class TcpEndpoint(Endpoint):
     kind = "tcp"
 
@@ -365,7 +386,8 @@ class TcpEndpoint(Endpoint):
         self.clients_accepted = 0
 
     def open(self) -> None:
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        srv = socket.socket(family, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         srv.bind((self.host, self.port))
         srv.listen(1)
@@ -437,7 +459,8 @@ class TcpEndpoint(Endpoint):
         return self.client.fileno() if self.client is not None and self.wants_write() else None
 
     def describe(self) -> str:
-        return f"link={self.link} tcp={self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"link={self.link} tcp={host}:{self.port}"
 
 
 class SerialPortEndpoint(Endpoint):

@@ -41,6 +41,8 @@ from hil.scenario import Leak, Scenario
 from hil.thermal import ThermalModel
 
 FIRST_STEP_S = 1e-3
+#: The shortest adaptive step (s); ``hil.scenario`` refuses a shorter ``max_step``.
+MIN_STEP_S = 1e-3
 STEP_GROWTH = 1.5
 STEP_FRACTION = 0.05
 
@@ -383,12 +385,16 @@ class Network:
         return 1.0 / kmax if kmax > 0 else math.inf
 
     def next_step(self, limit_t: float = math.inf) -> float:
+        """The next step (s): adaptive, but never below ``MIN_STEP_S`` except to
+        land on an event or ``limit_t`` (every part is exact at any step; a 1e-300
+        m3 volume or a zero time constant would otherwise step forever)."""
         h = min(
             self.max_step_s,
             self.step_cap,
             STEP_FRACTION * self.leak_time_scale(),
             STEP_FRACTION * self.thermal.fastest_tau_s(self.t),
         )
+        h = max(h, MIN_STEP_S)
         h = min(h, self.next_event_time() - self.t, limit_t - self.t)
         return max(h, 1e-9)
 

@@ -18,12 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common import bounds
 from common.errors import ConfigError
 from common.gas import KELVIN, SECONDS_PER_DAY
 from common.tomltable import REQUIRED, Table, read_toml
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 ORBIT_PERIOD_S = 92 * 60.0
+#: The shortest physics step (s): ``hil.physics`` never steps shorter between events.
+MIN_STEP_S = 1e-3
+#: A sensor clock's error (ppm).
+CLOCK_PPM = bounds.Range(-1e4, 1e4)
+#: The finest quantization step of a sensor reading (Pa or K); 0 is none.
+MIN_RESOLUTION = 1e-6
+#: Make-up gas: a rate (kg/s) and a total (kg).
+FLOW_KG_S = bounds.Range(0.0, 1e3, lo_open=True)
+TOTAL_KG = bounds.Range(0.0, 1e9, lo_open=True)
 
 _TIME_TOKEN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|min|s|h|d)")
 _TIME_FULL = re.compile(r"\s*(?:(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|min|s|h|d)\s*)+")
@@ -267,6 +277,9 @@ class _Table(Table):
             raise self.err(name, "must be finite")
         if t < 0 and not allow_negative:
             raise self.err(name, f"must not be before time 0 (got {t} s)")
+        why = bounds.problem(t, bounds.SIGNED_TIME_S)
+        if why is not None:
+            raise self.err(name, why)
         return t
 
 
@@ -308,31 +321,34 @@ def _sensor_fields(t: _Table, defaults: dict[str, Any]) -> dict[str, Any]:
             out[name] = defaults[name]
 
     for name in ("rate_hz", "max_rate_hz"):
-        pick(name, t.num, positive=True)
-    for name in (
-        "noise_pa",
-        "resolution_pa",
-        "lag_s",
-        "temp_noise_k",
-        "temp_resolution_k",
-        "temp_lag_s",
-        "warmup_s",
-        "boot_s",
+        pick(name, t.num, positive=True, rng=bounds.RATE_HZ)
+    for name, rng in (
+        ("noise_pa", bounds.PRESSURE_DELTA_PA),
+        ("resolution_pa", bounds.PRESSURE_DELTA_PA),
+        ("lag_s", bounds.TIME_S),
+        ("temp_noise_k", bounds.TEMPERATURE_DELTA_K),
+        ("temp_resolution_k", bounds.TEMPERATURE_DELTA_K),
+        ("temp_lag_s", bounds.TIME_S),
+        ("warmup_s", bounds.TIME_S),
+        ("boot_s", bounds.TIME_S),
     ):
-        pick(name, t.num, min=0.0)
-    for name in (
-        "bias_pa",
-        "drift_pa_per_day",
-        "temp_bias_k",
-        "clock_ppm",
-        "range_min_pa",
-        "range_max_pa",
+        pick(name, t.num, min=0.0, rng=rng)
+    for name, rng in (
+        ("bias_pa", bounds.PRESSURE_DELTA_PA),
+        ("drift_pa_per_day", bounds.PER_DAY),
+        ("temp_bias_k", bounds.TEMPERATURE_DELTA_K),
+        ("clock_ppm", CLOCK_PPM),
+        ("range_min_pa", bounds.PRESSURE_DELTA_PA),
+        ("range_max_pa", bounds.PRESSURE_DELTA_PA),
     ):
-        pick(name, t.num)
+        pick(name, t.num, rng=rng)
+    for name in ("resolution_pa", "temp_resolution_k"):
+        if 0 < out.get(name, 0.0) < MIN_RESOLUTION and t.has(name):
+            raise t.err(name, f"must be 0 (none) or >= {MIN_RESOLUTION:g} (got {out[name]:g})")
     pick("power_on_s", t.time)
     pick("autostart", t.bool)
     pick("model", t.str)
-    pick("link", t.str)
+    pick("link", t.ident)
     pick("firmware", t.int, lo=0, hi=0xFFFF)
     return out
 
@@ -347,29 +363,30 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
     if duration_s <= 0:
         raise meta.err("duration", "must be > 0")
     max_step_s = meta.time("max_step", 15.0)
-    if max_step_s <= 0:
-        raise meta.err("max_step", "must be > 0")
-    nominal_p = meta.num("nominal_pressure_pa", None, positive=True)
-    min_p = meta.num("min_pressure_pa", None, positive=True)
+    if max_step_s < MIN_STEP_S:
+        raise meta.err("max_step", f"must be >= {MIN_STEP_S:g} s (got {max_step_s:g})")
+    nominal_p = meta.num("nominal_pressure_pa", None, positive=True, rng=bounds.PRESSURE_PA)
+    min_p = meta.num("min_pressure_pa", None, positive=True, rng=bounds.PRESSURE_PA)
     meta.done()
 
     # volumes
     volumes: list[Volume] = []
     for t in top.tables("volumes"):
-        vname = t.str("name")
+        vname = t.ident("name")
         if any(v.name == vname for v in volumes):
             raise t.err("name", f"duplicate volume {vname!r}")
-        vol = t.num("volume_m3", positive=True)
-        p = t.num("pressure_pa", nominal_p or 101325.0, positive=True)
+        vol = t.num("volume_m3", positive=True, rng=bounds.VOLUME_M3)
+        p = t.num("pressure_pa", nominal_p or 101325.0, positive=True, rng=bounds.PRESSURE_PA)
+        dk = bounds.TEMPERATURE_DELTA_K
         th = Thermal(
-            setpoint_c=t.num("temperature_c", 22.0, min=-KELVIN + 1),
-            orbit_amplitude_k=t.num("orbit_amplitude_k", 0.0, min=0.0),
+            setpoint_c=t.num("temperature_c", 22.0, min=-KELVIN + 1, rng=bounds.TEMPERATURE_C),
+            orbit_amplitude_k=t.num("orbit_amplitude_k", 0.0, min=0.0, rng=dk),
             orbit_period_s=t.time("orbit_period", ORBIT_PERIOD_S),
-            orbit_phase_deg=t.num("orbit_phase_deg", 0.0),
-            slow_amplitude_k=t.num("slow_amplitude_k", 0.0, min=0.0),
+            orbit_phase_deg=t.num("orbit_phase_deg", 0.0, rng=bounds.SIGNED_FACTOR),
+            slow_amplitude_k=t.num("slow_amplitude_k", 0.0, min=0.0, rng=dk),
             slow_period_s=t.time("slow_period", 86400.0),
-            slow_phase_deg=t.num("slow_phase_deg", 0.0),
-            drift_k_per_day=t.num("drift_k_per_day", 0.0),
+            slow_phase_deg=t.num("slow_phase_deg", 0.0, rng=bounds.SIGNED_FACTOR),
+            drift_k_per_day=t.num("drift_k_per_day", 0.0, rng=dk),
         )
         if th.orbit_period_s <= 0 or th.slow_period_s <= 0:
             raise t.err("orbit_period", "periods must be > 0")
@@ -389,7 +406,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
     # hatches
     hatches: list[Hatch] = []
     for t in top.tables("hatches"):
-        hname = t.str("name")
+        hname = t.ident("name")
         if any(h.name == hname for h in hatches):
             raise t.err("name", f"duplicate hatch {hname!r}")
         a, b = volume_ref(t, "a"), volume_ref(t, "b")
@@ -412,7 +429,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
     # leaks
     leaks: list[Leak] = []
     for t in top.tables("leaks"):
-        lname = t.str("name", f"leak{len(leaks)}")
+        lname = t.ident("name", f"leak{len(leaks)}")
         vname = volume_ref(t, "volume")
         kind = t.str("kind")
         if kind not in LEAK_KINDS:
@@ -421,12 +438,16 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         end = t.time("end", math.inf)
         if end <= onset:
             raise t.err("end", "must be after onset")
-        p_ref = t.num("p_ref_pa", vol_by_name[vname].pressure_pa, positive=True)
+        p_ref = t.num(
+            "p_ref_pa", vol_by_name[vname].pressure_pa, positive=True, rng=bounds.PRESSURE_PA
+        )
 
         def leak_params(tt: _Table, required: bool, kind=kind, p_ref=p_ref):
             d = cd = k = None
             if kind == "orifice":
-                d = tt.num("diameter_mm", REQUIRED if required else None, min=0.0)
+                d = tt.num(
+                    "diameter_mm", REQUIRED if required else None, min=0.0, rng=bounds.DIAMETER_MM
+                )
                 cd = tt.num("cd", 0.61 if required else None, positive=True)
                 if cd is not None and cd > 1.0:
                     raise tt.err("cd", "a discharge coefficient is at most 1")
@@ -461,7 +482,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
     # inflows
     inflows: list[Inflow] = []
     for t in top.tables("inflows"):
-        iname = t.str("name", f"inflow{len(inflows)}")
+        iname = t.ident("name", f"inflow{len(inflows)}")
         vname = volume_ref(t, "volume")
         start = t.time("start")
         if t.has("end") and t.has("duration"):
@@ -472,9 +493,9 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         if t.has("kg_s") and t.has("total_kg"):
             raise t.err("total_kg", "give kg_s or total_kg, not both")
         if t.has("total_kg"):
-            kg_s = t.num("total_kg", positive=True) / (end - start)
+            kg_s = t.num("total_kg", positive=True, rng=TOTAL_KG) / (end - start)
         else:
-            kg_s = t.num("kg_s", positive=True)
+            kg_s = t.num("kg_s", positive=True, rng=FLOW_KG_S)
         t.done()
         inflows.append(Inflow(iname, vname, start, end, kg_s))
 
@@ -495,7 +516,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
                 ts,
                 kind,
                 volume_ref(t, "volume"),
-                delta_k=t.num("delta_k"),
+                delta_k=t.num("delta_k", rng=bounds.TEMPERATURE_DELTA_K),
                 tau_s=t.time("tau", 300.0),
             )
         else:
@@ -507,7 +528,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
     # links and sensors
     links: dict[str, Link] = {}
     for t in top.tables("links"):
-        lname = t.str("name")
+        lname = t.ident("name")
         if lname in links:
             raise t.err("name", f"duplicate link {lname!r}")
         links[lname] = Link(lname, t.int("baud", 115200, lo=300, hi=100_000_000))
@@ -519,7 +540,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
     addrs: set[tuple[str, int]] = set()
     for t in top.tables("sensors"):
         fields = _sensor_fields(t, defaults)
-        sname = t.str("name", f"s{len(sensors) + 1}")
+        sname = t.ident("name", f"s{len(sensors) + 1}")
         addr = t.int("addr", lo=1, hi=247)
         vname = volume_ref(t, "volume")
         link = fields.pop("link", "bus0")

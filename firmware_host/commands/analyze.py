@@ -18,12 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+from common import bounds
+from common.bounds import check_option
 from common.errors import ConfigError, InputFileError
 from firmware_host.config import MonitorConfig, SensorConfig, VolumeConfig, load_config
 from firmware_host.core import MonitorCore, TickResult
 from firmware_host.loop import RecordedSource, capture_arrivals, decode_capture, run_batch
 
 DEFAULT_LINK = "capture"
+#: Ticks a capture may ask for: this many per sample, and at least ``MIN_TICKS``
+#: (a capture whose clocks jump around would otherwise be ticked through for hours).
+TICKS_PER_SAMPLE = 1000
+MIN_TICKS = 36_000  # an hour at 10 Hz
 
 
 def register(subparsers) -> None:
@@ -58,6 +64,7 @@ def derive_config(records: np.ndarray, link: str, volume_m3: float) -> MonitorCo
         d = np.diff(t)
         d = d[d > 0]
         rate = float(1.0 / np.median(d)) if len(d) else 1.0
+        rate = min(max(rate, bounds.RATE_HZ.lo), bounds.RATE_HZ.hi)
         name = f"{link}:{a}"
         volumes.append(VolumeConfig(name, volume_m3))
         sensors.append(SensorConfig(link, int(a), name, rate))
@@ -66,12 +73,15 @@ def derive_config(records: np.ndarray, link: str, volume_m3: float) -> MonitorCo
 
 def run(args) -> int:
     path = Path(args.capture)
+    check_option("--volume-m3", args.volume_m3, bounds.VOLUME_M3)
+    if args.rate_hz is not None:
+        check_option("--rate-hz", args.rate_hz, bounds.RATE_HZ)
     try:
+        if not path.is_file():  # a FIFO or a device could be read forever
+            raise InputFileError(str(path), "not a regular file")
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(str(path), exc.strerror or str(exc)) from None
-    if args.volume_m3 is not None and args.volume_m3 <= 0:
-        raise ConfigError("--volume-m3", "volume_m3", "must be positive")
     records = decode_capture(data)
     if args.config:
         cfg = load_config(args.config)
@@ -84,17 +94,28 @@ def run(args) -> int:
         if len(records) == 0:
             raise InputFileError(str(path), "no SAMPLE frames in the capture")
         cfg = derive_config(records, link, args.volume_m3)
-        print(
-            f"cabinwatch analyze: no --config: {len(cfg.volumes)} address(es), each its own "
-            f"volume of {args.volume_m3:g} m3",
-            file=sys.stderr,
-        )
     if args.rate_hz is not None:
         if args.rate_hz <= 0 or cfg.windows_s[0] * args.rate_hz < 3:
             raise ConfigError("--rate-hz", "rate_hz", "must give 3 ticks in the shortest window")
         cfg = dataclasses.replace(cfg, rate_hz=float(args.rate_hz))
     rate = cfg.rate_hz
     arrival = capture_arrivals(records)
+    if len(arrival):
+        ticks = (arrival[-1] - arrival[0]) * rate
+        budget = max(MIN_TICKS, TICKS_PER_SAMPLE * len(records))
+        if ticks > budget:
+            raise InputFileError(
+                str(path),
+                f"its clocks span {ticks / rate:.0f} s for {len(records)} samples "
+                f"({ticks:.0f} ticks at {rate:g} Hz, at most {budget}): its timestamps are "
+                "garbage, or its sensors are slow for the loop (try a lower --rate-hz)",
+            )
+    if not args.config:
+        print(
+            f"cabinwatch analyze: no --config: {len(cfg.volumes)} address(es), each its own "
+            f"volume of {args.volume_m3:g} m3",
+            file=sys.stderr,
+        )
     core = MonitorCore(cfg, replay=True)
     source = RecordedSource({link: (records, arrival)})
     counts: dict[str, int] = {}

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from firmware_host.runtime.runconfig import load_runtime_config
+    from firmware_host.sizing import check_sizing
 
     cfg = load_runtime_config(args.file, require_links=not args.no_links)
     m = cfg.monitor
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  sensors: {len(m.sensors)} on links {', '.join(sorted(cfg.links)) or '(none)'}")
     print(f"  hatches: {hatches}")
     print(f"  limit set: {m.limit_set} (of {', '.join(m.limit_sets)}); loop {m.rate_hz:g} Hz")
+    print(f"  {check_sizing(m).summary()}")
     for name, link in cfg.links.items():
         print(f"  link {name}: {link.url} at {link.baudrate} baud, driver {link.driver}")
     out = cfg.outputs

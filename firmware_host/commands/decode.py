@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from common.errors import InputFileError
@@ -27,6 +28,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="print no frames (integrity check)")
     p.set_defaults(func=run)
+
+
+def _finite(value, path: str, bad: list[str]):
+    """``value`` with every NaN or infinity replaced by None, its path added to ``bad``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        bad.append(path)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{path}.{k}" if path else k, bad) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{path}[{i}]", bad) for i, v in enumerate(value)]
+    return value
+
+
+def frame_json(d: dict) -> str:
+    """A frame's dict as strict JSON (RFC 8259 has no NaN): a non-finite field is
+    written as null and named in ``"nonfinite": ["pressure_pa", ...]``."""
+    bad: list[str] = []
+    clean = _finite(d, "", bad)
+    if bad:
+        clean["nonfinite"] = bad
+    return json.dumps(clean, allow_nan=False)
 
 
 def _open(path: str):
@@ -56,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 raise InputFileError(args.capture, exc.strerror or str(exc)) from None
             batch = decoder.feed(chunk) if chunk else decoder.flush()
             if not args.quiet and len(batch):
-                out.write("".join(json.dumps(f.to_json_dict()) + "\n" for f in batch.iter_frames()))
+                out.write("".join(frame_json(f.to_json_dict()) + "\n" for f in batch.iter_frames()))
             if not chunk:
                 break
     finally:

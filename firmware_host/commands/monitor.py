@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
+from common import bounds
+from common.bounds import check_option
 from common.errors import CabinwatchError
+from common.outpaths import output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from firmware_host.runtime.runconfig import load_runtime_config
     from firmware_host.runtime.telemetry import TelemetryWriter
 
-    if args.speed <= 0:
-        raise CabinwatchError(f"--speed must be positive, not {args.speed}")
-    if args.duration is not None and args.duration <= 0:
-        raise CabinwatchError(f"--duration must be positive, not {args.duration}")
+    check_option("--speed", args.speed, bounds.SPEED)
+    if args.duration is not None:
+        check_option("--duration", args.duration, bounds.DURATION_S)
+    if args.telemetry and args.telemetry != "-":
+        output_file(args.telemetry, "--telemetry")
     rc = load_runtime_config(args.config)
     telemetry = None
     if args.telemetry:

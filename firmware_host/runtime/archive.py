@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from common.errors import InputFileError
 from common.outputguard import OutputGuard
@@ -382,7 +383,8 @@ def open_archive(path: str | Path) -> sqlite3.Connection:
     if not p.is_file():
         raise InputFileError(str(path), "no such archive file")
     try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        # a URI: "#", "%" and "?" in the path must be quoted (file:a%23b.sqlite)
+        db = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True)
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise InputFileError(str(path), f"not a cabinwatch archive ({exc})") from None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from common.errors import CabinwatchError, InputFileError
+from common.outpaths import output_file
 from firmware_host.runtime.archive import open_archive
 
 #: What a missing matplotlib (the optional ``plot`` extra) tells the user.
@@ -24,6 +26,25 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+#: The formats ``plot --out`` writes, by suffix.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def plot_path(path: str | Path, option: str = "--out") -> Path:
+    """``path`` as a plot file: a suffix of ``PLOT_SUFFIXES``, not a folder, its folder
+    present (at most one missing level is created); ``CabinwatchError`` otherwise."""
+    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        raise CabinwatchError(
+            f"{option}: {path}: the file name must end in {', '.join(PLOT_SUFFIXES)}"
+        )
+    return output_file(path, option)
+
+
+def _literal(text: str) -> str:
+    """``text`` shown as is in a legend (a ``$`` would start math markup)."""
+    return text.replace("$", r"\$")
 
 
 LEVEL_COLORS = {
@@ -47,6 +68,7 @@ def plot_archive(
     (``EstimateState.SETTLED``; an archive written before estimates had a
     state draws every row): a settling estimate is not shown as a fact."""
     plt = pyplot()
+    out_png = plot_path(out_png)
     db = open_archive(archive)
     cols = {row[1] for row in db.execute("PRAGMA table_info(estimates)")}
     state = "state" if "state" in cols else "NULL"
@@ -78,13 +100,13 @@ def plot_archive(
         settling = np.array([r[7] is not None and r[7] != "SETTLED" for r in rs])
         a[settling, 2:] = np.nan
         t = (a[:, 0] - t0) / scale
-        ax_p.plot(t, a[:, 1] / 1000, label=vol)
-        ax_d.plot(t, a[:, 2] * 60, label=vol)
-        ax_m.plot(t, a[:, 5], label=vol)
+        ax_p.plot(t, a[:, 1] / 1000, label=_literal(vol))
+        ax_d.plot(t, a[:, 2] * 60, label=_literal(vol))
+        ax_m.plot(t, a[:, 5], label=_literal(vol))
         reserve = np.fmin(a[:, 3], a[:, 4]) / 3600
         reserve[~np.isfinite(reserve) | (reserve <= 0) | (reserve > RESERVE_MAX_H)] = np.nan
         any_reserve |= bool(np.isfinite(reserve).any())
-        ax_r.plot(t, reserve, label=vol)
+        ax_r.plot(t, reserve, label=_literal(vol))
     if truth:
         for vol, (tt, pp) in truth.items():
             ax_p.plot(
@@ -92,7 +114,7 @@ def plot_archive(
                 np.asarray(pp) / 1000,
                 "k:",
                 lw=0.8,
-                label=f"{vol} (truth)",
+                label=_literal(f"{vol} (truth)"),
             )
     ax_p.set_ylabel("pressure (kPa)")
     sec = ax_p.secondary_yaxis(
@@ -124,12 +146,15 @@ def plot_archive(
     for ax in axes:
         ax.grid(True, alpha=0.3)
     ax_p.legend(loc="best", fontsize=8, ncol=2)
-    fig.suptitle(title or f"cabinwatch archive {Path(archive).name}")
-    fig.tight_layout()
+    # parse_math=False: a "$" in a title or a file name is shown, not typeset
+    fig.suptitle(title or f"cabinwatch archive {Path(archive).name}", parse_math=False)
     out = Path(out_png)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=90)
+        with warnings.catch_warnings():
+            # a character the font lacks (in a title or a volume name) is drawn as a box
+            warnings.filterwarnings("ignore", message="Glyph .* missing", category=UserWarning)
+            fig.tight_layout()
+            fig.savefig(out, dpi=90)
     except OSError as exc:
         raise InputFileError(str(out_png), exc.strerror or str(exc)) from None
     finally:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import bounds
 from common.errors import ConfigError
 from common.tomltable import Table
 from firmware_host.config import MonitorConfig, load_config
@@ -88,10 +89,10 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
     links = {}
     for name in raw_links.data:
         t = raw_links.sub(name, "a table with url = ...")
-        url = t.str("url", None)
+        url = t.path_str("url", None)
         if not url:
             raise t.err("url", "missing: a serial port or URL is required")
-        baud = t.int("baudrate", 115200, lo=1)
+        baud = t.int("baudrate", 115200, lo=1, hi=100_000_000)
         driver = t.str("driver", "native")
         if driver not in DRIVERS:
             known = ", ".join(DRIVERS)
@@ -114,26 +115,26 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
 
     out = top.sub("outputs", "a table [outputs]")
     # Relative to the working directory (systemd: WorkingDirectory=), not the file.
-    directory = Path(out.str("directory", "."))
+    directory = Path(out.path_str("directory", "."))
 
     def path(key: str, default: str | None) -> Path | None:
-        value = out.str(key, default)
+        value = out.path_str(key, default)
         if not value:
             return None
         p = Path(value)
         return p if p.is_absolute() else directory / p
 
-    telemetry = out.str("telemetry", "")
+    telemetry = out.path_str("telemetry", "")
     if telemetry and telemetry != "-" and not Path(telemetry).is_absolute():
         telemetry = str(directory / telemetry)
     outputs = OutputsConfig(
         directory=directory,
         archive=path("archive", "archive.sqlite"),
         telemetry=telemetry or None,
-        telemetry_rate_hz=out.num("telemetry_rate_hz", 1.0, positive=True),
+        telemetry_rate_hz=out.num("telemetry_rate_hz", 1.0, positive=True, rng=bounds.RATE_HZ),
         capture=path("capture", "capture"),
-        capture_max_bytes=out.int("capture_max_bytes", 16_000_000, lo=4096),
-        capture_keep=out.int("capture_keep", 64, lo=0),  # 0: keep all
+        capture_max_bytes=out.int("capture_max_bytes", 16_000_000, lo=4096, hi=2**40),
+        capture_keep=out.int("capture_keep", 64, lo=0, hi=1_000_000),  # 0: keep all
         control_socket=path("control_socket", "cabinwatch.sock"),
     )
     out.done()

@@ -19,17 +19,9 @@ import numpy as np
 
 from firmware_host.config import MonitorConfig
 from firmware_host.ringbuffer import Tier, fit_sums_raw
+from firmware_host.sizing import estimation_period_s, lag_periods, layout
 
-
-def estimation_period_s(config: MonitorConfig) -> float:
-    """How often (s) the full estimation runs: ``slow_period_s``, but never more
-    often than the loop ticks or than the fastest sensor delivers a sample
-    (between two samples of the fastest sensor there is nothing new to estimate:
-    two 0.2 Hz barometers on a 1 Hz loop are estimated every 5 s)."""
-    periods = [config.estimator.slow_period_s, 1.0 / config.rate_hz]
-    if config.sensors:
-        periods.append(min(1.0 / s.rate_hz for s in config.sensors))
-    return max(periods)
+__all__ = ["WindowBank", "WindowFits", "estimation_period_s"]
 
 
 def noise_slope_stderr(fit, noise_var: np.ndarray) -> np.ndarray:
@@ -86,32 +78,23 @@ class WindowBank:
         est = config.estimator
         C = self.n_channels = n_channels
         self.dt_tick = 1.0 / config.rate_hz
-        periods = [self.dt_tick, max(1.0, self.dt_tick), max(60.0, self.dt_tick)]
-        keeps = [est.raw_keep_s, est.mid_keep_s, est.slow_keep_s]
-        assign: list[list[tuple[int, int]]] = [[], [], []]  # (global window, slots)
         self.windows_s = np.asarray(config.windows_s, dtype=float)
         self.n_windows = len(self.windows_s)
         self.window_tier = np.zeros(self.n_windows, dtype=np.int64)
-        for j, w in enumerate(self.windows_s):
-            for k, per in enumerate(periods):
-                m = max(3, int(round(w / per)))
-                if m <= est.max_window_slots or k == len(periods) - 1 or j == 0:
-                    assign[k].append((j, m))
-                    self.window_tier[j] = k
-                    break
         self.tiers: list[Tier] = []
         self._tier_windows: list[np.ndarray] = []
-        # an extra short window on the raw tier, only for the rapid-depressurization test
-        em_m = int(round(est.emergency_window_s / self.dt_tick)) if est.emergency_window_s else 0
+        # the tiers as firmware_host.sizing computes (and bounds) them; the raw tier
+        # has an extra short window, only for the rapid-depressurization test
+        plan = layout(config).tiers
+        em_m = plan[0].extra_slots
         has_em = em_m >= 3
-        for k, per in enumerate(periods):
-            slots = [m for _, m in assign[k]]
-            if k == 0 and has_em:
-                slots.append(em_m)
-            length = max([int(math.ceil(keeps[k] / per))] + slots)
-            rebase = max(1, int(round(est.rebase_s / per)))
-            self.tiers.append(Tier(C, per, length, slots, config.t_ref_k, rebase))
-            self._tier_windows.append(np.array([j for j, _ in assign[k]], dtype=np.int64))
+        for k, tl in enumerate(plan):
+            for j, _ in tl.windows:
+                self.window_tier[j] = k
+            self.tiers.append(
+                Tier(C, tl.period_s, tl.length, tl.window_slots, config.t_ref_k, tl.rebase_every)
+            )
+            self._tier_windows.append(np.array([j for j, _ in tl.windows], dtype=np.int64))
         self._bin: list[int | None] = [None, None, None]  # current bin of decimated tiers
         # the decimated tiers that are filled: those with windows, and the minute tier
         # (the regime fit reads it); with a 1 Hz loop the 1-s tier holds no window
@@ -139,8 +122,7 @@ class WindowBank:
         # pressure slopes delayed by the temperature sensors' lag (in slow ticks)
         #: how often (s) the slow tick runs (``estimation_period_s``)
         self.slow_period_s = slow_period_s = estimation_period_s(config)
-        lag = max(0.0, est.temp_lag_s - est.pressure_lag_s)
-        self.lag_ticks = int(round(lag / slow_period_s))
+        self.lag_ticks = lag_periods(config)
         self.lag_s = self.lag_ticks * slow_period_s
         self._lag_history = np.full((self.lag_ticks + 1, 2, self.n_windows, C), np.nan)
         self._fits_done = 0

@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import bounds
+from common.bounds import check_option
 from common.errors import CabinwatchError
+from common.outpaths import output_folder
 
 #: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
 #: interesting part fits in well under a minute of wall time.
@@ -29,6 +32,8 @@ PRESETS = {
     "zvezda-prk": (0.0, 6 * 3600.0, 600.0),
 }
 DEFAULT_PRESET = (0.0, 1800.0, 60.0)
+#: Where the demo writes unless told (created with its parents).
+DEFAULT_OUT = "out/demo"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -44,7 +49,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, help="times real time (default: per scenario)")
     p.add_argument("--start", type=float, help="scenario time to start at, s")
     p.add_argument("--duration", type=float, help="simulated seconds to run")
-    p.add_argument("--out", default="out/demo", help="directory for archive, capture, plot")
+    p.add_argument("--out", default=DEFAULT_OUT, help="directory for archive, capture, plot")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="reuse a non-empty --out directory: its archive.sqlite* files are deleted",
+    )
     p.add_argument("--no-display", action="store_true", help="plain lines instead of the view")
     p.set_defaults(func=run)
 
@@ -60,6 +70,14 @@ def run(args: argparse.Namespace) -> int:
     from hil.scenario import load_scenario
 
     pyplot()  # the demo ends with a plot: without matplotlib, say so before the run
+    # the options given, before anything is read or started
+    for option, value, rng in (
+        ("--speed", args.speed, bounds.SPEED),
+        ("--duration", args.duration, bounds.DURATION_S),
+        ("--start", args.start, bounds.TIME_S),
+    ):
+        if value is not None:
+            check_option(option, value, rng)
 
     scenario = load_scenario(args.scenario)
     start, duration, speed = PRESETS.get(scenario.name, DEFAULT_PRESET)
@@ -67,12 +85,18 @@ def run(args: argparse.Namespace) -> int:
         start = 0.0
     start = args.start if args.start is not None else start
     duration = args.duration if args.duration is not None else duration
-    speed = 1.0 if args.realtime else (args.speed or speed)
-    if speed <= 0 or duration <= 0 or start < 0:
-        raise CabinwatchError("--speed and --duration must be positive, --start not negative")
+    speed = 1.0 if args.realtime else (args.speed if args.speed is not None else speed)
+    if start >= scenario.duration_s:
+        raise CabinwatchError(
+            f"--start must be before the scenario's end ({scenario.duration_s:g} s)"
+        )
     duration = min(duration, scenario.duration_s - start)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(args.out, "--out", default=args.out == DEFAULT_OUT)
+    if any(out.iterdir()) and not args.overwrite:
+        raise CabinwatchError(
+            f"--out: {out} is not empty (its archive would be replaced): "
+            "give --overwrite, or an empty or new folder"
+        )
     for stale in out.glob("archive.sqlite*"):
         stale.unlink()
     truth_path = out / "truth.jsonl"

@@ -20,7 +20,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+from common import bounds
+from common.bounds import check_option
 from common.errors import CabinwatchError, ConfigError
+from common.outpaths import output_file
 from hil.emulator import Emulator
 from hil.endpoints import (
     Endpoint,
@@ -28,6 +31,7 @@ from hil.endpoints import (
     PtyEndpoint,
     SerialPortEndpoint,
     TcpEndpoint,
+    parse_tcp_address,
 )
 from hil.runner import fast_forward
 from hil.runner import run as run_loop
@@ -128,28 +132,22 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_tcp(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
     try:
-        port_n = int(port)
-    except ValueError:
-        raise CabinwatchError(f"--tcp: bad port {port!r} (use HOST:PORT or PORT)") from None
-    if not 0 <= port_n <= 65535:
-        raise CabinwatchError(f"--tcp: port {port_n} out of range")
-    return host or "127.0.0.1", port_n
+        return parse_tcp_address(value)
+    except ValueError as exc:
+        raise CabinwatchError(f"--tcp: {exc}") from None
 
 
 def _parse_speed(value: str | None, default: float | None) -> float | None:
     if value is None:
         return default
-    if value.lower() == "max":
+    if value.strip().lower() == "max":
         return None
     try:
         s = float(value)
     except ValueError:
         raise CabinwatchError(f"--speed: {value!r} is not a number or 'max'") from None
-    if not (s > 0 and math.isfinite(s)):
-        raise CabinwatchError("--speed must be > 0")
-    return s
+    return check_option("--speed", s, bounds.SPEED)
 
 
 def _check_pty_link(path: str, pty: bool, links: list[str]) -> None:
@@ -182,24 +180,33 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.scenario:
         raise CabinwatchError("a SCENARIO is needed (see --list)")
-    scenario = load_scenario(args.scenario)
     if not (args.pty or args.tcp or args.port or args.out):
         raise CabinwatchError("choose where the bytes go: --pty, --tcp, --port or --out")
+    # the options, before the scenario is read and played
     speed = _parse_speed(args.speed, None if args.out else 1.0)
+    if args.duration is not None:
+        check_option("--duration", args.duration, bounds.DURATION_S)
+    check_option("--start", args.start, bounds.TIME_S)
+    if args.seed is not None:
+        check_option("--seed", args.seed, bounds.SEED)
+    if args.truth_rate is not None:
+        check_option("--truth-rate", args.truth_rate, bounds.Range(0.0, 1000.0))
+    if args.baud is not None:
+        check_option("--baud", args.baud, bounds.Range(300, 100_000_000, integer=True))
+    check_option("--hold", args.hold, bounds.Range(1, 2**30, integer=True))
+    if args.tcp:
+        _parse_tcp(args.tcp)
+    if args.out:
+        output_file(args.out, "--out")
+    scenario = load_scenario(args.scenario)
     duration = scenario.duration_s if args.duration is None else args.duration
-    if not (duration > 0 and math.isfinite(duration)):
-        raise CabinwatchError("--duration must be > 0")
-    if not (0 <= args.start < duration):
-        raise CabinwatchError("--start must be >= 0 and before the end (--duration)")
+    if not args.start < duration:
+        raise CabinwatchError("--start must be before the end (--duration)")
     truth_rate = args.truth_rate
     if truth_rate is None:
         truth_rate = 1.0 if duration <= 86400.0 else 0.1
-    if truth_rate < 0 or not math.isfinite(truth_rate):
-        raise CabinwatchError("--truth-rate must be >= 0")
     if args.pty_link is not None:
         _check_pty_link(args.pty_link, args.pty, scenario.link_names)
-    if args.baud is not None and args.baud <= 0:
-        raise CabinwatchError("--baud must be > 0")
     devices = args.port.split(",") if args.port else []
     if args.port and len(devices) != len(scenario.links):
         raise ConfigError(
@@ -209,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
             f"comma-separated; got {len(devices)}",
         )
     truth_path = args.truth or (args.out + ".truth.jsonl" if args.out else None)
+    if truth_path:
+        output_file(truth_path, "--truth")
     emu = Emulator(scenario, seed=args.seed, truth_rate_hz=truth_rate if truth_path else 0.0)
 
     several = len(emu.links) > 1

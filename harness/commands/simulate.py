@@ -7,11 +7,17 @@ import json
 import sys
 import time
 
+from common import bounds
+from common.bounds import check_option
 from common.errors import CabinwatchError
+from common.outpaths import output_file
 from firmware_host.config import load_config
 from harness.derive import config_from_scenario
 from harness.scoring import score
 from harness.simulate import run_simulation
+
+#: The shortest run (simulated s): the truth it is scored against is recorded every second.
+MIN_RUN_S = 1.0
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -47,11 +53,28 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from hil.scenario import load_scenario
 
-    if args.duration is not None and args.duration <= args.start:
-        raise CabinwatchError(f"--duration ({args.duration}) must be after --start ({args.start})")
-    if args.start < 0:
-        raise CabinwatchError(f"--start must not be negative, not {args.start}")
+    check_option("--start", args.start, bounds.TIME_S)
+    if args.duration is not None:
+        check_option("--duration", args.duration, bounds.DURATION_S)
+        if args.duration <= args.start:
+            raise CabinwatchError(
+                f"--duration ({args.duration}) must be after --start ({args.start})"
+            )
+    if args.seed is not None:
+        check_option("--seed", args.seed, bounds.SEED)
+    check_option("--settle", args.settle, bounds.TIME_S)
+    for option, path in (("--archive", args.archive), ("--telemetry", args.telemetry)):
+        if path and path != "-":
+            output_file(path, option)
     scenario = load_scenario(args.scenario)
+    end_s = (
+        scenario.duration_s if args.duration is None else min(args.duration, scenario.duration_s)
+    )
+    if end_s - args.start < MIN_RUN_S:
+        raise CabinwatchError(
+            f"the run must last at least {MIN_RUN_S:g} simulated s: --start {args.start:g}, "
+            f"end {end_s:g} s (--duration, or the scenario's {scenario.duration_s:g} s)"
+        )
     config = load_config(args.config) if args.config else config_from_scenario(scenario)
     listeners = []
     if args.archive:
