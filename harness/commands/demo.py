@@ -23,6 +23,7 @@ from common import bounds
 from common.bounds import check_option
 from common.errors import CabinwatchError
 from common.outpaths import output_folder
+from firmware_host.runtime.instance import InstanceLock
 
 #: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
 #: interesting part fits in well under a minute of wall time.
@@ -97,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
             f"--out: {out} is not empty (its archive would be replaced): "
             "give --overwrite, or an empty or new folder"
         )
-    for stale in out.glob("archive.sqlite*"):
-        stale.unlink()
+    # a monitor running on this folder holds its lock: its archive is not ours to delete
+    with InstanceLock.for_directory(out):
+        for stale in out.glob("archive.sqlite*"):
+            stale.unlink()
     truth_path = out / "truth.jsonl"
     cmd = [
         sys.executable,

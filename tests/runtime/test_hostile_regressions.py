@@ -261,6 +261,22 @@ def test_demo_refuses_a_non_empty_out_without_overwrite(tmp_path, capsys):
     assert (out / "archive.sqlite").read_bytes() == b"precious"
 
 
+def test_demo_overwrite_leaves_a_running_monitors_archive_alone(tmp_path, capsys):
+    """--overwrite on a folder a monitor holds (its instance lock): refused, nothing
+    deleted (the archive is the running monitor's)."""
+    from firmware_host.runtime.instance import InstanceLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "archive.sqlite").write_bytes(b"precious")
+    with InstanceLock.for_directory(out):
+        code, _, err = _cli(
+            ["demo", "--scenario", "rapid-depress", "--out", out, "--overwrite"], capsys
+        )
+    _one_line(code, err, "already")
+    assert (out / "archive.sqlite").read_bytes() == b"precious"
+
+
 def test_make_demo_passes_overwrite():
     from pathlib import Path
 
