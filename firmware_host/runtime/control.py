@@ -130,7 +130,9 @@ class ControlServer:
             self._sock.bind(str(self.path))
             self._inode = os.stat(self.path).st_ino  # close() removes only this one
             os.chmod(self.path, 0o660)
-            self._sock.listen(max_clients)
+            # the backlog is not the client limit: connections beyond max_clients are
+            # accepted and told "busy"; a short backlog only makes clients wait
+            self._sock.listen(max(64, max_clients))
             self._sock.setblocking(False)
         except BaseException:
             self._sock.close()
@@ -414,6 +416,21 @@ class ControlClientError(WireError):
     """``send_command`` got no usable reply; the message is one line."""
 
 
+def _connect(s: socket.socket, path: str, deadline: float, timeout_s: float) -> None:
+    """Connect ``s`` to ``path``; a full listen backlog (EAGAIN: many clients at once)
+    is waited out until ``deadline`` (monotonic s)."""
+    while True:
+        try:
+            s.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise ControlClientError(
+                    f"the control socket stayed busy for {timeout_s:g} s"
+                ) from None
+            time.sleep(0.01)
+
+
 def send_command(path: str | Path, request: dict, timeout_s: float = 5.0) -> dict:
     """Client side: send one command, return the reply.
 
@@ -427,7 +444,7 @@ def send_command(path: str | Path, request: dict, timeout_s: float = 5.0) -> dic
     status = FrameStatus.NEED_MORE
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout_s)
-        s.connect(str(path))
+        _connect(s, str(path), deadline, timeout_s)
         try:
             s.sendall(encode(request))
         except OSError:
