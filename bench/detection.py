@@ -61,6 +61,9 @@ FA_LOOP_HZ = 1.0
 FA_WINDOWS_S = (15.0, 60.0, 600.0, 7200.0)
 #: The no-leak runs, in report order: nominal for --nominal-days, the rest --fault-days.
 FA_SCENARIOS = ("nominal", "sensor-faults", "link-faults", "heater-steps")
+#: The no-leak runs without sensor or link faults: the quiet cabin a leak cell models
+#: (a panel alarming there wins no cell).
+QUIET_RUNS = ("nominal", "heater-steps")
 #: Shipped leak scenarios run whole for their level errors (and false alarms elsewhere);
 #: ``--quick`` runs the first only.
 LEAK_SCENARIOS = ("rapid-depress", "soyuz-ms09-2018")
@@ -755,10 +758,11 @@ def goals(
         )
     )
     # 4. both baselines beaten on latency and false alarms where they detect; a panel
-    # that raised any alarm in a false-alarm run (heater steps, sensor faults) wins no
-    # cell: only panels with zero false alarms there are compared
+    # that alarms on the quiet cabin the cells model (the no-leak, no-fault runs:
+    # nominal, heater-steps) wins no cell: only panels with zero false alarms in those
+    # runs are compared (its alarms on faulty sensors count in the false-alarm part)
     panel_fa = {
-        name: sum(f[name] for f in fa if not f.get("leaks"))
+        name: sum(f[name] for f in fa if f["scenario"] in QUIET_RUNS and not f.get("leaks"))
         for name in ("step panel", "slope panel")
     }
     lose = []
@@ -789,7 +793,7 @@ def goals(
             not lose and not fa_lose,
             f"{n_cmp - len(lose)}/{n_cmp} cell comparisons"
             + "".join(
-                f"; {name} not compared ({k} false alarms in the no-leak runs)"
+                f"; {name} not compared ({k} false alarms in {' and '.join(QUIET_RUNS)})"
                 for name, k in panel_fa.items()
                 if k
             )

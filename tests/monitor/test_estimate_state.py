@@ -20,7 +20,7 @@ from harness import synth
 L = Limits()  # CAUTION 2 kg/day, caution_sigma 5
 
 
-def _state(best=0, m=0.0, sigma=0.5, raw=0.0, settled=True):
+def _state(best=0, m=0.0, sigma=0.5, raw=0.0, settled=True, previous=None):
     out = estimate_state(
         np.array([best]),
         np.array([m]),
@@ -28,6 +28,7 @@ def _state(best=0, m=0.0, sigma=0.5, raw=0.0, settled=True):
         np.array([raw]),
         np.array([settled]),
         L,
+        None if previous is None else np.array([previous]),
     )
     return EstimateState(int(out[0]))
 
@@ -43,6 +44,11 @@ def test_state_rules():
     assert _state(m=-420.0, sigma=20.0, raw=-0.3) is EstimateState.SETTLING
     # a gain while the pressure rises (a repress, a warming cabin uncompensated) stands
     assert _state(m=-420.0, sigma=20.0, raw=+0.3) is EstimateState.SETTLED
+    # the best window shortened since the last estimation (an onset, or one short
+    # window's fluctuation): settling until it holds
+    assert _state(best=1, m=34.7, sigma=5.5, previous=3) is EstimateState.SETTLING
+    assert _state(best=1, m=34.7, sigma=5.5, previous=1) is EstimateState.SETTLED
+    assert _state(best=3, m=10.0, sigma=0.1, previous=1) is EstimateState.SETTLED
 
 
 def _run(cab, end_s, *, thermal=0.0, rate_hz=1.0, seed=4):
