@@ -1,0 +1,74 @@
+"""A KELLER bus line (``hil.keller_device``) served on 127.0.0.1 TCP for driver tests.
+
+``KellerServer(devices, echo=..., tamper=...)`` accepts one client at a time and
+answers its requests with the line's state machine; ``tamper(chunk)`` may
+rewrite every chunk the line sends (noise, truncation, a swapped CRC).  Use
+as a context manager: the thread and sockets are closed on exit.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from hil.keller_device import KellerDevice, KellerLine
+
+
+class KellerServer:
+    def __init__(
+        self,
+        devices: list[KellerDevice],
+        *,
+        echo: bool = False,
+        tamper: Callable[[bytes], bytes] | None = None,
+    ):
+        self.line = KellerLine(devices, echo=echo)
+        self.tamper = tamper
+        self.lock = threading.Lock()  # held while the line handles a request
+        self._srv = socket.socket()
+        self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._srv.bind(("127.0.0.1", 0))
+        self._srv.listen(1)
+        self._srv.settimeout(0.1)
+        self.port = self._srv.getsockname()[1]
+        self.url = f"socket://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> KellerServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._srv.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._srv.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(0.05)
+            with conn:
+                while not self._stop.is_set():
+                    try:
+                        data = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    with self.lock:
+                        out = self.line.feed(data, time.monotonic())
+                    for chunk in out:
+                        if self.tamper is not None:
+                            chunk = self.tamper(chunk)
+                        try:
+                            conn.sendall(chunk)
+                        except OSError:
+                            break
