@@ -61,3 +61,15 @@ def test_250_alone_on_its_line_is_accepted(tmp_path):
     proc = run_cli("config", "check", p)
     assert proc.returncode == 0, proc.stderr
     assert "link bus1" in proc.stdout and "link rs485" in proc.stdout
+
+
+def test_simulate_refuses_a_keller_scenario_in_one_line(tmp_path):
+    sc = tmp_path / "k.toml"
+    sc.write_text(
+        '[scenario]\nduration = "1min"\n[[volumes]]\nname = "lab"\nvolume_m3 = 10\n'
+        '[[links]]\nname = "bus0"\nprotocol = "keller"\n'
+        '[[sensors]]\naddr = 1\nvolume = "lab"\n',
+        encoding="utf-8",
+    )
+    proc = run_cli("simulate", sc)
+    assert_one_line_error(proc, "links.bus0.protocol", "polled in real time")

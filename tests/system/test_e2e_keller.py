@@ -72,7 +72,8 @@ def test_keller_bus_end_to_end_over_tcp_detects_a_leak(tmp_path):
         assert urls["bus0"].startswith("socket://127.0.0.1:")
         out = tmp_path / "out"
         data = monitor_config(scenario, urls, out)
-        data["links"]["bus0"].update(driver="keller", echo=True, reply_timeout_s=0.2)
+        assert data["links"]["bus0"] == {"url": urls["bus0"], "driver": "keller", "echo": True}
+        data["links"]["bus0"]["reply_timeout_s"] = 0.2
         data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
         cfg = write_toml(tmp_path / "monitor.toml", data)
         monitor = subprocess.Popen(
