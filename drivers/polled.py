@@ -135,6 +135,7 @@ class BusCounters:
     retries: int = 0
     reinitialisations: int = 0
     reboots: int = 0
+    poll_restarts: int = 0
     samples: int = 0
     overruns: int = 0
     devices_failing: int = 0
@@ -272,10 +273,24 @@ class PolledDriver(TransducerDriver):
             for dev in self.devices:
                 dev.next_due_s = now
                 dev.epoch_s = now
-            self._poll_thread = threading.Thread(
-                target=self._poll_loop, name=f"poll-{self.name}", daemon=True
-            )
-            self._poll_thread.start()
+            self._start_poller()
+
+    def _start_poller(self) -> None:
+        self._poll_thread = threading.Thread(
+            target=self._poll_loop, name=f"poll-{self.name}", daemon=True
+        )
+        self._poll_thread.start()
+
+    def ensure_running(self) -> bool:
+        """Restart the reader or the poll thread if either died (``drain`` does this);
+        a poll thread's death is kept in ``last_error`` and counted (``poll_restarts``)."""
+        restarted = super().ensure_running()
+        t = self._poll_thread
+        if t is not None and not t.is_alive() and not self._stop_poll.is_set():
+            self._c["poll_restarts"] += 1
+            self._start_poller()
+            restarted = True
+        return restarted
 
     def stop(self) -> None:
         """Stop polling, then the link; idempotent."""
@@ -466,6 +481,7 @@ class PolledDriver(TransducerDriver):
             retries=c["retries"],
             reinitialisations=c["reinitialisations"],
             reboots=c["reboots"],
+            poll_restarts=c["poll_restarts"],
             samples=c["samples"],
             overruns=c["overruns"],
             devices_failing=sum(1 for d in self.devices if d.failures),

@@ -96,6 +96,50 @@ def test_samples_are_polled_at_the_configured_rate():
     assert 8.0 < rate < 11.0
 
 
+def test_one_transaction_in_flight_and_the_sample_time_is_its_middle():
+    with KellerServer(_devices(1, 2), reply_delay_s=0.02) as srv:
+        drv = _driver(srv.url, [1, 2], rate_hz=50.0)  # asks more than 20 ms replies allow
+        with drv:
+            t_start = time.monotonic()
+            s, _ = _collect(drv, lambda s, f: len(s) >= 20)
+            bus = drv.health().bus
+        log = list(srv.log)
+    kinds = [k for k, _ in log]
+    # every request waits for the previous answer: rx and tx strictly alternate
+    assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False)), kinds[:40]
+    assert bus.overruns > 0 and bus.poll_rate_hz < 50.0
+    # t_us since polling began; the P1 transaction (>= 20 ms) is centred on it
+    first_rx = next(t for k, t in log if k == "rx")
+    tx_times = [t for k, t in log if k == "tx"]
+    t0 = s["t_us"][0] * 1e-6
+    assert 0.0 <= first_rx - t_start < 1.0 and t0 > 0.01
+    assert min(abs(t - (t_start + t0)) for t in tx_times) > 0.005  # not at the reply
+
+
+class _CrashOnce(KellerDriver):
+    crashed = False
+
+    def _service(self, dev):
+        if not self.crashed and dev.info.get("identified"):
+            self.crashed = True
+            raise RuntimeError("boom")
+        return super()._service(dev)
+
+
+def test_a_dead_poll_thread_is_reported_and_restarted():
+    with KellerServer(_devices(1)) as srv:
+        drv = _CrashOnce("bus0", srv.url, targets=[PollTarget(1, 20.0)], baudrate=115200)
+        with drv:
+            end = time.monotonic() + 5
+            while drv._poll_thread.is_alive() and time.monotonic() < end:
+                time.sleep(0.01)
+            h = drv.health()  # before drain() restarts it
+            assert not h.reader_alive and "boom" in h.last_error
+            s, _ = _collect(drv, lambda s, f: len(s) >= 5)
+            assert drv.health().bus.poll_restarts == 1 and drv.health().reader_alive
+    assert len(s) >= 5
+
+
 def test_reboot_gives_exception_32_then_f48_and_the_clock_restarts():
     devs = _devices(1)
     with KellerServer(devs) as srv:

@@ -2,7 +2,9 @@
 
 ``KellerServer(devices, echo=..., tamper=...)`` accepts one client at a time and
 answers its requests with the line's state machine; ``tamper(chunk)`` may
-rewrite every chunk the line sends (noise, truncation, a swapped CRC).  Use
+rewrite every chunk the line sends (noise, truncation, a swapped CRC);
+``reply_delay_s`` holds every answer that long; ``log`` records when requests
+came and answers left.  Use
 as a context manager: the thread and sockets are closed on exit.
 """
 
@@ -23,9 +25,13 @@ class KellerServer:
         *,
         echo: bool = False,
         tamper: Callable[[bytes], bytes] | None = None,
+        reply_delay_s: float = 0.0,
     ):
         self.line = KellerLine(devices, echo=echo)
         self.tamper = tamper
+        self.reply_delay_s = reply_delay_s
+        #: ("rx", monotonic s) per chunk received, ("tx", s) per reply sent
+        self.log: list[tuple[str, float]] = []
         self.lock = threading.Lock()  # held while the line handles a request
         self._srv = socket.socket()
         self._srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -63,9 +69,13 @@ class KellerServer:
                         break
                     if not data:
                         break
+                    self.log.append(("rx", time.monotonic()))
                     with self.lock:
                         out = self.line.feed(data, time.monotonic())
+                    if out and self.reply_delay_s:
+                        time.sleep(self.reply_delay_s)
                     for chunk in out:
+                        self.log.append(("tx", time.monotonic()))
                         if self.tamper is not None:
                             chunk = self.tamper(chunk)
                         try:

@@ -1,8 +1,9 @@
 """End to end over the KELLER bus: ``cabinwatch emulate`` with a ``protocol = "keller"``
 link on 127.0.0.1 TCP, ``cabinwatch monitor`` polling it with ``driver = "keller"``.
 
-Samples flow, both transmitters are identified through F48/F69/F30, and a
-25 mm hole in the 70 m3 cabin is detected.  Real time (short), marked slow.
+Samples flow, both transmitters are identified through F48/F69/F30, a reboot of
+one (exception 32, F48 STAT 0) becomes SENSOR_REBOOT, and a 25 mm hole in the
+70 m3 cabin is detected.  Real time (short), marked slow.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ volume = "cabin"
 name = "cabin-b"
 addr = 2
 volume = "cabin"
+
+[[faults]]
+sensor = "cabin-b"
+kind = "reboot"
+start = "6s"
 """
 
 
@@ -104,8 +110,13 @@ def test_keller_bus_end_to_end_over_tcp_detects_a_leak(tmp_path):
         "AND level IN ('CAUTION', 'WARNING', 'EMERGENCY')",
     )
     assert alarms, query(db, "SELECT t_s, source, level, kind, transition FROM events")
+    # the power interruption: exception 32, F48 STAT 0, the clock restarted -> SENSOR_REBOOT
+    kinds = query(db, "SELECT DISTINCT source, kind FROM events WHERE transition='RAISED'")
+    rebooted = {src for src, k in kinds if "reboot" in str(k).lower()}
+    assert rebooted == {"bus0:2"}, kinds
     health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
     bus = health["bus"]
     assert health["samples_in"] > 200  # 2 x 5 Hz for ~35 s, minus start-up
     assert bus["transactions"] > 400 and bus["echo_errors"] == 0
     assert bus["timeouts"] <= bus["transactions"] // 20
+    assert bus["reboots"] == 1 and bus["exceptions"].get("32", 0) >= 1
