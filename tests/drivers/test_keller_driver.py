@@ -9,11 +9,13 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.frames import IdentityFrame
 from drivers.keller.driver import KellerDriver, keller_budget, read_transaction_s
 from drivers.keller.wire import ExceptionCode
-from drivers.polled import PollTarget
+from drivers.polled import PollTarget, _Pending
 from drivers.protocol import Status
 from hil.keller_device import Conversion, KellerDevice
 from tests.support.keller_server import KellerServer
@@ -254,3 +256,31 @@ def test_line_budget_numbers_and_message():
         .describe()
         .startswith("bus0: 2 sensors x 2 reads at 1-10 Hz")
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    noise=st.binary(max_size=60),
+    cuts=st.lists(st.integers(1, 80), max_size=6),
+    swap=st.booleans(),
+)
+def test_receive_side_never_raises_finds_the_reply_and_accounts_every_byte(noise, cuts, swap):
+    """Any noise (a reply with its CRC low byte first among it), in any chunking,
+    before the real reply: the reply is found and every other byte is discarded."""
+    drv = KellerDriver("t", "loop://", targets=[PollTarget(1, 1.0)])
+    good = bytes.fromhex("01 49 3F 6D B1 53 00 E7 61")
+    if swap:
+        noise += good[:-2] + good[-1:] + good[-2:-1]
+    stream = noise + good
+    tx = _Pending(bytes.fromhex("01 49 01 50 D6"), (1, 73), 0)
+    drv._pending = tx
+    pos = 0
+    for c in [*sorted(cuts), len(stream)]:
+        if c > pos:
+            drv._decode(stream[pos:c], 0.0)
+            pos = c
+    assert tx.result is not None and tx.result.data == good[2:-2]
+    bus = drv.bus_counters()
+    assert bus.bytes_discarded == len(noise)
+    if swap:
+        assert bus.crc_errors >= 1
