@@ -349,6 +349,15 @@ class PolledDriver(TransducerDriver):
                 return TxResult(TxStatus.TIMEOUT, t_mid_s=t_mid)
             if result.status is ScanStatus.EXCEPTION:
                 self._exceptions[result.code] += 1
+                n = self._exceptions[result.code]
+                if n == 1 or n % 1000 == 0:  # reported, throttled; all counted
+                    log.warning(
+                        "link %s: exception %d (%d so far) to request %s",
+                        self.name,
+                        result.code,
+                        n,
+                        request.hex(" "),
+                    )
                 return TxResult(TxStatus.EXCEPTION, code=result.code, t_mid_s=t_mid)
             self._c["replies"] += 1
             return TxResult(TxStatus.OK, data=result.data, t_mid_s=t_mid)

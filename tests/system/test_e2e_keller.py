@@ -1,5 +1,6 @@
 """End to end over the KELLER bus: ``cabinwatch emulate`` with a ``protocol = "keller"``
-link on 127.0.0.1 TCP, ``cabinwatch monitor`` polling it with ``driver = "keller"``.
+link on 127.0.0.1 TCP or a pseudo-terminal, ``cabinwatch monitor`` polling it with
+``driver = "keller"``.
 
 Samples flow, both transmitters are identified through F48/F69/F30, a reboot of
 one (exception 32, F48 STAT 0) becomes SENSOR_REBOOT, and a 25 mm hole in the
@@ -67,15 +68,17 @@ start = "6s"
 """
 
 
-def test_keller_bus_end_to_end_over_tcp_detects_a_leak(tmp_path):
+@pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
+def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
     path = tmp_path / "keller-leak.toml"
     path.write_text(SCENARIO, encoding="utf-8")
     scenario = load_scenario(str(path))
-    emu = EmulatorProcess(str(path), "--tcp", "127.0.0.1:0", "--speed", "1", "--duration", "600")
+    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
     monitor = None
     try:
         urls = emu.endpoints(scenario.link_names)
-        assert urls["bus0"].startswith("socket://127.0.0.1:")
+        if where[0] == "--tcp":
+            assert urls["bus0"].startswith("socket://127.0.0.1:")
         out = tmp_path / "out"
         data = monitor_config(scenario, urls, out)
         assert data["links"]["bus0"] == {"url": urls["bus0"], "driver": "keller", "echo": True}
