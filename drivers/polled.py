@@ -412,6 +412,8 @@ class PolledDriver(TransducerDriver):
                 if now - dev.next_due_s > dev.period_s:
                     self._c["overruns"] += 1
                 ok = self._service(dev)
+                if not ok and self.link.state is not LinkState.CONNECTED:
+                    continue  # the link, not the device: poll again once it is back
                 if ok:
                     dev.failures = 0
                     dev.next_due_s += dev.period_s

@@ -142,6 +142,19 @@ def test_a_dead_poll_thread_is_reported_and_restarted():
     assert len(s) >= 5
 
 
+def test_a_dropped_connection_is_reconnected_and_polling_resumes():
+    with KellerServer(_devices(1)) as srv:
+        drv = _driver(srv.url, [1])
+        with drv:
+            _collect(drv, lambda s, f: len(s) >= 5)
+            srv.drop()
+            s, _ = _collect(
+                drv, lambda s, f: drv.health().reconnects >= 1 and len(s) >= 10, timeout_s=15
+            )
+            h = drv.health()
+    assert srv.connections == 2 and h.reconnects == 1 and len(s) >= 10
+
+
 def test_reboot_gives_exception_32_then_f48_and_the_clock_restarts():
     devs = _devices(1)
     with KellerServer(devs) as srv:

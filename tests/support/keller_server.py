@@ -41,7 +41,13 @@ class KellerServer:
         self.port = self._srv.getsockname()[1]
         self.url = f"socket://127.0.0.1:{self.port}"
         self._stop = threading.Event()
+        self._drop = threading.Event()
+        self.connections = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def drop(self) -> None:
+        """Close the client's connection (it may connect again)."""
+        self._drop.set()
 
     def __enter__(self) -> KellerServer:
         self._thread.start()
@@ -59,8 +65,12 @@ class KellerServer:
             except TimeoutError:
                 continue
             conn.settimeout(0.05)
+            self.connections += 1
             with conn:
                 while not self._stop.is_set():
+                    if self._drop.is_set():
+                        self._drop.clear()
+                        break
                     try:
                         data = conn.recv(4096)
                     except TimeoutError:
