@@ -115,9 +115,9 @@ class TxResult:
 
 @dataclass(frozen=True, slots=True)
 class BusCounters:
-    """A polled link's counters (counts since start; rates over the last ~10 s).
+    """A polled link's counters (counts since start; rates over the last ~10 s of wall time).
 
-    ``poll_rate_hz``: samples per second achieved, against ``target_rate_hz``
+    ``poll_rate_hz``: samples per second (of the sample clock) achieved, against ``target_rate_hz``
     (the sum of the configured rates); ``line_utilisation``: fraction of
     wall time a transaction was in flight; ``overruns``: polls started more
     than one period late.
@@ -477,7 +477,7 @@ class PolledDriver(TransducerDriver):
         w = list(self._window)
         if len(w) >= 2 and w[-1][0] > w[0][0]:
             span = w[-1][0] - w[0][0]
-            rate = (w[-1][1] - w[0][1]) / span * self.speed
+            rate = (w[-1][1] - w[0][1]) / span / self.speed  # per second of sample clock
             util = (w[-1][2] - w[0][2]) / span
         return BusCounters(
             transactions=c["transactions"],

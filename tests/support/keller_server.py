@@ -65,6 +65,7 @@ class KellerServer:
             except TimeoutError:
                 continue
             conn.settimeout(0.05)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connections += 1
             with conn:
                 while not self._stop.is_set():
@@ -84,11 +85,12 @@ class KellerServer:
                         out = self.line.feed(data, time.monotonic())
                     if out and self.reply_delay_s:
                         time.sleep(self.reply_delay_s)
-                    for chunk in out:
-                        self.log.append(("tx", time.monotonic()))
-                        if self.tamper is not None:
-                            chunk = self.tamper(chunk)
-                        try:
-                            conn.sendall(chunk)
-                        except OSError:
-                            break
+                    if not out:
+                        continue
+                    if self.tamper is not None:
+                        out = [self.tamper(chunk) for chunk in out]
+                    self.log.append(("tx", time.monotonic()))
+                    try:  # one write: echo and reply as one line sends them
+                        conn.sendall(b"".join(out))
+                    except OSError:
+                        break
