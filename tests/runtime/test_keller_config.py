@@ -46,6 +46,15 @@ def test_the_keller_example_is_accepted():
             ("rs485: 3 sensors x 2 reads at 5 Hz", "> 200 ms at 2400 baud"),
         ),
         ((('driver = "keller"', 'driver = "native"'),), ("echo", "only for a keller link")),
+        (
+            (
+                ('driver = "keller"', 'driver = "native"'),
+                ("^echo = true.*$", ""),
+                ("^reply_timeout_s.*$", ""),
+                ("^addr = 1 ", "addr = 248 "),
+            ),
+            ("sensors[0].addr", "must be in 1..247 on a native link (got 248)"),
+        ),
     ],
 )
 def test_config_errors_are_one_line_exit_2(tmp_path, subs, needles):
