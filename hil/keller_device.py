@@ -8,7 +8,9 @@
 - F73 reads the latest conversion: CH0 and P1 in bar, TOB1 in deg C; the
   channels it does not have (P2, T, TOB2) are NaN with their STAT bit clear;
   outside the readable range (calibrated range +-10 %) P1 is +Inf/-Inf with
-  its STAT bit; a sensor whose own status says out of range reads NaN with
+  its STAT bit; between the calibrated and the readable range it is the value,
+  with the bit when the emulated sensor flags it out of range; a sensor that
+  flags a pressure inside its range (an out-of-range fault) reads NaN with
   the bit set (channel error); warming up sets STAT bit 7;
 - F69 the serial number, F30 coefficients 64/65/80/81 (P1 offset, gain, min,
   max in bar); other numbers exception 2, unknown functions exception 1;
