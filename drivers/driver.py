@@ -120,6 +120,7 @@ class LinkHealth:
     decoder: DecoderCounters | None
     samples_waiting: int = 0
     overflow_pauses: int = 0
+    bus: object | None = None  # a polled link's ``drivers.polled.BusCounters``
 
     @property
     def healthy(self) -> bool:
@@ -129,11 +130,13 @@ class LinkHealth:
         out = {
             name: getattr(self, name)
             for name in self.__dataclass_fields__  # type: ignore[attr-defined]
-            if name not in ("state", "decoder")
+            if name not in ("state", "decoder", "bus")
         }
         out["state"] = self.state.value
         out["healthy"] = self.healthy
         out["decoder"] = self.decoder.to_json_dict() if self.decoder is not None else None
+        if self.bus is not None:
+            out["bus"] = self.bus.to_json_dict()  # type: ignore[attr-defined]
         return out
 
 

@@ -318,7 +318,7 @@ def config_from_dict(data: dict, source: str) -> MonitorConfig:
             raise t.err("name", f"duplicate sensor name {sname!r}")
         names.add(sname)
         link = t.ident("link")
-        addr = t.int("addr", lo=1, hi=247)
+        addr = t.int("addr", lo=1, hi=250)  # per driver: runtime.runconfig
         vol = t.str("volume")
         if not link or ":" in link:
             raise t.err("link", "must be a non-empty name without ':'")

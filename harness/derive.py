@@ -17,6 +17,21 @@ from firmware_host.config import MonitorConfig, config_from_dict
 DERIVED_LOOP_RATE_HZ = 1.0
 
 
+def link_tables(scenario, urls: dict[str, str]) -> dict[str, dict]:
+    """``[links.NAME]`` tables for ``scenario``'s links served on ``urls``: a link
+    whose devices speak the KELLER bus is polled by the ``keller`` driver (with
+    the scenario's converter echo); the others are native."""
+    by_name = {lk.name: lk for lk in scenario.links}
+    out: dict[str, dict] = {}
+    for name, url in urls.items():
+        table: dict = {"url": url}
+        link = by_name.get(name)
+        if link is not None and link.protocol == "keller":
+            table.update(driver="keller", echo=link.echo)
+        out[name] = table
+    return out
+
+
 def config_dict_from_scenario(scenario, *, loop_rate_hz: float = DERIVED_LOOP_RATE_HZ) -> dict:
     """The TOML-shaped dict of the configuration for ``scenario``'s hardware."""
     data: dict = {

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import ConfigError
 from common.growable import GrowableArray
 from drivers.decoder import StreamDecoder
 from drivers.frames import IdentityFrame
@@ -182,6 +183,14 @@ class EmulatorSource:
         tap: Callable[[str, bytes], None] | None = None,
         lookahead_s: float = 60.0,
     ):
+        polled = sorted(getattr(emulator, "keller", {}))
+        if polled:
+            raise ConfigError(
+                emulator.scenario.path,
+                f"links.{polled[0]}.protocol",
+                "keller links are polled in real time: run them with "
+                "`cabinwatch demo` or `emulate` + `monitor`, not in-process",
+            )
         self.emulator = emulator
         self.decoders = {link: StreamDecoder() for link in emulator.links}
         self._hatch = sorted(hatch_inputs)

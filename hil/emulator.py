@@ -13,6 +13,7 @@ in bulk (one ``encode_samples`` call per link per block).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from drivers.encode import encode_samples
 from drivers.frames import CommandFrame
 from drivers.protocol import SAMPLE_FRAME_SIZE
 from hil.faults import SensorFaults
+from hil.keller_device import KellerDevice, KellerLine
 from hil.linkfaults import LinkEvent, LinkFaultInjector
 from hil.physics import Network
 from hil.scenario import Scenario
@@ -83,13 +85,32 @@ class Emulator:
         self.links = [lk.name for lk in scenario.links]
         self.sensors: list[EmulatedSensor] = []
         self.by_link: dict[str, list[EmulatedSensor]] = {n: [] for n in self.links}
+        protocol = {lk.name: lk.protocol for lk in scenario.links}
         for j, (cfg, ss) in enumerate(zip(scenario.sensors, s_seeds, strict=True)):
             faults = SensorFaults(
                 [f for f in scenario.faults if f.sensor == cfg.name], boot_s=cfg.boot_s
             )
+            if protocol[cfg.link] == "keller":
+                cfg = dataclasses.replace(cfg, autostart=True)  # it converts continuously
             sensor = EmulatedSensor(cfg, j, ss, faults)
             self.sensors.append(sensor)
             self.by_link[cfg.link].append(sensor)
+        #: KELLER bus links: the line's state machine, answered from the sensors'
+        #: latest conversion (``hil.keller_device``)
+        self.keller: dict[str, KellerLine] = {}
+        self._epochs: dict[tuple[str, int], float] = {}
+        for lk in scenario.links:
+            if lk.protocol != "keller":
+                continue
+            devices = [
+                KellerDevice(s.cfg.addr, s.cfg.serial, s.cfg.range_min_pa, s.cfg.range_max_pa)
+                for s in self.by_link[lk.name]
+            ]
+            # the gap that drops a partial request, in emulator time: longer than a
+            # runner tick at any speed, so a request split over two reads survives
+            self.keller[lk.name] = KellerLine(devices, echo=lk.echo, gap_s=0.5)
+            for s in self.by_link[lk.name]:
+                self._epochs[(lk.name, s.cfg.addr)] = s.epoch_s
         self.injectors = {
             n: LinkFaultInjector(n, list(scenario.link_faults), ss)
             for n, ss in zip(self.links, l_seeds, strict=True)
@@ -119,6 +140,14 @@ class Emulator:
             raise RuntimeError("the emulator runs ahead of its host: it cannot take commands")
         if not self.link_up(link):
             self.host_bytes_dropped[link] += len(data)
+            return
+        line = self.keller.get(link)
+        if line is not None:
+            sensors = {s.cfg.addr: s for s in self.by_link[link]}
+            t = self.t_s
+            before = line.counters.frames
+            self._replies[link].extend(line.feed(data, t, lambda a: sensors[a].powered(t)))
+            self.commands_in[link] += line.counters.frames - before
             return
         batch = self._decoders[link].feed(data, now_s=self.t_s)
         for item in batch.frames:
@@ -162,7 +191,8 @@ class Emulator:
         (they cut bytes by time), no host replies pending, and sample clocks exact
         (so the samples do not depend on how time is cut)."""
         return (
-            not any(inj.states for inj in self.injectors.values())
+            not self.keller  # polled: every answer depends on the host's requests
+            and not any(inj.states for inj in self.injectors.values())
             and not any(self._replies.values())
             and all(s.exact_clock() for s in self.sensors)
         )
@@ -200,6 +230,9 @@ class Emulator:
                 for s in self.by_link[link]
             ]
             blocks = [b for b in blocks if len(b.t_s)]
+            if link in self.keller:
+                self._convert(link, blocks)
+                blocks = []  # a KELLER device only answers requests
             parts = [b"".join(replies)] if replies else []
             n_rep = len(replies)
             frame_t = [np.full(n_rep, t0)]
@@ -244,6 +277,21 @@ class Emulator:
             self.last_steps_at = first + np.searchsorted(grid_t, bounds, side="left")
         self.net.trim(t1)
         return out
+
+    def _convert(self, link: str, blocks: list) -> None:
+        """KELLER devices of ``link`` take their latest conversion from the blocks;
+        one whose sensor rebooted (a new clock epoch) loses its initialisation."""
+        line = self.keller[link]
+        for s in self.by_link[link]:
+            key = (link, s.cfg.addr)
+            if s.epoch_s != self._epochs[key]:
+                self._epochs[key] = s.epoch_s
+                line.devices[s.cfg.addr].power_up()
+        for b in blocks:
+            c = line.devices[b.addr].latest
+            c.pressure_pa = float(b.pressure_pa[-1])
+            c.temperature_c = float(b.temperature_c[-1])
+            c.status = int(b.status[-1])
 
     # -- truth
     def _interp_state(self, ts: np.ndarray, hist: np.ndarray) -> dict[str, np.ndarray]:

@@ -161,10 +161,18 @@ class Event:
     tau_s: float = 300.0
 
 
+#: what the devices of a link speak: the native frame protocol or the KELLER bus
+LINK_PROTOCOLS = ("native", "keller")
+
+
 @dataclass(frozen=True)
 class Link:
+    """A link; ``protocol`` its devices speak; ``echo``: a KELLER converter echoes requests."""
+
     name: str
     baud: int = 115200
+    protocol: str = "native"
+    echo: bool = False
 
 
 @dataclass(frozen=True)
@@ -531,7 +539,14 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         lname = t.ident("name")
         if lname in links:
             raise t.err("name", f"duplicate link {lname!r}")
-        links[lname] = Link(lname, t.int("baud", 115200, lo=300, hi=100_000_000))
+        baud = t.int("baud", 115200, lo=300, hi=100_000_000)
+        protocol = t.str("protocol", "native")
+        if protocol not in LINK_PROTOCOLS:
+            raise t.err("protocol", f"unknown protocol {protocol!r} ({', '.join(LINK_PROTOCOLS)})")
+        echo = t.bool("echo", False)
+        if echo and protocol != "keller":
+            raise t.err("echo", "only for a keller link")
+        links[lname] = Link(lname, baud, protocol, echo)
         t.done()
     dt_ = top.sub("sensor_defaults")
     defaults = _sensor_fields(dt_, {})

@@ -36,7 +36,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"  limit set: {m.limit_set} (of {', '.join(m.limit_sets)}); loop {m.rate_hz:g} Hz")
     print(f"  {check_sizing(m).summary()}")
     for name, link in cfg.links.items():
-        print(f"  link {name}: {link.url} at {link.baudrate} baud, driver {link.driver}")
+        line = f"  link {name}: {link.url} at {link.baudrate} baud, driver {link.driver}"
+        if link.driver == "keller":
+            from drivers.keller.driver import keller_budget
+
+            rates = [s.rate_hz for s in m.sensors if s.link == name]
+            b = keller_budget(name, rates, link.baudrate)
+            line += (
+                f"; {b.sensors} sensors x {b.reads} reads need {b.need_s * 1e3:.1f} ms "
+                f"per {b.cycle_s * 1e3:g} ms cycle ({100 * b.need_s / b.cycle_s:.0f} % of the line)"
+            )
+            if link.echo:
+                line += ", converter echo"
+        print(line)
     out = cfg.outputs
     print(
         f"  archive: {out.archive or 'none'}; telemetry: {out.telemetry or 'none'}; "

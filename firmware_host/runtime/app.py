@@ -36,8 +36,10 @@ from collections.abc import Callable
 
 from common.outputguard import OutputGuard
 from drivers.capture import RotatingCapture
-from drivers.driver import NativeDriver
+from drivers.driver import NativeDriver, TransducerDriver
 from drivers.frames import IdentityFrame
+from drivers.keller.driver import KellerDriver
+from drivers.polled import PollTarget
 from drivers.session import DeviceConfig, SessionManager
 from firmware_host.clock import Clock, InterruptibleSleep, WallClock
 from firmware_host.core import MonitorCore, TickResult
@@ -51,7 +53,7 @@ from firmware_host.runtime.sdnotify import Notifier
 from firmware_host.runtime.telemetry import TelemetryWriter
 
 NS = 1_000_000_000
-DRIVERS = {"native": NativeDriver}
+DRIVERS: dict[str, type[TransducerDriver]] = {"native": NativeDriver, "keller": KellerDriver}
 #: Control commands that change the monitor: recorded as operator actions.
 OPERATOR_ACTIONS = {"ack": "key", "hatch": "name", "limits": "name"}
 #: Samples a link may always hand the loop in one tick, however slow its sensors.
@@ -146,7 +148,7 @@ class MonitorApp:
         self.telemetry = telemetry
         self.control = ControlServer(out.control_socket) if out.control_socket else None
         self.captures: dict[str, RotatingCapture] = {}
-        self.drivers: dict[str, NativeDriver] = {}
+        self.drivers: dict[str, TransducerDriver] = {}
         self.budgets: dict[str, int] = {}
         self.sessions: dict[str, SessionManager] = {}
         self.link_events: list = []
@@ -169,6 +171,18 @@ class MonitorApp:
             link_rate_hz = sum(s.rate_hz for s in rc.monitor.sensors if s.link == name)
             budget = drain_budget(link_rate_hz, rc.monitor.rate_hz)
             self.budgets[name] = budget
+            family: dict = {}
+            if link.driver == "keller":
+                # polled: the schedule and the samples' times on the loop's clock
+                family = dict(
+                    targets=[
+                        PollTarget(s.addr, s.rate_hz) for s in rc.monitor.sensors if s.link == name
+                    ],
+                    echo=link.echo,
+                    reply_timeout_s=link.reply_timeout_s,
+                    sample_clock=self._clock_s,
+                    speed=float(getattr(self.clock, "speed", 1.0)),
+                )
             driver = DRIVERS[link.driver](
                 name,
                 link.url,
@@ -176,9 +190,10 @@ class MonitorApp:
                 clock=time.monotonic,
                 raw_sink=sink,
                 pause_above_samples=PAUSE_BUDGETS * budget,
+                **family,
             )
             self.drivers[name] = driver
-            if link.configure:
+            if link.configure and link.driver == "native":
                 devices = [
                     DeviceConfig(s.addr, int(round(s.rate_hz * 1000)))
                     for s in rc.monitor.sensors
@@ -353,6 +368,13 @@ class MonitorApp:
                 f"{h.state.value} {h.samples_in} samples {errs} errors "
                 f"{h.reconnects} reconnects {h.gaps} gaps"
             )
+            bus = h.bus
+            if bus is not None:  # a polled link: what the line achieves
+                links[name] += (
+                    f", {bus.poll_rate_hz:.1f}/{bus.target_rate_hz:g} Hz polled, "
+                    f"line {100 * bus.line_utilisation:.0f} %, {bus.timeouts} timeouts, "
+                    f"{bus.crc_errors} CRC, {sum(bus.exceptions.values())} exceptions"
+                )
         lh = self.loop.health()
         loop = (
             f"{lh.ticks} ticks, late p50 {_ms(lh.lateness_p50_s)} p99 {_ms(lh.lateness_p99_s)}, "

@@ -7,8 +7,15 @@ Every mistake raises ``ConfigError(file, dotted key, problem)``.
     [links.station]            # one table per link, named as in [[sensors]] link =
     url = "/dev/ttyUSB0"       # any pyserial port or URL: /dev/pts/3, socket://127.0.0.1:7000
     baudrate = 115200
-    driver = "native"          # the transducer family's driver
-    configure = true           # IDENTIFY, SET_RATE (the sensors' rate_hz) and START on connect
+    driver = "native"          # the transducer family's driver: "native" or "keller"
+    configure = true           # native: IDENTIFY, SET_RATE (rate_hz) and START on connect
+    echo = false               # keller: the RS-485 converter echoes every request
+    reply_timeout_s = 0.2      # keller: the reply window after a request is on the wire
+
+Sensor addresses: native 1..247; keller 1..249, or 250 (the transparent
+address) only as the one sensor of its link.  A keller link whose sensors'
+rates ask more line time than its baud rate carries is refused with the
+numbers (``drivers.keller.driver.keller_budget``).
 
     [outputs]
     directory = "/var/lib/cabinwatch"   # relative paths below are taken from here;
@@ -34,9 +41,14 @@ from pathlib import Path
 from common import bounds
 from common.errors import ConfigError
 from common.tomltable import Table
+from drivers.keller.driver import keller_budget
 from firmware_host.config import MonitorConfig, load_config
 
-DRIVERS = ("native",)
+DRIVERS = ("native", "keller")
+#: the sensor addresses each driver allows on a link
+ADDRESSES = {"native": (1, 247), "keller": (1, 250)}
+#: a polled link's reply window, s (KELLER masters use 0.1-0.5 s)
+REPLY_TIMEOUT_S = bounds.Range(0.001, 10.0)
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,8 @@ class LinkConfig:
     baudrate: int = 115200
     driver: str = "native"
     configure: bool = True
+    echo: bool = False
+    reply_timeout_s: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -98,8 +112,13 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
             known = ", ".join(DRIVERS)
             raise t.err("driver", f"unknown driver {driver!r} ({known})")
         configure = t.bool("configure", True)
+        echo = t.bool("echo", False)
+        reply_timeout_s = t.num("reply_timeout_s", 0.2, positive=True, rng=REPLY_TIMEOUT_S)
+        if driver != "keller" and (t.has("echo") or t.has("reply_timeout_s")):
+            key = "echo" if t.has("echo") else "reply_timeout_s"
+            raise t.err(key, f"only for a keller link (driver is {driver!r})")
         t.done()
-        links[name] = LinkConfig(name, url, baud, driver, configure)
+        links[name] = LinkConfig(name, url, baud, driver, configure, echo, reply_timeout_s)
     used = sorted({s.link for s in monitor.sensors})
     if require_links:
         if not links:
@@ -112,6 +131,13 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
     for name in links:
         if name not in used:
             raise raw_links.err(name, "no sensor uses this link")
+    _check_addresses(monitor, links)
+    for name, link in links.items():
+        if link.driver == "keller":
+            rates = [s.rate_hz for s in monitor.sensors if s.link == name]
+            budget = keller_budget(name, rates, link.baudrate)
+            if not budget.fits:
+                raise raw_links.err(name, budget.describe())
 
     out = top.sub("outputs", "a table [outputs]")
     # Relative to the working directory (systemd: WorkingDirectory=), not the file.
@@ -151,3 +177,25 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
 def load_runtime_config(path: str | Path, *, require_links: bool = True) -> RuntimeConfig:
     """Read and validate a whole configuration file (monitor and runtime tables)."""
     return runtime_from_monitor(load_config(path), require_links=require_links)
+
+
+def _check_addresses(monitor: MonitorConfig, links: dict[str, LinkConfig]) -> None:
+    """Each sensor's address is legal for its link's driver; KELLER's 250 is alone."""
+    for i, s in enumerate(monitor.sensors):
+        driver = links[s.link].driver if s.link in links else "native"
+        lo, hi = ADDRESSES[driver]
+        if not lo <= s.addr <= hi:
+            raise ConfigError(
+                monitor.source,
+                f"sensors[{i}].addr",
+                f"must be in {lo}..{hi} on a {driver} link (got {s.addr})",
+            )
+        if driver == "keller" and s.addr == 250:
+            others = sum(1 for o in monitor.sensors if o.link == s.link) - 1
+            if others:
+                raise ConfigError(
+                    monitor.source,
+                    f"sensors[{i}].addr",
+                    f"250 (transparent: every device answers) only alone on its link; "
+                    f"{s.link} has {others} other sensor(s)",
+                )

@@ -162,7 +162,7 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
     from firmware_host.runtime.app import MonitorApp, ScaledClock
     from firmware_host.runtime.display import LiveDisplay
     from firmware_host.runtime.runconfig import runtime_from_monitor
-    from harness.derive import config_dict_from_scenario, config_toml
+    from harness.derive import config_dict_from_scenario, config_toml, link_tables
     from harness.simulate import EstimateTrace
 
     data = config_dict_from_scenario(scenario)
@@ -172,7 +172,7 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
     # more simulated time; staleness must not take them for silence.
     fastest_hz = max(s.rate_hz for s in scenario.sensors)
     data["health"] = {"stale_periods": max(3.0, quiet_sim_seconds(speed) * fastest_hz)}
-    data["links"] = {name: {"url": url} for name, url in urls.items()}
+    data["links"] = link_tables(scenario, urls)
     data["outputs"] = {"directory": str(out), "telemetry": "", "control_socket": "cabinwatch.sock"}
     config_path = out / "config.toml"
     config_path.write_text(

@@ -67,7 +67,7 @@ def test_runtime_tables_are_kept_not_rejected():
         (lambda d: d["volumes"][1].update(volume_m3=-2), "volumes[1].volume_m3", "must be > 0"),
         (lambda d: d["volumes"][1].update(name="a"), "volumes[1].name", "duplicate"),
         (lambda d: d["sensors"][0].update(volume="zz"), "sensors[0].volume", "unknown volume"),
-        (lambda d: d["sensors"][0].update(addr=300), "sensors[0].addr", "must be in 1..247"),
+        (lambda d: d["sensors"][0].update(addr=300), "sensors[0].addr", "must be in 1..250"),
         (lambda d: d["sensors"][0].update(addr="1"), "sensors[0].addr", "integer"),
         (lambda d: d["sensors"][0].pop("link"), "sensors[0].link", "missing"),
         (lambda d: d["sensors"][0].update(range_pa=[5, 1]), "sensors[0].range_pa", "below"),

@@ -62,13 +62,13 @@ def monitor_config(
     The stale threshold is raised for a sped-up emulator as ``cabinwatch demo`` does:
     its bursts and a 20 ms scheduling hiccup span ``speed`` times more simulated time.
     """
-    from harness.derive import config_dict_from_scenario
+    from harness.derive import config_dict_from_scenario, link_tables
     from hil.runner import quiet_sim_seconds
 
     data = config_dict_from_scenario(scenario)
     fastest_hz = max(s.rate_hz for s in scenario.sensors)
     data["health"] = {"stale_periods": float(max(3.0, quiet_sim_seconds(speed) * fastest_hz))}
-    data["links"] = {name: {"url": url} for name, url in urls.items()}
+    data["links"] = link_tables(scenario, urls)
     data["outputs"] = {
         "directory": str(out_dir),
         "archive": "archive.sqlite",

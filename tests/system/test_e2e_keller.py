@@ -1,0 +1,125 @@
+"""End to end over the KELLER bus: ``cabinwatch emulate`` with a ``protocol = "keller"``
+link on 127.0.0.1 TCP or a pseudo-terminal, ``cabinwatch monitor`` polling it with
+``driver = "keller"``.
+
+Samples flow, both transmitters are identified through F48/F69/F30, a reboot of
+one (exception 32, F48 STAT 0) becomes SENSOR_REBOOT, and a 25 mm hole in the
+70 m3 cabin is detected.  Real time (short), marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from hil.scenario import load_scenario
+from tests.support.runtime_helpers import CLI, EmulatorProcess, monitor_config, query, write_toml
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+SCENARIO = """
+[scenario]
+name = "keller-leak"
+seed = 7
+duration = "1h"
+max_step = "1s"
+
+[[volumes]]
+name = "cabin"
+volume_m3 = 70
+temperature_c = 22.0
+
+[[leaks]]
+name = "hole"
+volume = "cabin"
+kind = "orifice"
+onset = "12s"
+diameter_mm = 25.0
+cd = 0.61
+
+[[links]]
+name = "bus0"
+protocol = "keller"
+echo = true
+
+[sensor_defaults]
+rate_hz = 5.0
+lag_s = 0.2
+boot_s = 0.0
+
+[[sensors]]
+name = "cabin-a"
+addr = 1
+volume = "cabin"
+
+[[sensors]]
+name = "cabin-b"
+addr = 2
+volume = "cabin"
+
+[[faults]]
+sensor = "cabin-b"
+kind = "reboot"
+start = "6s"
+"""
+
+
+@pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
+def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
+    path = tmp_path / "keller-leak.toml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    scenario = load_scenario(str(path))
+    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
+    monitor = None
+    try:
+        urls = emu.endpoints(scenario.link_names)
+        if where[0] == "--tcp":
+            assert urls["bus0"].startswith("socket://127.0.0.1:")
+        out = tmp_path / "out"
+        data = monitor_config(scenario, urls, out)
+        assert data["links"]["bus0"] == {"url": urls["bus0"], "driver": "keller", "echo": True}
+        data["links"]["bus0"]["reply_timeout_s"] = 0.2
+        data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
+        cfg = write_toml(tmp_path / "monitor.toml", data)
+        monitor = subprocess.Popen(
+            [*CLI, "monitor", "--config", str(cfg), "--duration", "35", "--no-display"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+        _, stderr = monitor.communicate(timeout=90)
+    finally:
+        if monitor is not None and monitor.poll() is None:
+            os.killpg(monitor.pid, signal.SIGKILL)
+            monitor.communicate(timeout=10)
+        emu.kill()
+    assert monitor.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    db = out / "archive.sqlite"
+    n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
+    assert n > 0 and n_p > 0
+    idents = query(db, "SELECT link, addr, model, serial FROM identities")
+    assert {(r[0], r[1]) for r in idents} == {("bus0", 1), ("bus0", 2)}
+    assert all(r[2] == "KELLER 5.20" and r[3] > 0 for r in idents)
+    alarms = query(
+        db,
+        "SELECT t_s, level FROM events WHERE source='cabin' AND transition='RAISED' "
+        "AND level IN ('CAUTION', 'WARNING', 'EMERGENCY')",
+    )
+    assert alarms, query(db, "SELECT t_s, source, level, kind, transition FROM events")
+    # the power interruption: exception 32, F48 STAT 0, the clock restarted -> SENSOR_REBOOT
+    kinds = query(db, "SELECT DISTINCT source, kind FROM events WHERE transition='RAISED'")
+    rebooted = {src for src, k in kinds if "reboot" in str(k).lower()}
+    assert rebooted == {"bus0:2"}, kinds
+    health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
+    bus = health["bus"]
+    assert health["samples_in"] > 200  # 2 x 5 Hz for ~35 s, minus start-up
+    assert bus["transactions"] > 400 and bus["echo_errors"] == 0
+    assert bus["timeouts"] <= bus["transactions"] // 20
+    assert bus["reboots"] == 1 and bus["exceptions"].get("32", 0) >= 1
