@@ -86,7 +86,7 @@ def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
         data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
         cfg = write_toml(tmp_path / "monitor.toml", data)
         monitor = subprocess.Popen(
-            [*CLI, "monitor", "--config", str(cfg), "--duration", "35", "--no-display"],
+            [*CLI, "monitor", "--config", str(cfg), "--duration", "25", "--no-display"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -119,7 +119,7 @@ def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
     assert rebooted == {"bus0:2"}, kinds
     health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
     bus = health["bus"]
-    assert health["samples_in"] > 200  # 2 x 5 Hz for ~35 s, minus start-up
-    assert bus["transactions"] > 400 and bus["echo_errors"] == 0
+    assert health["samples_in"] > 100  # 2 x 5 Hz for ~25 s, minus start-up
+    assert bus["transactions"] > 200 and bus["echo_errors"] == 0
     assert bus["timeouts"] <= bus["transactions"] // 20
     assert bus["reboots"] == 1 and bus["exceptions"].get("32", 0) >= 1
