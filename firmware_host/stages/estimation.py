@@ -59,6 +59,10 @@ class EstimateState(enum.IntEnum):
     SETTLED = 2
 
 
+#: Estimations a shortened best window must hold before the estimate is settled.
+BEST_WINDOW_HOLD = 2
+
+
 def estimate_state(
     best_window: np.ndarray,
     mass_rate_kg_day: np.ndarray,
@@ -66,7 +70,7 @@ def estimate_state(
     raw_slope_pa_s: np.ndarray,
     group_settled: np.ndarray,
     limits: Limits,
-    previous_best: np.ndarray | None = None,
+    best_held: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each volume's ``EstimateState`` code, ``(V,)`` int8.
 
@@ -77,11 +81,13 @@ def estimate_state(
     best window (``raw_slope_pa_s``, undelayed) falls: compensation a lag
     behind a leak's onset, whose cooling the temperature sensors already
     see, can show that for a moment, and no leak makes air.  With
-    ``previous_best`` (the best windows of the last estimation), a best window
-    shorter than the last one is settling for this estimation: a leak's
-    onset, or a short window's fluctuation that the next estimation does not
-    repeat (one-tick excursions of 3-4 kg/day sigma on a 10 kg/day leak in
-    12 m3 under a 1 K swing), is not shown as a fact until it holds.
+    ``best_held`` (per volume, for how many estimations since the best window
+    last got shorter it has stayed so; ``BEST_WINDOW_HOLD`` or more once it
+    got longer), a shortened best window is settling until it has held
+    ``BEST_WINDOW_HOLD`` further estimations: a leak's onset, or a short
+    window's excursion that the next estimations do not repeat (1-2 ticks of
+    28-35 kg/day on a 10 kg/day leak in 12 m3 under a 1 K swing; -520 kg/day
+    in a module of the demo without a leak), is not shown as a fact.
     """
     L = limits
     known = (best_window >= 0) & np.isfinite(mass_rate_kg_day) & np.isfinite(sigma_kg_day)
@@ -91,8 +97,8 @@ def estimate_state(
         )
         impossible = (mass_rate_kg_day < -L.caution_sigma * sigma_kg_day) & (raw_slope_pa_s < 0)
     settled = known & group_settled & precise & ~impossible
-    if previous_best is not None:
-        settled &= best_window >= previous_best
+    if best_held is not None:
+        settled &= best_held >= BEST_WINDOW_HOLD
     out = np.where(known, EstimateState.SETTLING, EstimateState.NONE).astype(np.int8)
     out[settled] = EstimateState.SETTLED
     return out
@@ -230,7 +236,8 @@ class VolumeEstimator:
 
     Its state is, per window and volume, until when the undelayed slope is used
     after an onset (``undelayed_until_s``), and each volume's best window at the
-    last estimation (``previous_best``, for the estimate's state).
+    last estimation and how long it has held (``previous_best``, ``best_held``,
+    for the estimate's state).
     """
 
     def __init__(self, config: MonitorConfig, channels: Channels, lag_s: float):
@@ -242,6 +249,8 @@ class VolumeEstimator:
         self.undelayed_until_s = np.full((len(self.windows_s), channels.n_volumes), -np.inf)
         #: each volume's best window at the last estimation (-1: none)
         self.previous_best = np.full(channels.n_volumes, -1, dtype=np.int64)
+        #: estimations each best window has held since it last got shorter
+        self.best_held = np.full(channels.n_volumes, BEST_WINDOW_HOLD, dtype=np.int64)
         # made once: M.T, min_fill * windows, the windows held undelayed after an onset,
         # the age of a fit's middle (undelayed, delayed), volume indices
         self._MT = channels.member.T
@@ -409,7 +418,11 @@ class VolumeEstimator:
         temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
         q_now = p_now * self.config.t_ref_k / temp_k
         best_j, best_s, best_se = self._best_window(fq, fse, filled)
-        previous_best, self.previous_best = self.previous_best, best_j
+        # how long each volume's best window has held since it last got shorter
+        shorter = best_j < self.previous_best
+        same = best_j == self.previous_best
+        self.best_held = np.where(shorter, 0, np.where(same, self.best_held + 1, BEST_WINDOW_HOLD))
+        self.previous_best = best_j
         k_mass = kg_day_per_pa_s(groups.group_m3, self.config.t_ref_k)  # kg/day per (Pa/s)
         mdot = -k_mass * best_s
         # the statistical error, and the model's: what the gas law is given (volume,
@@ -463,7 +476,7 @@ class VolumeEstimator:
                 np.where(best_j >= 0, fp[np.maximum(best_j, 0), cols], np.nan),
                 group_settled,
                 limits,
-                previous_best,
+                self.best_held,
             ),
         )
 

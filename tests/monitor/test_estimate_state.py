@@ -20,7 +20,7 @@ from harness import synth
 L = Limits()  # CAUTION 2 kg/day, caution_sigma 5
 
 
-def _state(best=0, m=0.0, sigma=0.5, raw=0.0, settled=True, previous=None):
+def _state(best=0, m=0.0, sigma=0.5, raw=0.0, settled=True, held=None):
     out = estimate_state(
         np.array([best]),
         np.array([m]),
@@ -28,7 +28,7 @@ def _state(best=0, m=0.0, sigma=0.5, raw=0.0, settled=True, previous=None):
         np.array([raw]),
         np.array([settled]),
         L,
-        None if previous is None else np.array([previous]),
+        None if held is None else np.array([held]),
     )
     return EstimateState(int(out[0]))
 
@@ -44,11 +44,11 @@ def test_state_rules():
     assert _state(m=-420.0, sigma=20.0, raw=-0.3) is EstimateState.SETTLING
     # a gain while the pressure rises (a repress, a warming cabin uncompensated) stands
     assert _state(m=-420.0, sigma=20.0, raw=+0.3) is EstimateState.SETTLED
-    # the best window shortened since the last estimation (an onset, or one short
-    # window's fluctuation): settling until it holds
-    assert _state(best=1, m=34.7, sigma=5.5, previous=3) is EstimateState.SETTLING
-    assert _state(best=1, m=34.7, sigma=5.5, previous=1) is EstimateState.SETTLED
-    assert _state(best=3, m=10.0, sigma=0.1, previous=1) is EstimateState.SETTLED
+    # the best window shortened (an onset, or a short window's excursion): settling
+    # until it has held BEST_WINDOW_HOLD more estimations
+    assert _state(m=-520.9, sigma=104.2, raw=0.56, held=0) is EstimateState.SETTLING
+    assert _state(m=-520.9, sigma=104.2, raw=0.56, held=1) is EstimateState.SETTLING
+    assert _state(m=34.7, sigma=5.5, held=2) is EstimateState.SETTLED
 
 
 def _run(cab, end_s, *, thermal=0.0, rate_hz=1.0, seed=4):
