@@ -10,6 +10,7 @@ import math
 
 import tomli_w
 
+from drivers.families import FAMILIES
 from firmware_host.config import MonitorConfig, config_from_dict
 
 #: Loop rate of derived configurations (Hz): the simulated runs tick once a
@@ -19,15 +20,17 @@ DERIVED_LOOP_RATE_HZ = 1.0
 
 def link_tables(scenario, urls: dict[str, str]) -> dict[str, dict]:
     """``[links.NAME]`` tables for ``scenario``'s links served on ``urls``: a link
-    whose devices speak the KELLER bus is polled by the ``keller`` driver (with
-    the scenario's converter echo); the others are native."""
+    is read by the driver of the family its devices speak (a polled one with the
+    scenario's converter echo)."""
     by_name = {lk.name: lk for lk in scenario.links}
     out: dict[str, dict] = {}
     for name, url in urls.items():
         table: dict = {"url": url}
         link = by_name.get(name)
-        if link is not None and link.protocol == "keller":
-            table.update(driver="keller", echo=link.echo)
+        if link is not None and link.protocol != "native":
+            table.update(driver=link.protocol)
+            if FAMILIES[link.protocol].polled:
+                table.update(echo=link.echo)
         out[name] = table
     return out
 

@@ -183,12 +183,12 @@ class EmulatorSource:
         tap: Callable[[str, bytes], None] | None = None,
         lookahead_s: float = 60.0,
     ):
-        polled = sorted(getattr(emulator, "keller", {}))
+        polled = sorted(getattr(emulator, "polled", {}))
         if polled:
             raise ConfigError(
                 emulator.scenario.path,
                 f"links.{polled[0]}.protocol",
-                "keller links are polled in real time: run them with "
+                "polled links are polled in real time: run them with "
                 "`cabinwatch demo` or `emulate` + `monitor`, not in-process",
             )
         self.emulator = emulator

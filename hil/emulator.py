@@ -25,9 +25,9 @@ from drivers.encode import encode_samples
 from drivers.frames import CommandFrame
 from drivers.protocol import SAMPLE_FRAME_SIZE
 from hil.faults import SensorFaults
-from hil.keller_device import KellerDevice, KellerLine
 from hil.linkfaults import LinkEvent, LinkFaultInjector
 from hil.physics import Network
+from hil.polled_lines import LINES
 from hil.scenario import Scenario
 from hil.sensors import EmulatedSensor
 from hil.truth import Truth, TruthSeries, VolumeTruth
@@ -90,25 +90,19 @@ class Emulator:
             faults = SensorFaults(
                 [f for f in scenario.faults if f.sensor == cfg.name], boot_s=cfg.boot_s
             )
-            if protocol[cfg.link] == "keller":
+            if protocol[cfg.link] in LINES:
                 cfg = dataclasses.replace(cfg, autostart=True)  # it converts continuously
             sensor = EmulatedSensor(cfg, j, ss, faults)
             self.sensors.append(sensor)
             self.by_link[cfg.link].append(sensor)
-        #: KELLER bus links: the line's state machine, answered from the sensors'
-        #: latest conversion (``hil.keller_device``)
-        self.keller: dict[str, KellerLine] = {}
+        #: polled links (KELLER bus, ...): the line's state machine, answered from
+        #: the sensors' latest conversion (``hil.polled_lines``)
+        self.polled: dict = {}
         self._epochs: dict[tuple[str, int], float] = {}
         for lk in scenario.links:
-            if lk.protocol != "keller":
+            if lk.protocol not in LINES:
                 continue
-            devices = [
-                KellerDevice(s.cfg.addr, s.cfg.serial, s.cfg.range_min_pa, s.cfg.range_max_pa)
-                for s in self.by_link[lk.name]
-            ]
-            # the gap that drops a partial request, in emulator time: longer than a
-            # runner tick at any speed, so a request split over two reads survives
-            self.keller[lk.name] = KellerLine(devices, echo=lk.echo, gap_s=0.5)
+            self.polled[lk.name] = LINES[lk.protocol](lk, self.by_link[lk.name])
             for s in self.by_link[lk.name]:
                 self._epochs[(lk.name, s.cfg.addr)] = s.epoch_s
         self.injectors = {
@@ -141,7 +135,7 @@ class Emulator:
         if not self.link_up(link):
             self.host_bytes_dropped[link] += len(data)
             return
-        line = self.keller.get(link)
+        line = self.polled.get(link)
         if line is not None:
             sensors = {s.cfg.addr: s for s in self.by_link[link]}
             t = self.t_s
@@ -191,7 +185,7 @@ class Emulator:
         (they cut bytes by time), no host replies pending, and sample clocks exact
         (so the samples do not depend on how time is cut)."""
         return (
-            not self.keller  # polled: every answer depends on the host's requests
+            not self.polled  # polled: every answer depends on the host's requests
             and not any(inj.states for inj in self.injectors.values())
             and not any(self._replies.values())
             and all(s.exact_clock() for s in self.sensors)
@@ -230,9 +224,9 @@ class Emulator:
                 for s in self.by_link[link]
             ]
             blocks = [b for b in blocks if len(b.t_s)]
-            if link in self.keller:
+            if link in self.polled:
                 self._convert(link, blocks)
-                blocks = []  # a KELLER device only answers requests
+                blocks = []  # a polled device only answers requests
             parts = [b"".join(replies)] if replies else []
             n_rep = len(replies)
             frame_t = [np.full(n_rep, t0)]
@@ -279,9 +273,9 @@ class Emulator:
         return out
 
     def _convert(self, link: str, blocks: list) -> None:
-        """KELLER devices of ``link`` take their latest conversion from the blocks;
-        one whose sensor rebooted (a new clock epoch) loses its initialisation."""
-        line = self.keller[link]
+        """Polled devices of ``link`` take their latest conversion from the blocks;
+        one whose sensor rebooted (a new clock epoch) is power-cycled."""
+        line = self.polled[link]
         for s in self.by_link[link]:
             key = (link, s.cfg.addr)
             if s.epoch_s != self._epochs[key]:

@@ -22,6 +22,7 @@ from common import bounds
 from common.errors import ConfigError
 from common.gas import KELVIN, SECONDS_PER_DAY
 from common.tomltable import REQUIRED, Table, read_toml
+from drivers.families import FAMILIES
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 ORBIT_PERIOD_S = 92 * 60.0
@@ -161,13 +162,14 @@ class Event:
     tau_s: float = 300.0
 
 
-#: what the devices of a link speak: the native frame protocol or the KELLER bus
-LINK_PROTOCOLS = ("native", "keller")
+#: what the devices of a link speak: a transducer family of ``drivers.families``
+LINK_PROTOCOLS = tuple(FAMILIES)
 
 
 @dataclass(frozen=True)
 class Link:
-    """A link; ``protocol`` its devices speak; ``echo``: a KELLER converter echoes requests."""
+    """A link; ``protocol`` its devices speak (a family of ``drivers.families``);
+    ``echo``: the RS-485 converter of a polled link echoes requests."""
 
     name: str
     baud: int = 115200
@@ -544,8 +546,8 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         if protocol not in LINK_PROTOCOLS:
             raise t.err("protocol", f"unknown protocol {protocol!r} ({', '.join(LINK_PROTOCOLS)})")
         echo = t.bool("echo", False)
-        if echo and protocol != "keller":
-            raise t.err("echo", "only for a keller link")
+        if echo and not FAMILIES[protocol].polled:
+            raise t.err("echo", "only for a polled link")
         links[lname] = Link(lname, baud, protocol, echo)
         t.done()
     dt_ = top.sub("sensor_defaults")

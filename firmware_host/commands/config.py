@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from drivers.families import FAMILIES
     from firmware_host.runtime.runconfig import load_runtime_config
     from firmware_host.sizing import check_sizing
 
@@ -37,11 +38,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {check_sizing(m).summary()}")
     for name, link in cfg.links.items():
         line = f"  link {name}: {link.url} at {link.baudrate} baud, driver {link.driver}"
-        if link.driver == "keller":
-            from drivers.keller.driver import keller_budget
-
+        fam = FAMILIES[link.driver]
+        if fam.budget is not None:
             rates = [s.rate_hz for s in m.sensors if s.link == name]
-            b = keller_budget(name, rates, link.baudrate)
+            b = fam.budget(name, rates, link.baudrate, link.options)
             line += (
                 f"; {b.sensors} sensors x {b.reads} reads need {b.need_s * 1e3:.1f} ms "
                 f"per {b.cycle_s * 1e3:g} ms cycle ({100 * b.need_s / b.cycle_s:.0f} % of the line)"

@@ -36,9 +36,9 @@ from collections.abc import Callable
 
 from common.outputguard import OutputGuard
 from drivers.capture import RotatingCapture
-from drivers.driver import NativeDriver, TransducerDriver
+from drivers.driver import TransducerDriver
+from drivers.families import FAMILIES
 from drivers.frames import IdentityFrame
-from drivers.keller.driver import KellerDriver
 from drivers.polled import PollTarget
 from drivers.session import DeviceConfig, SessionManager
 from firmware_host.clock import Clock, InterruptibleSleep, WallClock
@@ -53,7 +53,6 @@ from firmware_host.runtime.sdnotify import Notifier
 from firmware_host.runtime.telemetry import TelemetryWriter
 
 NS = 1_000_000_000
-DRIVERS: dict[str, type[TransducerDriver]] = {"native": NativeDriver, "keller": KellerDriver}
 #: Control commands that change the monitor: recorded as operator actions.
 OPERATOR_ACTIONS = {"ack": "key", "hatch": "name", "limits": "name"}
 #: Samples a link may always hand the loop in one tick, however slow its sensors.
@@ -172,7 +171,8 @@ class MonitorApp:
             budget = drain_budget(link_rate_hz, rc.monitor.rate_hz)
             self.budgets[name] = budget
             family: dict = {}
-            if link.driver == "keller":
+            fam = FAMILIES[link.driver]
+            if fam.polled:
                 # polled: the schedule and the samples' times on the loop's clock
                 family = dict(
                     targets=[
@@ -182,8 +182,10 @@ class MonitorApp:
                     reply_timeout_s=link.reply_timeout_s,
                     sample_clock=self._clock_s,
                     speed=float(getattr(self.clock, "speed", 1.0)),
+                    **link.options,
                 )
-            driver = DRIVERS[link.driver](
+            driver_cls: type[TransducerDriver] = fam.load_driver()
+            driver = driver_cls(
                 name,
                 link.url,
                 baudrate=link.baudrate,

@@ -7,10 +7,10 @@ Every mistake raises ``ConfigError(file, dotted key, problem)``.
     [links.station]            # one table per link, named as in [[sensors]] link =
     url = "/dev/ttyUSB0"       # any pyserial port or URL: /dev/pts/3, socket://127.0.0.1:7000
     baudrate = 115200
-    driver = "native"          # the transducer family's driver: "native" or "keller"
+    driver = "native"          # the transducer family (drivers.families): "native", "keller", ...
     configure = true           # native: IDENTIFY, SET_RATE (rate_hz) and START on connect
-    echo = false               # keller: the RS-485 converter echoes every request
-    reply_timeout_s = 0.2      # keller: the reply window after a request is on the wire
+    echo = false               # polled: the RS-485 converter echoes every request
+    reply_timeout_s = 0.2      # polled: the reply window after a request is on the wire
 
 Sensor addresses: native 1..247; keller 1..249, or 250 (the transparent
 address) only as the one sensor of its link.  A keller link whose sensors'
@@ -41,12 +41,12 @@ from pathlib import Path
 from common import bounds
 from common.errors import ConfigError
 from common.tomltable import Table
-from drivers.keller.driver import keller_budget
+from drivers.families import FAMILIES
 from firmware_host.config import MonitorConfig, load_config
 
-DRIVERS = ("native", "keller")
+DRIVERS = tuple(FAMILIES)
 #: the sensor addresses each driver allows on a link
-ADDRESSES = {"native": (1, 247), "keller": (1, 250)}
+ADDRESSES = {name: f.addresses for name, f in FAMILIES.items()}
 #: a polled link's reply window, s (KELLER masters use 0.1-0.5 s)
 REPLY_TIMEOUT_S = bounds.Range(0.001, 10.0)
 
@@ -62,6 +62,8 @@ class LinkConfig:
     configure: bool = True
     echo: bool = False
     reply_timeout_s: float = 0.2
+    #: the family's own link settings (``drivers.families``), already validated
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,9 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
         configure = t.bool("configure", True)
         echo = t.bool("echo", False)
         reply_timeout_s = t.num("reply_timeout_s", 0.2, positive=True, rng=REPLY_TIMEOUT_S)
-        if driver != "keller" and (t.has("echo") or t.has("reply_timeout_s")):
+        if not FAMILIES[driver].polled and (t.has("echo") or t.has("reply_timeout_s")):
             key = "echo" if t.has("echo") else "reply_timeout_s"
-            raise t.err(key, f"only for a keller link (driver is {driver!r})")
+            raise t.err(key, f"only for a polled link (driver is {driver!r})")
         t.done()
         links[name] = LinkConfig(name, url, baud, driver, configure, echo, reply_timeout_s)
     used = sorted({s.link for s in monitor.sensors})
@@ -133,9 +135,10 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
             raise raw_links.err(name, "no sensor uses this link")
     _check_addresses(monitor, links)
     for name, link in links.items():
-        if link.driver == "keller":
+        fam = FAMILIES[link.driver]
+        if fam.budget is not None:
             rates = [s.rate_hz for s in monitor.sensors if s.link == name]
-            budget = keller_budget(name, rates, link.baudrate)
+            budget = fam.budget(name, rates, link.baudrate, link.options)
             if not budget.fits:
                 raise raw_links.err(name, budget.describe())
 
@@ -190,7 +193,8 @@ def _check_addresses(monitor: MonitorConfig, links: dict[str, LinkConfig]) -> No
                 f"sensors[{i}].addr",
                 f"must be in {lo}..{hi} on a {driver} link (got {s.addr})",
             )
-        if driver == "keller" and s.addr == 250:
+        excl = FAMILIES[driver].exclusive_addr
+        if excl is not None and s.addr == excl:
             others = sum(1 for o in monitor.sensors if o.link == s.link) - 1
             if others:
                 raise ConfigError(

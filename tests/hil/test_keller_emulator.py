@@ -89,5 +89,5 @@ def test_unknown_protocol_and_echo_on_native_are_refused():
     }
     with pytest.raises(ConfigError, match="unknown protocol"):
         parse_scenario({**base, "links": [{"name": "bus0", "protocol": "can"}]}, "x.toml")
-    with pytest.raises(ConfigError, match="only for a keller link"):
+    with pytest.raises(ConfigError, match="only for a polled link"):
         parse_scenario({**base, "links": [{"name": "bus0", "echo": True}]}, "x.toml")

@@ -45,7 +45,7 @@ def test_the_keller_example_is_accepted():
             (("^baudrate = 9600", "baudrate = 2400"),),
             ("rs485: 3 sensors x 2 reads at 5 Hz", "> 200 ms at 2400 baud"),
         ),
-        ((('driver = "keller"', 'driver = "native"'),), ("echo", "only for a keller link")),
+        ((('driver = "keller"', 'driver = "native"'),), ("echo", "only for a polled link")),
         (
             (
                 ('driver = "keller"', 'driver = "native"'),

@@ -1,0 +1,73 @@
+"""The transducer families a link can speak, in one registry.
+
+Each family names its driver, the bus addresses it allows, whether it is
+polled (answers requests) and, for a polled family, the line budget of a set
+of sensor rates.  The runtime configuration, ``cabinwatch monitor``,
+``config check``, the scenario loader, the emulator and ``simulate`` all ask
+this registry, so a new family is added here (and in
+``hil.polled_lines.LINES`` for its emulated device) and nowhere else.
+
+Imports are lazy: a board that only reads native sensors never imports
+another family's code (or its libraries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from drivers.polled import LineBudget
+
+
+def _native_driver():
+    from drivers.driver import NativeDriver
+
+    return NativeDriver
+
+
+def _keller_driver():
+    from drivers.keller.driver import KellerDriver
+
+    return KellerDriver
+
+
+def _keller_budget(link: str, rates_hz: Sequence[float], baudrate: int, options: dict):
+    from drivers.keller.driver import keller_budget
+
+    return keller_budget(link, rates_hz, baudrate)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One transducer family.
+
+    ``addresses``: the sensor addresses a link allows (inclusive);
+    ``exclusive_addr``: an address that must be alone on its link (KELLER's
+    transparent 250), or None; ``polled``: the driver polls (echo,
+    reply_timeout_s and the line budget apply); ``budget(link, rates_hz,
+    baudrate, options) -> LineBudget`` for a polled family.
+    """
+
+    name: str
+    addresses: tuple[int, int]
+    load_driver: Callable[[], type]
+    polled: bool = False
+    exclusive_addr: int | None = None
+    budget: Callable[[str, Sequence[float], int, dict], LineBudget] | None = None
+
+
+FAMILIES: dict[str, Family] = {
+    "native": Family("native", (1, 247), _native_driver),
+    "keller": Family(
+        "keller", (1, 250), _keller_driver, polled=True, exclusive_addr=250, budget=_keller_budget
+    ),
+}
+
+
+def family(name: str) -> Family:
+    """The family called ``name`` (KeyError for an unknown one)."""
+    return FAMILIES[name]
+
+
+def polled_families() -> tuple[str, ...]:
+    return tuple(n for n, f in FAMILIES.items() if f.polled)
