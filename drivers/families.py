@@ -46,6 +46,11 @@ class Family:
     transparent 250), or None; ``polled``: the driver polls (echo,
     reply_timeout_s and the line budget apply); ``budget(link, rates_hz,
     baudrate, options) -> LineBudget`` for a polled family.
+
+    ``link_options(table) -> dict``: reads and validates the family's own keys
+    of a ``[links.NAME]`` table (a ``common.tomltable.Table``; errors through
+    ``table.err``); the dict is ``LinkConfig.options``, passed to the driver as
+    keyword arguments and to ``budget``.
     """
 
     name: str
@@ -54,6 +59,7 @@ class Family:
     polled: bool = False
     exclusive_addr: int | None = None
     budget: Callable[[str, Sequence[float], int, dict], LineBudget] | None = None
+    link_options: Callable[[object], dict] | None = None
 
 
 FAMILIES: dict[str, Family] = {

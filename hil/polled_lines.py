@@ -13,6 +13,9 @@ A polled line (``hil.keller_device.KellerLine`` and its successors) is what
 
 ``LINES[protocol](link, sensors)`` builds the line of a scenario ``Link`` from
 its ``EmulatedSensor``s; ``drivers.families`` lists the protocols.
+``LINK_OPTIONS[protocol](table) -> dict`` reads a family's own keys of a
+scenario's ``[[links]]`` table (a ``common.tomltable.Table``) into
+``Link.options``.
 """
 
 from __future__ import annotations
@@ -35,3 +38,4 @@ def keller_line(link, sensors) -> KellerLine:
 
 
 LINES: dict[str, Callable] = {"keller": keller_line}
+LINK_OPTIONS: dict[str, Callable] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from common.errors import ConfigError
 from common.gas import KELVIN, SECONDS_PER_DAY
 from common.tomltable import REQUIRED, Table, read_toml
 from drivers.families import FAMILIES
+from hil.polled_lines import LINK_OPTIONS
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 ORBIT_PERIOD_S = 92 * 60.0
@@ -175,6 +176,8 @@ class Link:
     baud: int = 115200
     protocol: str = "native"
     echo: bool = False
+    #: the family's own settings of its emulated devices (``hil.polled_lines.LINK_OPTIONS``)
+    options: dict = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -548,7 +551,9 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         echo = t.bool("echo", False)
         if echo and not FAMILIES[protocol].polled:
             raise t.err("echo", "only for a polled link")
-        links[lname] = Link(lname, baud, protocol, echo)
+        parse_options = LINK_OPTIONS.get(protocol)
+        options = parse_options(t) if parse_options is not None else {}
+        links[lname] = Link(lname, baud, protocol, echo, options)
         t.done()
     dt_ = top.sub("sensor_defaults")
     defaults = _sensor_fields(dt_, {})

@@ -119,8 +119,10 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
         if not FAMILIES[driver].polled and (t.has("echo") or t.has("reply_timeout_s")):
             key = "echo" if t.has("echo") else "reply_timeout_s"
             raise t.err(key, f"only for a polled link (driver is {driver!r})")
+        parse_options = FAMILIES[driver].link_options
+        options = parse_options(t) if parse_options is not None else {}
         t.done()
-        links[name] = LinkConfig(name, url, baud, driver, configure, echo, reply_timeout_s)
+        links[name] = LinkConfig(name, url, baud, driver, configure, echo, reply_timeout_s, options)
     used = sorted({s.link for s in monitor.sensors})
     if require_links:
         if not links:
