@@ -21,9 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check common drivers firmware_host harness hil tests bench
 	$(BIN)/ruff format --check common drivers firmware_host harness hil tests bench
 
-# Everything but the `long` tests (pyproject's addopts: -m 'not long').
+# Everything but the `long` tests (pyproject's addopts: -m 'not long'), on one
+# worker per core (pytest-xdist; a module's tests stay on one worker so its
+# module-scoped fixtures are computed once).  Plain `pytest` runs serially.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadscope
 
 # Without the real-time and long system tests (marker `slow`): under a minute.
 # A -m given here replaces addopts' -m, so it names `long` again.
