@@ -5,7 +5,8 @@ never blocks: bytes the reader does not take are held (up to ``hold_bytes``) and
 sent when the port is writable again; a block that does not fit is dropped whole,
 so frames are not cut, and counted (SERIAL_NOTES.md: a pty buffers about 20 KB
 and a writer that outruns its reader blocks).  ``--baud`` pacing is a token
-bucket (10 bit times per byte, 8N1), since a pty ignores its baud rate.
+bucket (10 bit times per byte, 8N1), since a pty ignores its baud rate; on a
+half-duplex (polled, RS-485) link the host's requests draw from it too.
 
 - ``PtyEndpoint``: ``os.openpty()`` with both ends put in raw mode at once, before
   a byte is written (a fresh pty is cooked: it would eat 0x03/0x11/0x13/0x15 and
@@ -44,9 +45,22 @@ class Endpoint:
 
     kind = "endpoint"
 
-    def __init__(self, link: str, baud: int | None = None, hold_bytes: int = 65536):
+    def __init__(
+        self,
+        link: str,
+        baud: int | None = None,
+        hold_bytes: int = 65536,
+        half_duplex: bool = False,
+    ):
         self.link = link
         self.baud = baud
+        #: with ``baud``: one line both ways (an RS-485 bus): the host's request
+        #: takes its time on the wire before the device can answer, and a reply
+        #: is handed over whole when its last byte would have arrived (no idle
+        #: time banked, unlike the streaming links' token bucket)
+        self.half_duplex = half_duplex
+        self._line_free_t = 0.0  # monotonic: the line carries nothing after this
+        self._release_t: deque[float] = deque()  # per block in pending, half duplex
         self.hold_bytes = hold_bytes
         self.pending = bytearray()
         self._blocks: deque[int] = deque()  # lengths of the blocks in pending
@@ -96,6 +110,10 @@ class Endpoint:
             return
         self.pending += data
         self._blocks.append(len(data))
+        if self._line_clocked():
+            start = max(time.monotonic(), self._line_free_t)
+            self._line_free_t = start + len(data) * BYTE_BITS / self.baud
+            self._release_t.append(self._line_free_t)
         self.flush()
 
     def flush(self) -> None:
@@ -103,7 +121,9 @@ class Endpoint:
         if not self.pending:
             return
         n = len(self.pending)
-        if self.baud:
+        if self._line_clocked():
+            n = self._released_bytes()
+        elif self.baud:
             n = min(n, int(self._refill()))
         limit = self._flush_limit()
         if limit is not None:
@@ -121,17 +141,40 @@ class Endpoint:
             del self.pending[:sent]
             self._consume(sent)
             self.bytes_written += sent
-            if self.baud:
+            if self._line_clocked():
+                pass  # the line clock advanced when the block was queued
+            elif self.baud:
                 self._tokens -= sent
 
     def _flush_limit(self) -> int | None:
         """At most this many bytes now (None: no limit of the port's own)."""
         return None
 
+    def _line_clocked(self) -> bool:
+        return bool(self.baud) and self.half_duplex
+
+    def _released_bytes(self) -> int:
+        """Half duplex: bytes of the leading blocks whose last byte is off the wire."""
+        now = time.monotonic()
+        n = 0
+        for size, t in zip(self._blocks, self._release_t, strict=False):
+            if t > now:
+                break
+            n += size
+        return n
+
+    def next_release_s(self) -> float | None:
+        """Half duplex: seconds until the next held block may go (None: none held)."""
+        if not self._line_clocked() or not self._release_t:
+            return None
+        return max(0.0, self._release_t[0] - time.monotonic())
+
     def _consume(self, sent: int) -> None:
         while sent and self._blocks:
             if self._blocks[0] <= sent:
                 sent -= self._blocks.popleft()
+                if self._release_t:
+                    self._release_t.popleft()
             else:
                 self._blocks[0] -= sent
                 sent = 0
@@ -139,6 +182,7 @@ class Endpoint:
     def _clear_pending(self) -> None:
         self.pending.clear()
         self._blocks.clear()
+        self._release_t.clear()
 
     def _refill(self) -> float:
         """Baud budget in bytes now (a token bucket holding at most 50 ms of line)."""
@@ -150,6 +194,8 @@ class Endpoint:
 
     def wants_write(self) -> bool:
         """Pending bytes the baud budget lets out now (else the loop sleeps, not spins)."""
+        if self._line_clocked():
+            return self._released_bytes() > 0
         return bool(self.pending) and (not self.baud or self._refill() >= 1)
 
     def read(self) -> bytes:
@@ -161,6 +207,11 @@ class Endpoint:
             self._on_error()
             return b""
         self.bytes_in += len(data)
+        if self._line_clocked() and data:
+            # written at once by the host, the request is on the wire for its
+            # bytes' time from now: the device answers after that
+            start = max(self._line_free_t, time.monotonic())
+            self._line_free_t = start + len(data) * BYTE_BITS / self.baud
         return data
 
     def _on_error(self) -> None:

@@ -147,6 +147,9 @@ def run(
             timeout = 0.0  # flat out: the next block at once
         else:
             timeout = tick_s if idle else min(tick_s, 0.003)  # bytes wait for room: look soon
+        held = [t for ep in endpoints.values() if (t := ep.next_release_s()) is not None]
+        if held:  # a half-duplex reply leaves when its last byte is off the wire
+            timeout = min(timeout, *held)
         _wait(endpoints, timeout)
     stats.sim_s = emu.t_s - sim0
     stats.wall_s = time.monotonic() - wall0

@@ -240,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         if args.start > 0:
             fast_forward(emu, args.start, stop=stop)
         for i, link in enumerate(emu.links):
+            # a polled bus is half duplex: the host's requests take line time too
+            kw["half_duplex"] = link in emu.polled
             if args.pty and args.pty_link is not None:
                 try:
                     ep: Endpoint = PtyEndpoint(

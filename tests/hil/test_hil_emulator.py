@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -437,9 +438,11 @@ class _RecordingEndpoint(Endpoint):
     def __init__(self, link: str):
         super().__init__(link)
         self.writes: list[bytes] = []
+        self.wall: list[float] = []  # monotonic time of each write
 
     def _write_some(self, data: bytes) -> int:
         self.writes.append(bytes(data))
+        self.wall.append(time.monotonic())
         return len(data)
 
 
@@ -451,17 +454,37 @@ def test_sped_up_writes_hold_at_most_a_quarter_second_of_samples(speed):
     simulated second then gets two seconds at once and nothing the next tick, half
     its slots empty (which made the demo's CAUTION ~20 s later).  Writes span at
     most ``MAX_BURST_SIM_S`` (plus a sample period of rounding), but for the odd
-    scheduling hiccup of a shared machine (a 13 ms stall is 1.3 s at 100 x)."""
+    scheduling hiccup of a shared machine (a 13 ms stall is 1.3 s at 100 x): a
+    longer write must follow a wall-clock gap that long (the machine stalled,
+    not the runner's policy)."""
     emu = Emulator(tiny(rate_hz=10.0, nsensors=2))
     ep = _RecordingEndpoint("bus0")
+    calls: list[float] = []  # wall time of each advance: when its target was taken
+    advance = emu.advance
+
+    def timed_advance(t_s):
+        calls.append(time.monotonic())
+        return advance(t_s)
+
+    emu.advance = timed_advance
     runner.run(emu, {"bus0": ep}, duration_s=20.0, speed=speed)
-    spans = []
-    for block in ep.writes:
+    called = np.array(calls)
+    at = [called[np.searchsorted(called, w, side="right") - 1] for w in ep.wall]
+    spans, stalls = [], []
+    for i, block in enumerate(ep.writes):
         s = samples(block)
-        if len(s) > 1:
-            t = s["t_us"].astype(np.int64)
-            spans.append((t.max() - t.min()) * 1e-6)
+        if len(s) > 1 and i > 0:
+            t = s["t_us"].astype(np.int64)  # each sensor's own clock: spans per sensor
+            per = [np.ptp(t[s["addr"] == a]) for a in np.unique(s["addr"])]
+            spans.append(max(per) * 1e-6)
+            stalls.append((at[i] - at[i - 1]) * speed)  # simulated s between the targets
     assert len(spans) > 20
-    ok = np.array(spans) <= runner.MAX_BURST_SIM_S + 0.1 + 1e-9
-    assert ok.mean() >= 0.9, sorted(spans)[-10:]
+    spans_a, stalls_a = np.array(spans), np.array(stalls)
+    slack = runner.MAX_BURST_SIM_S + 0.1 + 1e-9
+    within = spans_a <= slack
+    assert within.mean() >= 0.5, sorted(spans)[-10:]
+    explained = within | (spans_a <= stalls_a + slack)
+    assert explained.all(), [
+        (a, b) for a, b, e in zip(spans, stalls, explained, strict=True) if not e
+    ]
     assert runner.burst_sim_seconds(1.0) == pytest.approx(runner.TICK_S)

@@ -1,0 +1,161 @@
+"""Polled buses at line rate: transactions per second against the baud rate's limit.
+
+For each polled family and baud rate, ``cabinwatch emulate`` serves one
+emulated device of that family on a pseudo-terminal paced at the baud rate
+(``--baud``: a token bucket of 10 bit times per byte; the bus is half duplex,
+so the host's requests take line time too), and the family's driver in this
+process polls it flat out (one device asked for far more samples than the
+line carries).  The limit is what the baud rate and the protocol's minimum
+gaps allow: request and reply on the wire plus the silent interval the
+driver keeps (the emulated device has no reply delay, so none is counted).
+Goal (issue 15): at least 80 % of that limit.  Also reported: the driver's
+CPU per transaction (this process: poll and reader threads).
+
+Run: ``.venv/bin/python -m bench line_rate`` (medians of ``REPEATS`` runs of
+``RUN_S`` seconds each).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drivers.families import FAMILIES
+from drivers.polled import PollTarget, wire_s
+from tests.support.runtime_helpers import EmulatorProcess
+
+RUN_S = 3.0
+WARM_S = 1.0
+REPEATS = 3
+BAUDS = (9600, 115200)
+
+SCENARIO = """
+[scenario]
+name = "line-rate-{protocol}"
+seed = 1
+duration = "1h"
+
+[[volumes]]
+name = "lab"
+volume_m3 = 100
+
+[[links]]
+name = "bus0"
+protocol = "{protocol}"
+baud = {baud}
+
+[sensor_defaults]
+rate_hz = 1.0
+boot_s = 0.0
+
+[[sensors]]
+name = "s1"
+addr = 1
+volume = "lab"
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One polled family: the bytes of one read transaction and the gaps the driver keeps."""
+
+    protocol: str
+    read: str  # what one transaction is, for the report
+    request_bytes: int
+    reply_bytes: int
+    gap_s: Callable[[int], float]  # minimum silence per transaction at a baud rate
+
+    def limit_per_s(self, baud: int) -> float:
+        return 1.0 / (wire_s(self.request_bytes + self.reply_bytes, baud) + self.gap_s(baud))
+
+
+def _keller_case() -> Case:
+    from drivers.keller.driver import SILENT_S
+    from drivers.keller.wire import REPLY_SIZE, REQUEST_SIZE, Function
+
+    fn = Function.READ_FLOAT
+    return Case("keller", "F73", REQUEST_SIZE[fn], REPLY_SIZE[fn], lambda baud: SILENT_S)
+
+
+#: the polled families this bench knows how to measure
+CASES: dict[str, Callable[[], Case]] = {"keller": _keller_case}
+
+
+def _measure(case: Case, baud: int, url: str) -> tuple[float, float]:
+    """(transactions per second, CPU microseconds per transaction) of one run."""
+    driver_cls = FAMILIES[case.protocol].load_driver()
+    drv = driver_cls("bench", url, targets=[PollTarget(1, 1e6)], baudrate=baud)
+    with drv:
+        t_end = time.monotonic() + WARM_S + 10.0
+        while drv.health().bus.samples < 5 and time.monotonic() < t_end:
+            drv.drain()
+            time.sleep(0.02)
+        deadline = time.monotonic() + WARM_S
+        while time.monotonic() < deadline:
+            drv.drain()
+            time.sleep(0.02)
+        b0 = drv.health().bus
+        w0, c0 = time.monotonic(), time.process_time()
+        while time.monotonic() - w0 < RUN_S:
+            drv.drain()
+            time.sleep(0.02)
+        b1 = drv.health().bus
+        wall, cpu = time.monotonic() - w0, time.process_time() - c0
+    tx = b1.transactions - b0.transactions
+    return tx / wall, (cpu / tx * 1e6 if tx else float("nan"))
+
+
+def run_case(case: Case, baud: int) -> dict:
+    """Median transactions/s and CPU per transaction over ``REPEATS`` runs."""
+    with tempfile.TemporaryDirectory(prefix="cabinwatch-line-rate-") as tmp:
+        path = Path(tmp) / f"{case.protocol}.toml"
+        path.write_text(SCENARIO.format(protocol=case.protocol, baud=baud), encoding="utf-8")
+        rates, cpus = [], []
+        for _ in range(REPEATS):
+            emu = EmulatorProcess(str(path), "--pty", "--baud", str(baud), "--speed", "1")
+            try:
+                url = emu.endpoints(["bus0"])["bus0"]
+                tx_s, cpu_us = _measure(case, baud, url)
+            finally:
+                emu.kill()
+            rates.append(tx_s)
+            cpus.append(cpu_us)
+    limit = case.limit_per_s(baud)
+    tx_s = statistics.median(rates)
+    return {
+        "protocol": case.protocol,
+        "baud": baud,
+        "tx_per_s": tx_s,
+        "limit_per_s": limit,
+        "fraction": tx_s / limit,
+        "cpu_us": statistics.median(cpus),
+        "runs": rates,
+    }
+
+
+def main(protocols: list[str] | None = None) -> list[dict]:
+    out = []
+    for name, make in CASES.items():
+        if protocols and name not in protocols:
+            continue
+        case = make()
+        for baud in BAUDS:
+            r = run_case(case, baud)
+            out.append(r)
+            runs = ", ".join(f"{x:.0f}" for x in r["runs"])
+            print(
+                f"{case.protocol} {case.read} at {baud} baud over a paced pty: "
+                f"{r['tx_per_s']:.0f} transactions/s (runs {runs}) of "
+                f"{r['limit_per_s']:.0f}/s the line allows = {100 * r['fraction']:.0f} % "
+                f"(goal >= 80 %), {r['cpu_us']:.0f} us CPU per transaction",
+                flush=True,
+            )
+    return out
+
+
+if __name__ == "__main__":
+    main()
