@@ -224,9 +224,11 @@ class Emulator:
 
     def exchange(self, link: str, data: bytes, t_s: float) -> bytes:
         """A polled link's request at simulated time ``t_s`` (at most the emulator's
-        time, in its last block; ``serve_polled_in_time`` first) -> the bytes the
+        time, in its last block; it calls ``serve_polled_in_time``) -> the bytes the
         line sends back at once (echo, replies), after the link's faults; nothing
         while the link is down (the request is dropped and counted)."""
+        if not self.polled_in_time:
+            self.serve_polled_in_time()
         if not self.link_up(link, t_s):
             self.host_bytes_dropped[link] += len(data)
             return b""
