@@ -162,6 +162,15 @@ def _print_summary(s: dict, out) -> None:
     for f in s["faults"]:
         got = f"advisory after {f['latency_s']:.1f} s" if f["advisory_s"] is not None else "MISSED"
         out.write(f"  fault {f['kind']} on {f['sensor']} at {f['start_s']:.0f} s: {got}\n")
+    for link, bus in s["counters"].get("polled", {}).items():
+        exc = ", ".join(f"{k}: {v}" for k, v in bus["exceptions"].items()) or "none"
+        out.write(
+            f"  polled link {link} at {bus['baudrate']} baud: {bus['transactions']} transactions, "
+            f"{bus['timeouts']} timeouts, {bus['crc_errors']} CRC errors, exceptions {exc}; "
+            f"{bus['mean_poll_rate_hz']:.4g} of {bus['target_rate_hz']:.4g} samples/s, "
+            f"line {100 * bus['mean_line_utilisation']:.1f} % busy; "
+            f"{len(bus['identified'])} devices identified\n"
+        )
     out.write(f"  false alarms (CAUTION and above with no leak): {len(s['false_alarms'])}\n")
     for fa in s["false_alarms"][:10]:
         out.write(f"    {fa['t_s']:.0f} s {fa['level']} {fa['kind']} on {fa['source']}\n")

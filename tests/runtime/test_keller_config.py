@@ -97,6 +97,9 @@ def test_simulate_polls_a_keller_scenario(tmp_path):
     bus = summary["counters"]["polled"]["bus0"]
     assert bus["samples"] == 600 and bus["timeouts"] == 0
     assert [d["addr"] for d in bus["identified"]] == [1]
+    text = run_cli("simulate", _keller_scenario(tmp_path))
+    assert text.returncode == 0, text.stderr
+    assert "polled link bus0 at 115200 baud: 1204 transactions, 0 timeouts" in text.stdout
 
 
 def test_simulate_protocol_mistakes_are_one_line(tmp_path):
