@@ -260,16 +260,23 @@ def test_soyuz_over_keller_detects_within_the_native_limits():
     """Issue 15's check: soyuz-ms09-2018 with its links polled over the KELLER bus
     (115200 baud: 4 sensors x 10 Hz use 26 % of the station line) gives CAUTION
     within 5 minutes of the hole, no false alarm and no level error, as the
-    native links do (tests/system/test_scenarios_scored.py)."""
-    sc = with_protocol(load_scenario("soyuz-ms09-2018"), "keller")
-    assert {lk.protocol for lk in sc.links} == {"keller"}
+    native links do (tests/system/test_scenarios_scored.py), and about when
+    they do.  The monitor starts 15 min before the hole (the scored native test
+    starts it 30 min before and runs to the estimate at 30 min: the same alarm
+    time, at twice the cost here)."""
+    native = load_scenario("soyuz-ms09-2018")
     onset = 3 * 3600.0
-    _, s = simulate(sc, onset + 360.0, start_s=2.5 * 3600)
-    (leak,) = s["leaks"]
-    assert leak["detected_s"] is not None, "hole never detected"
-    assert 0 < leak["latency_s"] <= 300.0
-    assert leak["first_level"] in ("CAUTION", "WARNING", "EMERGENCY")
-    assert s["false_alarms"] == [] and s["level_errors"] == []
+    got = {}
+    for name, sc in (("native", native), ("keller", with_protocol(native, "keller"))):
+        _, s = simulate(sc, onset + 360.0, start_s=onset - 900.0)
+        (leak,) = s["leaks"]
+        assert leak["detected_s"] is not None, f"{name}: hole never detected"
+        assert 0 < leak["latency_s"] <= 300.0, name
+        assert leak["first_level"] in ("CAUTION", "WARNING", "EMERGENCY"), name
+        assert s["false_alarms"] == [] and s["level_errors"] == [], name
+        got[name] = (leak["latency_s"], s)
+    assert abs(got["keller"][0] - got["native"][0]) <= 30.0, got
+    s = got["keller"][1]
     for link, n in (("station", 4), ("soyuz", 2)):
         bus = s["counters"]["polled"][link]
         assert len(bus["identified"]) == n and bus["timeouts"] == 0
