@@ -17,6 +17,15 @@ come from the base) that adds the policy every such bus needs:
 * ``BusCounters`` in ``health().bus``: transactions, timeouts, CRC errors,
   exceptions by code, achieved poll rate, line utilisation.
 
+How a transaction's bytes reach the devices is the driver's ``transport``:
+``SerialTransport`` (the default) writes to the ``SerialLink`` and waits for
+the reader thread's bytes in wall time; ``SimulatedLine`` (``cabinwatch
+simulate``) hands the request to a function that answers at once and keeps
+a simulated line clock, advanced by each transaction's time on the wire at
+the link's baud rate (request, the device's ``reply_delay_s``, reply; the
+whole reply window on a timeout) and by the silent interval; there the
+schedule runs synchronously in ``poll_until(t_s)`` instead of the thread.
+
 A family implements ``_scan(buf, start, tx) -> Scan`` (what the receive
 buffer holds at ``start`` for the request in flight) and
 ``_service(device) -> bool`` (one poll cycle of a device: identification
@@ -180,6 +189,123 @@ class _Pending:
     saw_crc_error: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """When one transaction's request went out and its wait ended: ``t_*`` on the
+    driver's ``clock``, ``s_*`` on its ``sample_clock`` (the reply, if any, is in
+    the ``_Pending``'s ``result``)."""
+
+    t_write: float
+    t_end: float
+    s_write: float
+    s_end: float
+
+
+class SerialTransport:
+    """A polled driver's transactions over its ``SerialLink`` in wall time (the default):
+    write the request, let the reader thread's bytes finish the transaction
+    (``_decode`` -> ``_consume``) or the reply window pass."""
+
+    simulated = False
+
+    def bind(self, driver: PolledDriver) -> None:
+        self.driver = driver
+
+    def link_up(self) -> bool:
+        return self.driver.link.state is LinkState.CONNECTED
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry's backoff); returns early when polling stops."""
+        self.driver._stop_poll.wait(seconds)
+
+    def exchange(self, tx: _Pending, reply_size: int) -> Exchange | None:
+        """Write ``tx.request`` and wait for its reply or the end of the reply
+        window; None when the link refused the write."""
+        d = self.driver
+        wait = d._ready_at_s - d.clock()
+        if wait > 0:
+            time.sleep(wait)
+        with d._rx_cond:
+            if d._rx:
+                d._c["bytes_unsolicited"] += len(d._rx)
+                d._rx.clear()
+            d._pending = tx
+        t_write = d.clock()
+        s_write = d.sample_clock()
+        try:
+            d.link.write(tx.request)
+        except LinkDownError:
+            with d._rx_cond:
+                d._pending = None
+            return None
+        deadline = t_write + d.reply_window_s(len(tx.request), reply_size)
+        with d._rx_cond:
+            while tx.result is None and not d._stop_poll.is_set():
+                left = deadline - d.clock()
+                if left <= 0:
+                    break
+                d._rx_cond.wait(left)
+            d._pending = None
+        return Exchange(t_write, d.clock(), s_write, d.sample_clock())
+
+
+class SimulatedLine:
+    """A polled link on a simulated clock, in process (``cabinwatch simulate``).
+
+    ``answer(request, t_s) -> bytes``: what comes back from the line (echo,
+    replies, after any link faults; b"" for silence) for a request whose last
+    byte reaches the devices at simulated time ``t_s``.  The line clock
+    (``clock()``, seconds, from ``t0_s``) is the driver's ``clock`` and
+    ``sample_clock``: a transaction starts when the line is free (the previous
+    one's end plus the silent interval) and takes its time on the wire at the
+    driver's ``baudrate`` (8N1): the request, the device's ``reply_delay_s``
+    and the bytes that came back (an echo overlaps the request: no extra time);
+    without a valid reply it takes the driver's whole reply window.  A retry's
+    backoff advances the clock.  Deterministic: no wall time, no threads.
+    """
+
+    simulated = True
+
+    def __init__(self, answer: Callable[[bytes, float], bytes], t0_s: float = 0.0):
+        self.answer = answer
+        self.now_s = float(t0_s)
+
+    def clock(self) -> float:
+        return self.now_s
+
+    def bind(self, driver: PolledDriver) -> None:
+        self.driver = driver
+
+    def link_up(self) -> bool:
+        return True  # a lost line is silence: timeouts (the emulator drops the request)
+
+    def pause(self, seconds: float) -> None:
+        self.now_s += seconds
+
+    def exchange(self, tx: _Pending, reply_size: int) -> Exchange:
+        d = self.driver
+        t = max(self.now_s, d._ready_at_s)
+        n_req = len(tx.request)
+        t_req = t + wire_s(n_req, d.baudrate)
+        data = self.answer(tx.request, t_req)
+        with d._rx_cond:
+            if d._rx:
+                d._c["bytes_unsolicited"] += len(d._rx)
+                d._rx.clear()
+            d._pending = tx
+            if data:
+                d._rx += data
+                d._consume(tx)
+            d._pending = None
+        if tx.result is not None:
+            echo = n_req if d.echo else 0
+            end = t_req + d.reply_delay_s + wire_s(max(0, len(data) - echo), d.baudrate)
+        else:
+            end = t + d.reply_window_s(n_req, reply_size)
+        self.now_s = end
+        return Exchange(t, end, t, end)
+
+
 class PolledDriver(TransducerDriver):
     """A request/reply bus behind the driver interface (see the module docstring).
 
@@ -188,7 +314,11 @@ class PolledDriver(TransducerDriver):
     before the next request; ``retries``: repeats of a transaction that got no
     valid reply; ``backoff_s``/``backoff_max_s``: the pause before a repeat
     and the cap of the doubling delay of a failing device; ``echo``: the
-    adapter echoes every request (a KELLER RS-485 converter).
+    adapter echoes every request (a KELLER RS-485 converter);
+    ``reply_delay_s``: the devices' turnaround, what a ``SimulatedLine`` waits
+    between request and reply; ``transport``: how the bytes travel
+    (``SerialTransport()``, the default, or a ``SimulatedLine``, whose clock
+    then is the driver's ``clock`` and ``sample_clock``).
     """
 
     def __init__(
@@ -205,9 +335,17 @@ class PolledDriver(TransducerDriver):
         echo: bool = False,
         sample_clock: Callable[[], float] | None = None,
         speed: float = 1.0,
+        reply_delay_s: float = 0.0,
+        transport: SerialTransport | SimulatedLine | None = None,
         **options,
     ):
+        transport = transport if transport is not None else SerialTransport()
+        if transport.simulated:
+            options.setdefault("clock", transport.clock)
+            sample_clock = sample_clock or transport.clock
         super().__init__(name, url, **options)
+        self.transport = transport
+        self.reply_delay_s = float(reply_delay_s)
         self.baudrate = int(options.get("baudrate", 115200))
         self.targets = tuple(targets)
         self.reply_timeout_s = float(reply_timeout_s)
@@ -232,6 +370,10 @@ class PolledDriver(TransducerDriver):
         self._window: collections.deque[tuple[float, int, float]] = collections.deque()
         self._t0_wall = self.clock()
         self.poll_error: str | None = None
+        #: simulated: (line time, SAMPLE row or DecodeBatch) handed over by ``poll_until``
+        self._held: list[tuple[float, tuple | DecodeBatch]] = []
+        self._sim_started = False
+        transport.bind(self)
 
     # -- what a polled family implements -------------------------------------
     @abc.abstractmethod
@@ -303,48 +445,28 @@ class PolledDriver(TransducerDriver):
         super().stop()
 
     # -- transactions ----------------------------------------------------------------
+    def reply_window_s(self, request_size: int, reply_size: int) -> float:
+        """How long a transaction waits for its reply after writing the request: the
+        request's and reply's (and an echo's) time on the wire plus ``reply_timeout_s``."""
+        echo = request_size if self.echo else 0
+        return wire_s(request_size + reply_size + echo, self.baudrate) + self.reply_timeout_s
+
     def transact(self, request: bytes, expect: object, reply_size: int) -> TxResult:
         """Send ``request`` and wait for its reply (``expect`` goes to ``_scan``;
         ``reply_size`` bytes when normal); one transaction at a time; counted."""
         with self._tx_lock:
-            wait = self._ready_at_s - self.clock()
-            if wait > 0:
-                time.sleep(wait)
             tx = _Pending(request, expect, len(request) if self.echo else 0)
-            with self._rx_cond:
-                if self._rx:
-                    self._c["bytes_unsolicited"] += len(self._rx)
-                    self._rx.clear()
-                self._pending = tx
-            t_write = self.clock()
-            s_write = self.sample_clock()
             self._c["transactions"] += 1
-            try:
-                self.link.write(request)
-            except LinkDownError:
-                with self._rx_cond:
-                    self._pending = None
+            ex = self.transport.exchange(tx, reply_size)
+            if ex is None:
                 return TxResult(TxStatus.LINK_DOWN)
-            wire = wire_s(
-                len(request) + reply_size + (len(request) if self.echo else 0), self.baudrate
-            )
-            deadline = t_write + wire + self.reply_timeout_s
-            with self._rx_cond:
-                while tx.result is None and not self._stop_poll.is_set():
-                    left = deadline - self.clock()
-                    if left <= 0:
-                        break
-                    self._rx_cond.wait(left)
-                self._pending = None
-                result = tx.result
-            t_end = self.clock()
-            s_end = self.sample_clock()
-            self._busy_s += t_end - t_write
-            self._ready_at_s = t_end + self.silent_s
-            t_mid = 0.5 * (s_write + s_end)
+            self._busy_s += ex.t_end - ex.t_write
+            self._ready_at_s = ex.t_end + self.silent_s
+            t_mid = 0.5 * (ex.s_write + ex.s_end)
+            result = tx.result
             if result is None:
                 self._c["timeouts"] += 1
-                if self.link.state is not LinkState.CONNECTED:
+                if not self.transport.link_up():
                     return TxResult(TxStatus.LINK_DOWN, t_mid_s=t_mid)
                 return TxResult(TxStatus.TIMEOUT, t_mid_s=t_mid)
             if result.status is ScanStatus.EXCEPTION:
@@ -399,7 +521,7 @@ class PolledDriver(TransducerDriver):
     def _poll_loop(self) -> None:
         try:
             while not self._stop_poll.is_set():
-                if self.link.state is not LinkState.CONNECTED:
+                if not self.transport.link_up():
                     self.link.wait_state(LinkState.CONNECTED, 0.2)
                     continue
                 dev = min(self.devices, key=lambda d: d.next_due_s)
@@ -408,31 +530,74 @@ class PolledDriver(TransducerDriver):
                     if self._stop_poll.wait(min(wait_s, 0.5)):
                         break
                     continue
-                now = self.sample_clock()
-                if now - dev.next_due_s > dev.period_s:
-                    self._c["overruns"] += 1
-                ok = self._service(dev)
-                if not ok and self.link.state is not LinkState.CONNECTED:
-                    continue  # the link, not the device: poll again once it is back
-                if ok:
-                    dev.failures = 0
-                    dev.next_due_s += dev.period_s
-                    if dev.next_due_s < now:  # fell behind: skip, keep the phase
-                        missed = math.ceil((now - dev.next_due_s) / dev.period_s)
-                        dev.next_due_s += missed * dev.period_s
-                else:
-                    dev.failures += 1
-                    delay = min(self.backoff_max_s * self.speed, dev.period_s * 2**dev.failures)
-                    dev.next_due_s = self.sample_clock() + delay
-                self._note_window()
+                self._poll_device(dev, self.sample_clock())
         except Exception as exc:  # noqa: BLE001 - kept, reported in health, never silent
             self.poll_error = repr(exc)
             log.exception("link %s: poll thread failed", self.name)
 
+    def _poll_device(self, dev: DeviceState, now: float) -> None:
+        """One poll cycle of ``dev`` due at ``now`` (sample clock), then its next due time."""
+        if now - dev.next_due_s > dev.period_s:
+            self._c["overruns"] += 1
+        ok = self._service(dev)
+        if not ok and not self.transport.link_up():
+            return  # the link, not the device: poll again once it is back
+        if ok:
+            dev.failures = 0
+            dev.next_due_s += dev.period_s
+            if dev.next_due_s < now:  # fell behind: skip, keep the phase
+                missed = math.ceil((now - dev.next_due_s) / dev.period_s)
+                dev.next_due_s += missed * dev.period_s
+        else:
+            dev.failures += 1
+            delay = min(self.backoff_max_s * self.speed, dev.period_s * 2**dev.failures)
+            dev.next_due_s = self.sample_clock() + delay
+        self._note_window()
+
+    def poll_until(self, t_s: float) -> None:
+        """Simulated transport only (no thread): serve the devices, earliest due
+        first, until the line clock passes ``t_s`` (a transaction begun by
+        ``t_s`` runs to its end); then hand over the samples and frames
+        whose last transaction ended by ``t_s`` (the later ones wait for the
+        next call, as they would for the next drain of a real line)."""
+        line = self.transport
+        if not line.simulated:
+            raise RuntimeError(f"link {self.name}: poll_until needs a simulated transport")
+        if not self._sim_started:
+            self._sim_started = True
+            for dev in self.devices:
+                dev.next_due_s = dev.epoch_s = line.now_s
+        devices = self.devices
+        while True:
+            dev = min(devices, key=_due)
+            start = max(dev.next_due_s, line.now_s)
+            if start > t_s:
+                break
+            line.now_s = start
+            self._poll_device(dev, start)
+        line.now_s = max(line.now_s, t_s)
+        held = self._held
+        if held:
+            k = 0
+            while k < len(held) and held[k][0] <= t_s:
+                k += 1
+            if k:
+                self._held = held[k:]
+                rows = [x for _, x in held[:k] if type(x) is tuple]
+                frames = [(0, f) for _, x in held[:k] if type(x) is not tuple for _, f in x.frames]
+                samples = np.array(rows, dtype=SAMPLE_RECORD_DTYPE) if rows else _EMPTY.samples
+                super()._deliver(DecodeBatch(samples, frames), held[k - 1][0])
+
+    def _deliver(self, batch: DecodeBatch, now_s: float) -> None:
+        if self.transport.simulated:
+            self._held.append((now_s, batch))
+            return
+        super()._deliver(batch, now_s)
+
     def backoff(self, attempt: int) -> None:
         """Pause before repeat ``attempt`` (1, 2, ...): ``backoff_s`` doubling."""
         self._c["retries"] += 1
-        self._stop_poll.wait(self.backoff_s * 2 ** (attempt - 1))
+        self.transport.pause(self.backoff_s * 2 ** (attempt - 1))
 
     def count(self, name: str, n: int = 1) -> None:
         """Add to a named counter of ``BusCounters`` (families: reinitialisations, reboots)."""
@@ -447,6 +612,21 @@ class PolledDriver(TransducerDriver):
         status: int,
     ) -> None:
         """Hand one SAMPLE of ``dev`` at sample-clock time ``t_s`` to the monitor."""
+        if self.transport.simulated:  # held as a row, handed over in bulk (poll_until)
+            row = (
+                self._c["samples"],
+                dev.addr,
+                0,
+                dev.seq & 0xFFFF,
+                status,
+                max(0, round((t_s - dev.epoch_s) * 1e6)),
+                pressure_pa,
+                temperature_c,
+            )
+            self._held.append((self.clock(), row))
+            dev.seq += 1
+            self._c["samples"] += 1
+            return
         rec = np.zeros(1, dtype=SAMPLE_RECORD_DTYPE)
         rec["offset"] = self._c["samples"]
         rec["addr"] = dev.addr
@@ -513,6 +693,10 @@ class PolledDriver(TransducerDriver):
 
 
 _EMPTY = DecodeBatch(np.empty(0, dtype=SAMPLE_RECORD_DTYPE), [])
+
+
+def _due(dev: DeviceState) -> float:
+    return dev.next_due_s
 
 
 @dataclass(frozen=True, slots=True)

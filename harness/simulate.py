@@ -9,6 +9,8 @@ score the run afterwards (``harness.scoring``).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from bisect import bisect_right
 from collections.abc import Callable
@@ -16,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.errors import ConfigError
+from common.errors import CabinwatchError, ConfigError
 from common.growable import GrowableArray
 from drivers.decoder import StreamDecoder
+from drivers.families import FAMILIES
 from drivers.frames import IdentityFrame
+from drivers.polled import PolledDriver, PollTarget, SimulatedLine
 from firmware_host.alarms import AlarmEvent
 from firmware_host.clock import SimClock
 from firmware_host.config import MonitorConfig
@@ -156,6 +160,87 @@ def _best_slope(v) -> float:
     return math.nan
 
 
+def protocols() -> tuple[str, ...]:
+    """The protocols a scenario's links can be switched to (``with_protocol``): the
+    families of ``drivers.families`` the emulator has devices for."""
+    from hil.polled_lines import LINES
+
+    return tuple(n for n, f in FAMILIES.items() if not f.polled or n in LINES)
+
+
+def with_protocol(scenario, protocol: str):
+    """``scenario`` with every link's devices speaking ``protocol`` (``protocols()``),
+    for running one scenario over another transducer family; a polled
+    family's links keep their baud rate and have no converter echo.
+
+    Raises ``CabinwatchError`` (one line) for an unknown protocol, a sensor
+    address the family does not allow, or a line too slow for its sensors'
+    rates (the family's line budget).
+    """
+    known = protocols()
+    if protocol not in known:
+        raise CabinwatchError(f"--protocol: unknown protocol {protocol!r} ({', '.join(known)})")
+    fam = FAMILIES[protocol]
+    lo, hi = fam.addresses
+    links = []
+    for lk in scenario.links:
+        sensors = [s for s in scenario.sensors if s.link == lk.name]
+        for s in sensors:
+            alone = fam.exclusive_addr is not None and s.addr == fam.exclusive_addr
+            if not lo <= s.addr <= hi or (alone and len(sensors) > 1):
+                raise CabinwatchError(
+                    f"--protocol {protocol}: sensor {s.name} at address {s.addr} on link "
+                    f"{lk.name}: not allowed ({protocol} addresses {lo}..{hi}"
+                    + (f", {fam.exclusive_addr} only alone" if fam.exclusive_addr else "")
+                    + ")"
+                )
+        if fam.polled and fam.budget is not None and sensors:
+            budget = fam.budget(lk.name, [s.rate_hz for s in sensors], lk.baud, {})
+            if not budget.fits:
+                raise CabinwatchError(f"--protocol {protocol}: {budget.describe()}")
+        links.append(dataclasses.replace(lk, protocol=protocol, echo=False, options={}))
+    return dataclasses.replace(scenario, links=tuple(links))
+
+
+def polled_drivers(
+    emulator, targets: dict[str, list[PollTarget]] | None = None, t0_s: float = 0.0
+) -> dict[str, PolledDriver]:
+    """Each polled link of ``emulator``'s scenario read by its family's driver
+    (``drivers.families``) on a ``SimulatedLine`` from ``t0_s``, whose requests
+    the emulator answers at their time (``Emulator.exchange``).  ``targets``:
+    per link the devices and rates to poll (default the scenario's sensors)."""
+    if not getattr(emulator, "polled", None):
+        return {}
+    emulator.serve_polled_in_time()
+    out: dict[str, PolledDriver] = {}
+    for lk in emulator.scenario.links:
+        if lk.name not in emulator.polled:
+            continue
+        if targets is not None and lk.name in targets:
+            tg = list(targets[lk.name])
+        else:
+            tg = [
+                PollTarget(s.addr, s.rate_hz)
+                for s in emulator.scenario.sensors
+                if s.link == lk.name
+            ]
+        if not tg:
+            raise ConfigError(
+                emulator.scenario.path, f"links.{lk.name}", "a polled link with no sensor to poll"
+            )
+        line = SimulatedLine(functools.partial(emulator.exchange, lk.name), t0_s)
+        cls = FAMILIES[lk.protocol].load_driver()
+        out[lk.name] = cls(
+            lk.name,
+            f"sim://{lk.name}",
+            targets=tg,
+            baudrate=lk.baud,
+            echo=lk.echo,
+            transport=line,
+        )
+    return out
+
+
 class EmulatorSource:
     """The loop's sample source: advance the emulator to the tick time, decode its bytes.
 
@@ -169,8 +254,16 @@ class EmulatorSource:
     bytes at the same tick, so everything downstream is the same, only with a
     fraction of the emulator's per-call cost.  It needs the ticks on a known grid
     and an emulator whose output nothing the host does can change (no link
-    faults, no commands: ``Emulator.can_look_ahead``); otherwise the emulator
-    advances tick by tick.
+    faults, no commands, no polled links: ``Emulator.can_look_ahead``);
+    otherwise the emulator advances tick by tick.
+
+    Polled links (``polled_drivers``): at each tick the emulator advances to
+    the tick time, then each polled link's driver serves its devices up to it
+    on its simulated line (``PolledDriver.poll_until``); the samples and
+    IDENTITY frames of the transactions that ended by the tick go on as a
+    native link's decoded ones do.  ``targets``: per polled link the devices
+    and rates to poll (the monitor configuration's sensors; default the
+    scenario's).
     """
 
     def __init__(
@@ -182,17 +275,16 @@ class EmulatorSource:
         on_identity: Callable[[float, str, IdentityFrame], None] | None = None,
         tap: Callable[[str, bytes], None] | None = None,
         lookahead_s: float = 60.0,
+        targets: dict[str, list[PollTarget]] | None = None,
     ):
-        polled = sorted(getattr(emulator, "polled", {}))
-        if polled:
-            raise ConfigError(
-                emulator.scenario.path,
-                f"links.{polled[0]}.protocol",
-                "polled links are polled in real time: run them with "
-                "`cabinwatch demo` or `emulate` + `monitor`, not in-process",
-            )
         self.emulator = emulator
-        self.decoders = {link: StreamDecoder() for link in emulator.links}
+        #: polled links (KELLER bus, ...): their family's driver on a ``SimulatedLine``
+        self.polled = polled_drivers(emulator, targets, emulator.t_s)
+        self._polled_t0 = emulator.t_s
+        self.identities: dict[str, dict[int, IdentityFrame]] = {n: {} for n in self.polled}
+        self.decoders = {
+            link: StreamDecoder() for link in emulator.links if link not in self.polled
+        }
         self._hatch = sorted(hatch_inputs)
         self._next_hatch = 0
         self._on_hatch = on_hatch
@@ -271,6 +363,16 @@ class EmulatorSource:
         batches = []
         tap = self._tap
         on_identity = self._on_identity
+        for link, driver in self.polled.items():
+            driver.poll_until(now_s)
+            got = driver.drain()
+            if len(got.samples):
+                batches.append(SampleBatch(link, got.samples, now_s))
+            for frame in got.frames:
+                if isinstance(frame, IdentityFrame):
+                    self.identities[link][frame.addr] = frame
+                    if on_identity is not None:
+                        on_identity(now_s, link, frame)
         for link, decoder in self.decoders.items():
             data = out.get(link, b"")
             if tap is not None and data:
@@ -286,6 +388,24 @@ class EmulatorSource:
 
     def counters(self) -> dict:
         return {link: d.counters().to_json_dict() for link, d in self.decoders.items()}
+
+    def polled_counters(self) -> dict:
+        """Per polled link: its ``BusCounters`` (rates over the last 10 simulated s),
+        the rate and utilisation over the whole run, and the devices identified."""
+        out = {}
+        for link, drv in self.polled.items():
+            bus = drv.bus_counters().to_json_dict()
+            span = drv.transport.now_s - self._polled_t0
+            bus["run_s"] = span
+            bus["mean_poll_rate_hz"] = bus["samples"] / span if span > 0 else 0.0
+            bus["mean_line_utilisation"] = drv._busy_s / span if span > 0 else 0.0
+            bus["baudrate"] = drv.baudrate
+            bus["identified"] = [
+                {"addr": f.addr, "model": f.model, "serial": f.serial}
+                for _, f in sorted(self.identities[link].items())
+            ]
+            out[link] = bus
+        return out
 
     def emulator_counters(self) -> dict:
         """``emulator.counters()`` as a tick-by-tick run would have left them at the
@@ -381,6 +501,7 @@ def run_simulation(
     stop: Callable[[], bool] | None = None,
     lookahead_s: float = 60.0,
     record_trace: bool = True,
+    on_identity: Callable[[float, str, IdentityFrame], None] | None = None,
 ) -> SimulationResult:
     """Run ``scenario`` against a monitor configured by ``config`` as fast as possible.
 
@@ -398,6 +519,7 @@ def run_simulation(
     from hil.runner import fast_forward
 
     emulator = Emulator(scenario, seed=seed, truth_rate_hz=1.0)
+    emulator.serve_polled_in_time()  # (polled links: answered at each request's time)
     core = MonitorCore(config)
     hatch_inputs = scenario.hatch_events()
     if start_s > 0:
@@ -419,6 +541,8 @@ def run_simulation(
         on_hatch=core.set_hatch,
         tap=tap,
         lookahead_s=lookahead_s,
+        targets=_targets(config),
+        on_identity=on_identity,
     )
     next_trace = [start_s]
 
@@ -451,6 +575,8 @@ def run_simulation(
     rate = emulator.truth_rate_hz
     k_last = None if limit is None else math.floor(limit * rate + 1e-9)
     counters = {"decoder": source.counters(), "emulator": source.emulator_counters()}
+    if source.polled:
+        counters["polled"] = source.polled_counters()
     return SimulationResult(
         scenario=scenario,
         config=config,
@@ -461,3 +587,11 @@ def run_simulation(
         loop=health,
         counters=counters,
     )
+
+
+def _targets(config: MonitorConfig) -> dict[str, list[PollTarget]]:
+    """The devices and rates the monitor configuration names, per link."""
+    out: dict[str, list[PollTarget]] = {}
+    for sensor in config.sensors:
+        out.setdefault(sensor.link, []).append(PollTarget(sensor.addr, sensor.rate_hz))
+    return out

@@ -65,6 +65,45 @@ class LinkChunk:
         return [b"".join(x) for x in out]
 
 
+class _PolledDevice:
+    """A polled device's state for ``Emulator.exchange``: its reboots applied so far,
+    and the interval of request times [lo_s, hi_s) its ``latest`` is right for."""
+
+    __slots__ = ("key", "device", "reboots", "reboots_done", "lo_s", "hi_s")
+
+    def __init__(self, key, device, reboots, done: int):
+        self.key = key
+        self.device = device
+        self.reboots = reboots
+        self.reboots_done = done
+        self.lo_s = self.hi_s = math.nan
+
+    def load(self, conv: tuple[np.ndarray, ...], t_s: float) -> None:
+        """Set the device's conversion to the latest at ``t_s`` (before the sensor's
+        first one: that one; none yet: unchanged)."""
+        ts, p, tc, st = conv
+        n = len(ts)
+        if not n:
+            return
+        j = int(np.searchsorted(ts, t_s, side="right"))
+        i = max(0, j - 1)
+        c = self.device.latest
+        c.pressure_pa = float(p[i])
+        c.temperature_c = float(tc[i])
+        c.status = int(st[i])
+        self.lo_s = -math.inf if j == 0 else float(ts[i])
+        self.hi_s = float(ts[j]) if 0 < j < n else (float(ts[0]) if j == 0 else math.inf)
+
+
+def _powered_at(s: EmulatedSensor, t_s: float) -> bool:
+    """Whether ``s`` can answer at ``t_s`` of the last block (its state may already
+    be past a later reboot of that block): on, not booting, not silent."""
+    if t_s < s.cfg.power_on_s or s.faults.silent(t_s):
+        return False
+    boot = s.cfg.boot_s
+    return not any(b <= t_s < b + boot for b in s.faults.reboot_times)
+
+
 class Emulator:
     """A scenario running in simulated time.
 
@@ -123,6 +162,12 @@ class Emulator:
         self.last_steps_at: np.ndarray | None = None
         #: set by a host that runs ahead: nothing may be sent to the emulator
         self.receive_locked = False
+        #: ``serve_polled_in_time()``: polled links answer ``exchange`` at the request's
+        #: own time from each sensor's conversions of the last block
+        self.polled_in_time = False
+        self._conv: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
+        self._polled_state: dict[str, list[_PolledDevice]] = {}
+        self._polled_by_addr: dict[str, dict[int, EmulatedSensor]] = {}
 
     # -- host side
     def receive(self, link: str, data: bytes) -> None:
@@ -152,6 +197,70 @@ class Emulator:
             self.commands_in[link] += 1
             for sensor in sorted(self.by_link[link], key=lambda s: s.cfg.addr):
                 self._replies[link].extend(sensor.handle_command(frame, self.t_s))
+
+    def serve_polled_in_time(self) -> None:
+        """Answer the polled links through ``exchange`` (``cabinwatch simulate``): from
+        now on every block keeps each polled sensor's conversions, so that a
+        request at any time of the last block reads the conversion latest at
+        that time, and a reboot power-cycles its device at the reboot's time."""
+        if self.polled_in_time:
+            return
+        self.polled_in_time = True
+        for link, line in self.polled.items():
+            for s in self.by_link[link]:
+                key = (link, s.cfg.addr)
+                done = sum(1 for b in s.faults.reboot_times if b <= self.t_s)
+                c = line.devices[s.cfg.addr].latest
+                had = math.isfinite(c.pressure_pa)  # (none yet: the first one answers)
+                self._conv[key] = (
+                    np.array([-math.inf] if had else []),
+                    np.array([c.pressure_pa] if had else []),
+                    np.array([c.temperature_c] if had else []),
+                    np.array([c.status] if had else [], dtype=np.int64),
+                )
+                self._polled_state.setdefault(link, []).append(
+                    _PolledDevice(key, line.devices[s.cfg.addr], s.faults.reboot_times, done)
+                )
+
+    def exchange(self, link: str, data: bytes, t_s: float) -> bytes:
+        """A polled link's request at simulated time ``t_s`` (at most the emulator's
+        time, in its last block; it calls ``serve_polled_in_time``) -> the bytes the
+        line sends back at once (echo, replies), after the link's faults; nothing
+        while the link is down (the request is dropped and counted)."""
+        if not self.polled_in_time:
+            self.serve_polled_in_time()
+        if not self.link_up(link, t_s):
+            self.host_bytes_dropped[link] += len(data)
+            return b""
+        line = self.polled[link]
+        sensors = self._polled_sensors(link)
+        for st in self._polled_state[link]:
+            reboots = st.reboots
+            while st.reboots_done < len(reboots) and reboots[st.reboots_done] <= t_s:
+                st.device.power_up()
+                st.reboots_done += 1
+            if not st.lo_s <= t_s < st.hi_s:  # another conversion than the last request's
+                st.load(self._conv[st.key], t_s)
+        before = line.counters.frames
+        chunks = line.feed(data, t_s, lambda a: _powered_at(sensors[a], t_s))
+        self.commands_in[link] += line.counters.frames - before
+        if not chunks:
+            return b""
+        out = b"".join(chunks)
+        inj = self.injectors[link]
+        if inj.states:
+            lens = np.array([len(c) for c in chunks], dtype=np.int64)
+            off = np.concatenate(([0], np.cumsum(lens)[:-1]))
+            out = inj.apply(out, off, np.full(len(chunks), t_s))
+        self.frames_out[link] += len(chunks)
+        self.bytes_out[link] += len(out)
+        return out
+
+    def _polled_sensors(self, link: str) -> dict[int, EmulatedSensor]:
+        got = self._polled_by_addr.get(link)
+        if got is None:
+            got = self._polled_by_addr[link] = {s.cfg.addr: s for s in self.by_link[link]}
+        return got
 
     # -- links
     def link_events(self) -> list[LinkEvent]:
@@ -276,6 +385,21 @@ class Emulator:
         """Polled devices of ``link`` take their latest conversion from the blocks;
         one whose sensor rebooted (a new clock epoch) is power-cycled."""
         line = self.polled[link]
+        if self.polled_in_time:
+            for b in blocks:
+                key = (link, b.addr)
+                last = [a[-1:] for a in self._conv[key]]
+                self._conv[key] = tuple(
+                    np.concatenate((a, n))
+                    for a, n in zip(
+                        last,
+                        (b.t_s, b.pressure_pa, b.temperature_c, b.status.astype(np.int64)),
+                        strict=True,
+                    )
+                )
+            for st in self._polled_state[link]:
+                st.lo_s = st.hi_s = math.nan  # (new conversions: look again)
+            return
         for s in self.by_link[link]:
             key = (link, s.cfg.addr)
             if s.epoch_s != self._epochs[key]:

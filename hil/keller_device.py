@@ -52,6 +52,18 @@ REQUEST_LEN = {
 MAX_REQUEST = 10  # ADDR FN 6 parameters CRC
 PA_PER_BAR = 1e5
 _NAN = struct.unpack(">f", b"\x7f\xff\xff\xff")[0]
+# plain ints of the flags read per request (enum arithmetic is slow)
+_STAT_POWER_UP, _STAT_P1, _STAT_CH0, _STAT_TOB1 = (
+    int(Stat.POWER_UP),
+    int(Stat.P1),
+    int(Stat.CH0),
+    int(Stat.TOB1),
+)
+_WARMING_UP = int(Status.WARMING_UP)
+_T_OOR = int(Status.TEMPERATURE_OUT_OF_RANGE)
+_P_OOR = int(Status.PRESSURE_OUT_OF_RANGE)
+_CH0, _P1, _TOB1, _TOB2 = (int(c) for c in (Channel.CH0, Channel.P1, Channel.TOB1, Channel.TOB2))
+_FUNCTIONS = {int(f): f for f in Function}
 
 
 @dataclass
@@ -97,9 +109,8 @@ class KellerDevice:
     def handle(self, fn: int, params: bytes) -> bytes | None:
         """Reply data (``FN data`` without ADDR and CRC) of one request, or None (silence)."""
         self.requests += 1
-        try:
-            f = Function(fn)
-        except ValueError:
+        f = _FUNCTIONS.get(fn)
+        if f is None:
             return _exception(fn, ExceptionCode.ILLEGAL_FUNCTION)
         if len(params) + 4 != REQUEST_LEN[f]:
             return None  # a wrong length is a transmission error: no reply
@@ -124,20 +135,20 @@ class KellerDevice:
                 return _exception(fn, ExceptionCode.ILLEGAL_ADDRESS)
             return bytes((fn,)) + struct.pack(">f", values[Coefficient(params[0])])
         ch = params[0]
-        if ch > Channel.TOB2:
+        if ch > _TOB2:
             return _exception(fn, ExceptionCode.ILLEGAL_ADDRESS)
-        value, stat = self.read_channel(Channel(ch))
+        value, stat = self.read_channel(ch)
         return bytes((fn,)) + struct.pack(">fB", value, stat)
 
-    def read_channel(self, ch: Channel) -> tuple[float, int]:
+    def read_channel(self, ch: Channel | int) -> tuple[float, int]:
         """F73's (value, STAT) for channel ``ch`` from the latest conversion."""
         c = self.latest
-        stat = int(Stat.POWER_UP) if c.status & Status.WARMING_UP else 0
-        p_bit = int(Stat.P1) | (int(Stat.CH0) if ch is Channel.CH0 else 0)
-        t_oor = bool(c.status & Status.TEMPERATURE_OUT_OF_RANGE)
-        if t_oor or not math.isfinite(c.temperature_c):
-            stat |= int(Stat.TOB1)
-        if ch in (Channel.CH0, Channel.P1):
+        status = c.status
+        stat = _STAT_POWER_UP if status & _WARMING_UP else 0
+        p_bit = _STAT_P1 | (_STAT_CH0 if ch == _CH0 else 0)
+        if status & _T_OOR or not math.isfinite(c.temperature_c):
+            stat |= _STAT_TOB1
+        if ch == _CH0 or ch == _P1:
             p = c.pressure_pa
             span = self.range_max_pa - self.range_min_pa
             if not math.isfinite(p):
@@ -146,13 +157,13 @@ class KellerDevice:
                 return math.inf, stat | p_bit
             if p < self.range_min_pa - 0.1 * span:
                 return -math.inf, stat | p_bit
-            if c.status & Status.PRESSURE_OUT_OF_RANGE:
+            if status & _P_OOR:
                 if self.range_min_pa <= p <= self.range_max_pa:
                     return _NAN, stat | p_bit  # in range but the sensor says no: channel error
                 return p / PA_PER_BAR, stat | p_bit
             return p / PA_PER_BAR, stat
-        if ch is Channel.TOB1:
-            if stat & Stat.TOB1:
+        if ch == _TOB1:
+            if stat & _STAT_TOB1:
                 return _NAN, stat
             return c.temperature_c, stat
         return _NAN, stat  # P2, T, TOB2: not fitted (NaN, STAT bit clear)

@@ -70,6 +70,7 @@ class KellerDriver(PolledDriver):
 
     def __init__(self, name: str, url: str, **options):
         options.setdefault("silent_s", SILENT_S)
+        options.setdefault("reply_delay_s", REPLY_DELAY_S)
         super().__init__(name, url, **options)
 
     # -- framing -------------------------------------------------------------

@@ -11,10 +11,11 @@ from common import bounds
 from common.bounds import check_option
 from common.errors import CabinwatchError
 from common.outpaths import output_file
+from drivers.families import FAMILIES
 from firmware_host.config import load_config
 from harness.derive import config_from_scenario
 from harness.scoring import score
-from harness.simulate import run_simulation
+from harness.simulate import run_simulation, with_protocol
 
 #: The shortest run (simulated s): the truth it is scored against is recorded every second.
 MIN_RUN_S = 1.0
@@ -45,6 +46,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         default=1800.0,
         help="seconds after a leak's onset at which estimates are scored (1800)",
     )
+    p.add_argument(
+        "--protocol",
+        help="switch every link of the scenario to this transducer family "
+        f"({', '.join(FAMILIES)}); a polled family's links are polled on the simulated clock",
+    )
     p.add_argument("--archive", help="also write the SQLite archive here")
     p.add_argument("--telemetry", help="also write JSON-lines telemetry here")
     p.set_defaults(func=run)
@@ -67,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         if path and path != "-":
             output_file(path, option)
     scenario = load_scenario(args.scenario)
+    if args.protocol is not None:
+        scenario = with_protocol(scenario, args.protocol)
     end_s = (
         scenario.duration_s if args.duration is None else min(args.duration, scenario.duration_s)
     )
@@ -77,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         )
     config = load_config(args.config) if args.config else config_from_scenario(scenario)
     listeners = []
+    archive = None
     if args.archive:
         from firmware_host.runtime.archive import Archive
 
@@ -115,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             on_event=on_event,
             on_tick=on_tick if listeners else None,
+            on_identity=archive.record_identity if archive is not None else None,
         )
     finally:
         for listener in listeners:
@@ -152,6 +162,15 @@ def _print_summary(s: dict, out) -> None:
     for f in s["faults"]:
         got = f"advisory after {f['latency_s']:.1f} s" if f["advisory_s"] is not None else "MISSED"
         out.write(f"  fault {f['kind']} on {f['sensor']} at {f['start_s']:.0f} s: {got}\n")
+    for link, bus in s["counters"].get("polled", {}).items():
+        exc = ", ".join(f"{k}: {v}" for k, v in bus["exceptions"].items()) or "none"
+        out.write(
+            f"  polled link {link} at {bus['baudrate']} baud: {bus['transactions']} transactions, "
+            f"{bus['timeouts']} timeouts, {bus['crc_errors']} CRC errors, exceptions {exc}; "
+            f"{bus['mean_poll_rate_hz']:.4g} of {bus['target_rate_hz']:.4g} samples/s, "
+            f"line {100 * bus['mean_line_utilisation']:.1f} % busy; "
+            f"{len(bus['identified'])} devices identified\n"
+        )
     out.write(f"  false alarms (CAUTION and above with no leak): {len(s['false_alarms'])}\n")
     for fa in s["false_alarms"][:10]:
         out.write(f"    {fa['t_s']:.0f} s {fa['level']} {fa['kind']} on {fa['source']}\n")

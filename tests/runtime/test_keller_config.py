@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -75,13 +76,36 @@ def test_250_alone_on_its_line_is_accepted(tmp_path):
     assert "link bus1" in proc.stdout and "link rs485" in proc.stdout
 
 
-def test_simulate_refuses_a_keller_scenario_in_one_line(tmp_path):
+def _keller_scenario(tmp_path, sensors: int = 1, baud: int = 115200):
     sc = tmp_path / "k.toml"
     sc.write_text(
         '[scenario]\nduration = "1min"\n[[volumes]]\nname = "lab"\nvolume_m3 = 10\n'
-        '[[links]]\nname = "bus0"\nprotocol = "keller"\n'
-        '[[sensors]]\naddr = 1\nvolume = "lab"\n',
+        f'[[links]]\nname = "bus0"\nprotocol = "keller"\nbaud = {baud}\n'
+        + "".join(
+            f'[[sensors]]\naddr = {a}\nvolume = "lab"\nrate_hz = 10\n'
+            for a in range(1, sensors + 1)
+        ),
         encoding="utf-8",
     )
-    proc = run_cli("simulate", sc)
-    assert_one_line_error(proc, "links.bus0.protocol", "polled in real time")
+    return sc
+
+
+def test_simulate_polls_a_keller_scenario(tmp_path):
+    proc = run_cli("simulate", _keller_scenario(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    bus = summary["counters"]["polled"]["bus0"]
+    assert bus["samples"] == 600 and bus["timeouts"] == 0
+    assert [d["addr"] for d in bus["identified"]] == [1]
+    text = run_cli("simulate", _keller_scenario(tmp_path))
+    assert text.returncode == 0, text.stderr
+    assert "polled link bus0 at 115200 baud: 1204 transactions, 0 timeouts" in text.stdout
+
+
+def test_simulate_protocol_mistakes_are_one_line(tmp_path):
+    proc = run_cli("simulate", "soyuz-ms09-2018", "--protocol", "can")
+    assert_one_line_error(proc, "--protocol", "unknown protocol 'can'", "keller")
+    native = _keller_scenario(tmp_path, sensors=4, baud=9600)
+    native.write_text(native.read_text().replace('protocol = "keller"\n', ""))
+    proc = run_cli("simulate", native, "--protocol", "keller")
+    assert_one_line_error(proc, "--protocol keller", "bus0: 4 sensors x 2 reads at 10 Hz need")
