@@ -4,7 +4,7 @@ A ``Layout`` says, per channel (pressure, temperature), the register, the
 read function (3 holding, 4 input), the value type, the word order of 32-bit
 values, a scale and offset (``value = raw * scale + offset``) and the unit the
 result is in; ``plan()`` turns it into the fewest reads of at most
-``max_registers`` each (pressure and temperature next to each other: one read).
+``max_registers`` each (pressure and temperature adjacent: one read).
 
 The configuration keys (``[links.NAME]`` of a ``driver = "modbus"`` link, and
 a scenario's ``[[links]]`` with ``protocol = "modbus"``, read by
@@ -21,7 +21,8 @@ a scenario's ``[[links]]`` with ``protocol = "modbus"``, read by
     offset = 0.0
     unit = "Pa"                # Pa, hPa, kPa, bar, mbar, psi
     [links.NAME.temperature]   # the same keys; unit C or K
-    [links.NAME.devices.3]     # sensor 3 differs: preset / pressure / temperature / max_registers
+    [links.NAME.devices.3]     # sensor 3 differs: preset / pressure / temperature /
+                               # max_registers (the link's max_registers unless given)
 
 ``parse_link_options`` returns the validated keys in the same TOML shape
 (``LinkConfig.options``, ``Link.options``), so a derived configuration can copy
@@ -129,16 +130,14 @@ class Layout:
 def plan(
     pressure: Channel, temperature: Channel | None, max_registers: int
 ) -> tuple[tuple[Read, ...], dict]:
-    """The reads of one sample: one when both channels fit in one request of
-    ``max_registers`` with the same function, else one each (pressure first)."""
+    """The reads of one sample: one when both channels are adjacent (no gap: a
+    device may refuse registers it does not map) with the same function and fit
+    in ``max_registers``, else one each (pressure first)."""
     if temperature is not None and temperature.function == pressure.function:
         lo = min(pressure.register, temperature.register)
         hi = max(pressure.register + pressure.count, temperature.register + temperature.count)
-        overlap = (
-            pressure.register < temperature.register + temperature.count
-            and temperature.register < pressure.register + pressure.count
-        )
-        if hi - lo <= max_registers and not overlap:
+        adjacent = hi - lo == pressure.count + temperature.count  # no gap, no overlap
+        if adjacent and hi - lo <= max_registers:
             read = Read(pressure.function, lo, hi - lo)
             return (read,), {
                 "pressure": (0, pressure.register - lo),
@@ -242,6 +241,8 @@ def parse_link_options(t, *, default_preset: str | None = None) -> dict:
             d = devs.sub(key)
             per[key] = _parse_layout(d, default_preset=None)
             d.done()
+            if "max_registers" in out and "max_registers" not in per[key]:
+                per[key]["max_registers"] = out["max_registers"]  # the link's, inherited
             _check(t, f"devices.{key}", per[key])
         devs.done()
         out["devices"] = per
