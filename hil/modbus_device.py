@@ -200,6 +200,17 @@ def _valid_end(buf: bytearray) -> int | None:
     return None
 
 
+def _resync(buf: bytearray) -> int:
+    """The offset of the first complete request of a known length (CRC good) after
+    the start of ``buf``, or 0."""
+    for i in range(1, len(buf) - 3):
+        rest = buf[i:]
+        want = _expected_len(rest)
+        if want is not None and len(rest) >= want and crc16(memoryview(rest)[:want]) == 0:
+            return i
+    return 0
+
+
 class ModbusLine:
     """The devices on one RS-485 line; ``feed`` the host's bytes, get the line's answer."""
 
@@ -230,6 +241,11 @@ class ModbusLine:
         while len(buf) >= 4:
             end = _valid_end(buf)
             if end is None:
+                skip = _resync(buf)
+                if skip:  # noise before a complete request: drop the noise
+                    del buf[:skip]
+                    self.counters.bad_frames += skip
+                    continue
                 want = _expected_len(buf)
                 if len(buf) < (want if want is not None else MAX_UNKNOWN_FRAME):
                     break  # perhaps more of the frame comes

@@ -259,6 +259,12 @@ def _check(t, where: str, opts: dict) -> None:
         raise ConfigError(t.path, t.name(key), str(exc)) from None
 
 
+def _channel(keys: dict, unit: str) -> Channel:
+    fields = {k: v for k, v in keys.items() if k in _CHANNEL_KEYS}
+    fields.setdefault("unit", unit)
+    return Channel(**fields)
+
+
 def layout_from_options(opts: dict) -> Layout:
     """The ``Layout`` of one device from its validated keys (``parse_link_options``)."""
     if "preset" in opts:
@@ -269,9 +275,9 @@ def layout_from_options(opts: dict) -> Layout:
             )
         layout = base
     else:
-        p = Channel(**{k: opts["pressure"][k] for k in _CHANNEL_KEYS})
+        p = _channel(opts["pressure"], "Pa")
         tt = opts.get("temperature")
-        t = Channel(**{k: tt[k] for k in _CHANNEL_KEYS}) if tt else None
+        t = _channel(tt, "C") if tt else None
         layout = Layout(p, t, opts.get("max_registers", MAX_REGISTERS))
     for ch in (layout.pressure, layout.temperature):
         if ch is not None and ch.count > layout.max_registers:
