@@ -59,7 +59,7 @@ def _devices(*addrs, layout=KELLER, p_pa=101_325.0):
     return out
 
 
-def _driver(url, addrs, rate_hz=20.0, **kw):
+def _driver(url, addrs, rate_hz=50.0, **kw):
     kw.setdefault("reply_timeout_s", 0.1)
     return ModbusDriver(
         "bus0", url, targets=[PollTarget(a, rate_hz) for a in addrs], baudrate=115200, **kw
@@ -101,8 +101,10 @@ def test_keller_preset_identifies_then_samples_flow_in_one_read_each(decode):
         assert np.all(mine["status"] == 0)
     bus = h.bus
     assert bus.timeouts == 0 and bus.crc_errors == 0 and bus.exceptions == {}
-    # one firmware read per device, then one 4-register read per sample
-    assert bus.transactions == bus.replies == bus.samples + 2
+    # one firmware read per device, then one 4-register read per sample (the
+    # counters are read while polling goes on: one transaction may be in flight)
+    assert bus.replies <= bus.transactions <= bus.replies + 1
+    assert bus.samples + 2 <= bus.replies <= bus.samples + 3
 
 
 def test_a_generic_layout_with_units_word_order_and_two_reads():
@@ -116,7 +118,8 @@ def test_a_generic_layout_with_units_word_order_and_two_reads():
     assert len(ids) == 1 and ids[0].model == "Modbus" and ids[0].firmware == 0
     assert np.allclose(s["pressure_pa"], 101_328.0, atol=1.0)  # 0.01 hPa steps
     assert np.allclose(s["temperature_c"], 24.0, atol=0.1)  # 0.1 K steps
-    assert bus.transactions == bus.replies == 2 * bus.samples
+    assert bus.replies <= bus.transactions <= bus.replies + 1  # one may be in flight
+    assert 2 * bus.samples <= bus.replies <= 2 * bus.samples + 2
     assert np.all(s["status"] == 0)
 
 
@@ -143,7 +146,7 @@ def test_converter_echo_is_stripped():
 
 def test_a_silent_device_times_out_backs_off_and_the_others_keep_going():
     with ModbusServer(_devices(1)) as srv:
-        drv = _driver(srv.url, [1, 9], rate_hz=50.0, backoff_max_s=0.3)
+        drv = _driver(srv.url, [1, 9], reply_timeout_s=0.03, backoff_max_s=0.3)
         with drv:
             s, _ = _collect(drv, lambda s, f: len(s) >= 40)
             bus = drv.health().bus
@@ -213,7 +216,7 @@ def _hostile(seed):
 
 def test_a_hostile_stream_never_crashes_and_is_counted():
     with ModbusServer(_devices(1), tamper=_hostile(5)) as srv:
-        drv = _driver(srv.url, [1], reply_timeout_s=0.05, backoff_max_s=0.2)
+        drv = _driver(srv.url, [1], rate_hz=100.0, reply_timeout_s=0.03, backoff_max_s=0.1)
         with drv:
             s, _ = _collect(drv, lambda s, f: len(s) >= 30, timeout_s=15)
             h = drv.health()

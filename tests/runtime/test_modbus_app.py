@@ -1,4 +1,4 @@
-"""``MonitorApp`` with a modbus link, in process, on a sped-up clock: the example
+"""``MonitorApp`` with a modbus link, in process, on a sped-up clock (4x): the example
 configuration (a KELLER in Modbus mode and a generic transmitter) pointed at an
 emulated line polls both at the configured rate and shows the bus in ``status``."""
 
@@ -34,17 +34,17 @@ def test_monitor_app_polls_a_modbus_line_on_a_scaled_clock(tmp_path):
         ).replace('directory = "."', f'directory = "{tmp_path / "out"}"')
         cfg = tmp_path / "modbus.toml"
         cfg.write_text(text, encoding="utf-8")
-        app = MonitorApp(load_runtime_config(str(cfg)), clock=ScaledClock(2.0))
+        app = MonitorApp(load_runtime_config(str(cfg)), clock=ScaledClock(4.0))
         try:
             app.start()
-            app.run(until_s=app.clock.now_ns() / 1e9 + 6.0)  # 6 clock s, 3 wall s
+            app.run(until_s=app.clock.now_ns() / 1e9 + 6.0)  # 6 clock s, 1.5 wall s
             status = app._command({"cmd": "status"}, app.clock.now_ns() / 1e9)
             h = app.drivers["rs485"].health()
             ids = dict(app._identities)
         finally:
             app.close()
     bus = h.bus
-    # 2 sensors x 5 Hz on the loop's clock, which runs twice as fast as the wall
+    # 2 sensors x 5 Hz on the loop's clock, which runs 4 times as fast as the wall
     assert bus.target_rate_hz == 10.0
     assert 7.0 < bus.poll_rate_hz < 12.0, bus
     assert 20 < h.samples_in < 6 * 10 + 10

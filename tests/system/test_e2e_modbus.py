@@ -71,7 +71,7 @@ volume = "cabin"
 [[faults]]
 sensor = "cabin-generic"
 kind = "dropout"
-start = "4s"
+start = "7s"
 duration = "2s"
 """
 
