@@ -278,3 +278,25 @@ def test_line_budget_numbers_and_message():
     )
     mixed = modbus_budget("bus0", [10.0] * 3, 9600, {"preset": "keller", "devices": {"2": GENERIC}})
     assert mixed.need_s == pytest.approx(b.need_s)  # the slowest layout, for every sensor
+
+
+def test_one_transaction_in_flight_and_the_sample_time_is_its_middle():
+    with ModbusServer(_devices(1, 2), reply_delay_s=0.02) as srv:
+        drv = _driver(srv.url, [1, 2], rate_hz=50.0)  # asks more than 20 ms replies allow
+        with drv:
+            s, _ = _collect(drv, lambda s, f: len(s) >= 10)
+            bus = drv.health().bus
+            epoch = {d.target.addr: d.epoch_s for d in drv.devices}
+        log = list(srv.log)
+    kinds = [k for k, _ in log]
+    # every request waits for the previous answer: rx and tx strictly alternate
+    assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False)), kinds[:40]
+    assert bus.overruns > 0 and bus.poll_rate_hz < 100.0
+    # the sample's time (epoch + t_us) lies inside a transaction, >= 5 ms from its ends
+    rx = [t for k, t in log if k == "rx"]
+    tx = [t for k, t in log if k == "tx"]
+    for rec in s[-5:]:
+        t = epoch[int(rec["addr"])] + rec["t_us"] * 1e-6
+        start = max(r for r in rx if r <= t + 0.002)
+        end = min(x for x in tx if x >= start)
+        assert start - 0.002 <= t <= end and min(t - start, end - t) > 0.005
