@@ -150,6 +150,13 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
         if name not in used:
             raise raw_links.err(name, "no sensor uses this link")
     _check_addresses(monitor, links)
+    for name, link in links.items():  # per-device tables (modbus) name a sensor of the link
+        addrs = {s.addr for s in monitor.sensors if s.link == name}
+        for key in link.options.get("devices", {}):
+            if int(key) not in addrs:
+                raise raw_links.err(
+                    f"{name}.devices.{key}", f"no sensor at address {key} on {name}"
+                )
     for name, link in links.items():
         fam = FAMILIES[link.driver]
         if fam.budget is not None:

@@ -76,6 +76,10 @@ def test_the_modbus_example_is_accepted():
         ),
         ((("^scale = 0.01 .*$", "scale = 0.01\nbits = 32"),), ("bits", "unknown key")),
         (
+            (("^addr = 2$", "addr = 3"),),
+            ("links.rs485.devices.2", "no sensor at address 2 on rs485"),
+        ),
+        (
             (('driver = "modbus"', 'driver = "native"'), ("^reply_timeout_s.*$", "")),
             ("links.rs485.preset", "unknown key"),
         ),
