@@ -37,6 +37,24 @@ def _keller_budget(link: str, rates_hz: Sequence[float], baudrate: int, options:
     return keller_budget(link, rates_hz, baudrate)
 
 
+def _modbus_driver():
+    from drivers.modbus.driver import ModbusDriver
+
+    return ModbusDriver
+
+
+def _modbus_budget(link: str, rates_hz: Sequence[float], baudrate: int, options: dict):
+    from drivers.modbus.driver import modbus_budget
+
+    return modbus_budget(link, rates_hz, baudrate, options)
+
+
+def _modbus_link_options(table) -> dict:
+    from drivers.modbus.layout import parse_link_options
+
+    return parse_link_options(table)
+
+
 @dataclass(frozen=True)
 class Family:
     """One transducer family.
@@ -66,6 +84,14 @@ FAMILIES: dict[str, Family] = {
     "native": Family("native", (1, 247), _native_driver),
     "keller": Family(
         "keller", (1, 250), _keller_driver, polled=True, exclusive_addr=250, budget=_keller_budget
+    ),
+    "modbus": Family(
+        "modbus",
+        (1, 247),
+        _modbus_driver,
+        polled=True,
+        budget=_modbus_budget,
+        link_options=_modbus_link_options,
     ),
 }
 

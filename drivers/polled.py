@@ -1,6 +1,6 @@
 """Polled multi-drop buses: the schedule, one transaction in flight, the line budget.
 
-A polled family (KELLER bus now; Modbus RTU and Digiquartz are meant to
+A polled family (KELLER bus and Modbus RTU now; Digiquartz is meant to
 follow) answers requests instead of streaming.  ``PolledDriver`` is a
 ``TransducerDriver`` (the link, reconnects, capture tap, hand-over and health
 come from the base) that adds the policy every such bus needs:

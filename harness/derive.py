@@ -21,7 +21,7 @@ DERIVED_LOOP_RATE_HZ = 1.0
 def link_tables(scenario, urls: dict[str, str]) -> dict[str, dict]:
     """``[links.NAME]`` tables for ``scenario``'s links served on ``urls``: a link
     is read by the driver of the family its devices speak (a polled one with the
-    scenario's converter echo)."""
+    scenario's converter echo and the family's own keys, e.g. a Modbus layout)."""
     by_name = {lk.name: lk for lk in scenario.links}
     out: dict[str, dict] = {}
     for name, url in urls.items():
@@ -31,6 +31,7 @@ def link_tables(scenario, urls: dict[str, str]) -> dict[str, dict]:
             table.update(driver=link.protocol)
             if FAMILIES[link.protocol].polled:
                 table.update(echo=link.echo)
+            table.update(link.options)  # the family's own keys, in the monitor's shape
         out[name] = table
     return out
 

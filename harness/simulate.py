@@ -237,6 +237,7 @@ def polled_drivers(
             baudrate=lk.baud,
             echo=lk.echo,
             transport=line,
+            **lk.options,  # the family's own link keys, in the configuration's shape
         )
     return out
 

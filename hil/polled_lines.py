@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from drivers.modbus.layout import layouts_from_options, parse_link_options
 from hil.keller_device import KellerDevice, KellerLine
+from hil.modbus_device import ModbusDevice, ModbusLine
 
 #: the gap that drops a partial request, in emulator time: longer than a runner
 #: tick at any speed, so a request split over two reads survives
@@ -37,5 +39,19 @@ def keller_line(link, sensors) -> KellerLine:
     return KellerLine(devices, echo=link.echo, gap_s=PARTIAL_GAP_S)
 
 
-LINES: dict[str, Callable] = {"keller": keller_line}
-LINK_OPTIONS: dict[str, Callable] = {}
+def modbus_line(link, sensors) -> ModbusLine:
+    base, per = layouts_from_options(link.options or {"preset": "keller"})
+    devices = [
+        ModbusDevice(s.cfg.addr, per.get(s.cfg.addr, base), s.cfg.range_min_pa, s.cfg.range_max_pa)
+        for s in sensors
+    ]
+    return ModbusLine(devices, echo=link.echo, gap_s=PARTIAL_GAP_S)
+
+
+def modbus_link_options(table) -> dict:
+    """A scenario's modbus link: the monitor's keys; none means ``preset = "keller"``."""
+    return parse_link_options(table, default_preset="keller")
+
+
+LINES: dict[str, Callable] = {"keller": keller_line, "modbus": modbus_line}
+LINK_OPTIONS: dict[str, Callable] = {"modbus": modbus_link_options}

@@ -12,10 +12,24 @@ Every mistake raises ``ConfigError(file, dotted key, problem)``.
     echo = false               # polled: the RS-485 converter echoes every request
     reply_timeout_s = 0.2      # polled: the reply window after a request is on the wire
 
+    # driver = "modbus" (drivers.modbus.layout): the register layout
+    preset = "keller"          # KELLER in Modbus mode: 0x0100 P1 + TOB1, one FC3 read
+    max_registers = 4          # per read (default 125)
+    [links.station.pressure]   # instead of a preset, with [links.station.temperature]:
+    register = 0               #   wire address 0..65535
+    function = 3               #   3 holding, 4 input registers
+    type = "float32"           #   float32, int32, uint32, int16, uint16
+    word_order = "big"         #   32-bit values: "big" or "little" (low word first)
+    scale = 1.0                #   value = raw * scale + offset, in unit
+    offset = 0.0
+    unit = "Pa"                #   Pa, hPa, kPa, bar, mbar, psi; temperature C, K
+    [links.station.devices.2]  # sensor 2 differs: the same keys (preset or tables)
+
 Sensor addresses: native 1..247; keller 1..249, or 250 (the transparent
-address) only as the one sensor of its link.  A keller link whose sensors'
-rates ask more line time than its baud rate carries is refused with the
-numbers (``drivers.keller.driver.keller_budget``).
+address) only as the one sensor of its link; modbus 1..247.  A polled link
+(keller, modbus) whose sensors' rates ask more line time than its baud rate
+carries is refused with the numbers (``drivers.keller.driver.keller_budget``,
+``drivers.modbus.driver.modbus_budget``).
 
     [outputs]
     directory = "/var/lib/cabinwatch"   # relative paths below are taken from here;
@@ -136,6 +150,13 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
         if name not in used:
             raise raw_links.err(name, "no sensor uses this link")
     _check_addresses(monitor, links)
+    for name, link in links.items():  # per-device tables (modbus) name a sensor of the link
+        addrs = {s.addr for s in monitor.sensors if s.link == name}
+        for key in link.options.get("devices", {}):
+            if int(key) not in addrs:
+                raise raw_links.err(
+                    f"{name}.devices.{key}", f"no sensor at address {key} on {name}"
+                )
     for name, link in links.items():
         fam = FAMILIES[link.driver]
         if fam.budget is not None:

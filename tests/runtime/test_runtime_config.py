@@ -77,7 +77,7 @@ def _link_without_url(d):
 
 
 def _unknown_driver(d):
-    d["links"]["bus0"]["driver"] = "modbus"
+    d["links"]["bus0"]["driver"] = "profibus"
 
 
 def _bad_baudrate(d):
