@@ -187,6 +187,9 @@ class _Pending:
     echo_left: int
     result: Scan | None = None
     saw_crc_error: bool = False
+    #: the driver's clock and sample clock when the reader completed the reply
+    t_reply: float = math.nan
+    s_reply: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,8 @@ class SerialTransport:
                     break
                 d._rx_cond.wait(left)
             d._pending = None
+        if tx.result is not None:  # ended when the reader had the reply, not when we woke
+            return Exchange(t_write, tx.t_reply, s_write, tx.s_reply)
         return Exchange(t_write, d.clock(), s_write, d.sample_clock())
 
 
@@ -512,6 +517,7 @@ class PolledDriver(TransducerDriver):
                 continue
             del buf[: scan.size]
             tx.result = scan
+            tx.t_reply, tx.s_reply = self.clock(), self.sample_clock()
             self._rx_cond.notify_all()
         if tx.result is not None and buf:
             self._c["bytes_unsolicited"] += len(buf)
