@@ -37,6 +37,24 @@ def _keller_budget(link: str, rates_hz: Sequence[float], baudrate: int, options:
     return keller_budget(link, rates_hz, baudrate)
 
 
+def _digiquartz_driver():
+    from drivers.digiquartz.driver import DigiquartzDriver
+
+    return DigiquartzDriver
+
+
+def _digiquartz_budget(link: str, rates_hz: Sequence[float], baudrate: int, options: dict):
+    from drivers.digiquartz.driver import digiquartz_budget
+
+    return digiquartz_budget(link, rates_hz, baudrate, options)
+
+
+def _digiquartz_link_options(table) -> dict:
+    from drivers.digiquartz.driver import link_options
+
+    return link_options(table)
+
+
 @dataclass(frozen=True)
 class Family:
     """One transducer family.
@@ -51,6 +69,10 @@ class Family:
     of a ``[links.NAME]`` table (a ``common.tomltable.Table``; errors through
     ``table.err``); the dict is ``LinkConfig.options``, passed to the driver as
     keyword arguments and to ``budget``.
+
+    ``scenario_keys``: keys of a scenario link's ``options`` that a monitor
+    configuration derived from the scenario (``harness.derive``) copies to
+    its ``[links.NAME]`` table (the same meaning on both sides).
     """
 
     name: str
@@ -60,12 +82,23 @@ class Family:
     exclusive_addr: int | None = None
     budget: Callable[[str, Sequence[float], int, dict], LineBudget] | None = None
     link_options: Callable[[object], dict] | None = None
+    scenario_keys: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, Family] = {
     "native": Family("native", (1, 247), _native_driver),
     "keller": Family(
         "keller", (1, 250), _keller_driver, polled=True, exclusive_addr=250, budget=_keller_budget
+    ),
+    # IDs 1..98; 99 ("every device") is never a sensor's address
+    "digiquartz": Family(
+        "digiquartz",
+        (1, 98),
+        _digiquartz_driver,
+        polled=True,
+        budget=_digiquartz_budget,
+        link_options=_digiquartz_link_options,
+        scenario_keys=("pressure_integration_ms", "temperature_integration_ms"),
     ),
 }
 

@@ -303,9 +303,17 @@ class PolledDriver(TransducerDriver):
         super().stop()
 
     # -- transactions ----------------------------------------------------------------
-    def transact(self, request: bytes, expect: object, reply_size: int) -> TxResult:
+    def transact(
+        self,
+        request: bytes,
+        expect: object,
+        reply_size: int,
+        reply_timeout_s: float | None = None,
+    ) -> TxResult:
         """Send ``request`` and wait for its reply (``expect`` goes to ``_scan``;
-        ``reply_size`` bytes when normal); one transaction at a time; counted."""
+        ``reply_size`` bytes when normal); one transaction at a time; counted.
+        ``reply_timeout_s``: this request's reply window (default: the link's),
+        for a device whose reply delay depends on the request."""
         with self._tx_lock:
             wait = self._ready_at_s - self.clock()
             if wait > 0:
@@ -328,7 +336,8 @@ class PolledDriver(TransducerDriver):
             wire = wire_s(
                 len(request) + reply_size + (len(request) if self.echo else 0), self.baudrate
             )
-            deadline = t_write + wire + self.reply_timeout_s
+            window = self.reply_timeout_s if reply_timeout_s is None else reply_timeout_s
+            deadline = t_write + wire + window
             with self._rx_cond:
                 while tx.result is None and not self._stop_poll.is_set():
                     left = deadline - self.clock()

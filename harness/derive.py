@@ -29,8 +29,10 @@ def link_tables(scenario, urls: dict[str, str]) -> dict[str, dict]:
         link = by_name.get(name)
         if link is not None and link.protocol != "native":
             table.update(driver=link.protocol)
-            if FAMILIES[link.protocol].polled:
+            fam = FAMILIES[link.protocol]
+            if fam.polled:
                 table.update(echo=link.echo)
+            table.update({k: link.options[k] for k in fam.scenario_keys if k in link.options})
         out[name] = table
     return out
 
