@@ -20,7 +20,8 @@
 LF ends one; a line longer than ``MAX_COMMAND_LINE`` or a gap longer than
 ``gap_s`` drops what was collected), each line into its ``*`` commands, runs
 each on the device with its ID (99: every powered device, each answering with
-its own ID; another ID: ignored) and returns the replies at once: the reply
+its own ID; another ID: ignored) and returns the replies at once (after an
+echo of the host's bytes with ``echo``, an RS-485 converter's): the reply
 delay (about PI + TI for P3) is not modelled.  ``emit(t0_s, t1_s, powered)``
 returns the continuous output due in (t0_s, t1_s]: every line of a call
 carries the latest conversion (the emulator refreshes it per block).
@@ -190,10 +191,11 @@ class LineCounters:
 class DigiquartzLine:
     """The devices on one line; ``feed`` the host's bytes, ``emit`` the continuous output."""
 
-    def __init__(self, devices: list[DigiquartzDevice], *, gap_s: float = 0.5):
+    def __init__(self, devices: list[DigiquartzDevice], *, echo: bool = False, gap_s: float = 0.5):
         self.devices = {d.addr: d for d in devices}
         if len(self.devices) != len(devices):
             raise ValueError("two devices at one ID")
+        self.echo = echo
         self.gap_s = gap_s
         self.counters = LineCounters()
         self._buf = bytearray()
@@ -201,7 +203,7 @@ class DigiquartzLine:
 
     def feed(self, data: bytes, t_s: float, powered=lambda addr: True) -> list[bytes]:
         """Host bytes at emulator time ``t_s`` -> the reply lines, in order."""
-        out: list[bytes] = []
+        out: list[bytes] = [bytes(data)] if self.echo and data else []
         if t_s - self._last_t_s > self.gap_s and self._buf:
             self.counters.bad_commands += 1
             self._buf.clear()

@@ -56,7 +56,7 @@ def digiquartz_line(link, sensors) -> DigiquartzLine:
         )
         for s in sensors
     ]
-    return DigiquartzLine(devices, gap_s=PARTIAL_GAP_S)
+    return DigiquartzLine(devices, echo=link.echo, gap_s=PARTIAL_GAP_S)
 
 
 def digiquartz_link_options(t) -> dict:

@@ -395,7 +395,9 @@ class DigiquartzDriver(PolledDriver):
                     self._consume(tx)
                     continue
                 chunk = ln.size
-                if ln.kind is LineKind.NOISE or ln.dest != wire.HOST_ID:
+                if self.echo and ln.kind is LineKind.LINE and ln.src == wire.HOST_ID:
+                    pass  # the converter's echo of a start command (sent outside a transaction)
+                elif ln.kind is LineKind.NOISE or ln.dest != wire.HOST_ID:
                     self._c["bytes_discarded"] += chunk
                 else:
                     dev = self._by_id.get(ln.src)

@@ -180,6 +180,18 @@ def test_replies_from_another_id_are_skipped_and_counted():
     assert bus.bytes_discarded == bus.foreign_replies * len(wire.reply(7, "99.999"))
 
 
+@pytest.mark.parametrize("mode", ["polled", "continuous"])
+def test_converter_echo_is_stripped(mode):
+    devs = _devices(1, pi_ms=25, ti_ms=15)
+    with LineServer(DigiquartzLine(devs, echo=True)) as srv:
+        with _driver(srv.url, [1], rate_hz=20.0, echo=True, mode=mode) as drv:
+            s, _ = _collect(drv, lambda s, f: len(s) >= 8)
+            bus = drv.health().bus
+    assert len(s) >= 8 and bus.echo_errors == 0 and bus.timeouts == 0
+    assert bus.bytes_discarded == 0
+    assert np.allclose(s["pressure_pa"], P_PA + 1, atol=0.01)
+
+
 def test_a_silent_device_times_out_backs_off_and_the_others_keep_going():
     with LineServer(DigiquartzLine(_devices(1))) as srv:
         with _driver(srv.url, [1, 9], rate_hz=40.0, backoff_max_s=0.5) as drv:

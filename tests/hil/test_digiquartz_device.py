@@ -123,3 +123,8 @@ def test_ids_are_1_to_98_and_unique():
         DigiquartzDevice(99, 1)
     with pytest.raises(ValueError):
         DigiquartzLine([DigiquartzDevice(1, 1), DigiquartzDevice(1, 2)])
+
+
+def test_echo_comes_back_before_the_reply():
+    line = DigiquartzLine([DigiquartzDevice(1, 5)], echo=True)
+    assert line.feed(b"*0100SN\r\n", 0.0) == [b"*0100SN\r\n", b"*0001SN=5\r\n"]
