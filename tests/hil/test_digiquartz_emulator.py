@@ -95,3 +95,14 @@ def test_a_reboot_stops_the_output_and_a_dropout_is_silent():
 def test_scenario_link_keys_are_checked(link, needle):
     with pytest.raises(ConfigError, match=needle):
         dq_scenario(**link)
+
+
+def test_a_sensor_id_above_98_is_refused_in_the_scenario():
+    data = {
+        "scenario": {"duration": "1h"},
+        "volumes": [{"name": "lab", "volume_m3": 100.0}],
+        "links": [{"name": "bus0", "protocol": "digiquartz"}],
+        "sensors": [{"addr": 99, "volume": "lab"}],
+    }
+    with pytest.raises(ConfigError, match=r"sensors\[0\]\.addr: must be in 1..98 on a digiquartz"):
+        parse_scenario(data, "dq.toml")
