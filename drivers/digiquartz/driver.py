@@ -258,7 +258,7 @@ class DigiquartzDriver(PolledDriver):
             r = self.call(dev, cmd)
             if r.status is TxStatus.LINK_DOWN:
                 return False
-            v = _int(r.data) if r.ok else None
+            v = int(r.data) if r.ok and r.data.isdigit() else None
             integ.append(v if v is not None and 0 < v <= 600_000 else assumed)
         dev.info["integration_ms"] = tuple(integ)
         if integ[0] > self.assumed_ms[0] or integ[1] > self.assumed_ms[1]:
@@ -298,7 +298,7 @@ class DigiquartzDriver(PolledDriver):
             r = self.call(dev, "UN", req)
         if not r.ok:
             return False
-        code = _int(r.data)
+        code = int(r.data) if r.data.isdigit() else None
         if code is None or not 1 <= code <= 8:
             log.warning("link %s: device %02d reports unit %r", self.name, dev.addr, r.data)
             return False
