@@ -434,9 +434,13 @@ class DigiquartzDriver(PolledDriver):
         if temp is None:
             return None
         t_s = self.sample_clock()
-        if t_s - info.get("last_emit_s", -math.inf) < 0.9 * dev.period_s:
-            return None  # faster than configured: decimated
-        info["last_emit_s"] = t_s
+        # faster than configured: decimated on the configured period's grid (lines
+        # arriving in bursts keep the configured rate on average)
+        period = dev.period_s
+        due = info.get("next_emit_s", -math.inf)
+        if t_s < due - 0.1 * period:
+            return None
+        info["next_emit_s"] = due + period if t_s - due < period else t_s + period
         return dev, t_s, v * info["pa_per_unit"], temp
 
     def _reset(self, now_s: float):
