@@ -32,10 +32,10 @@ def test_monitor_app_polls_a_digiquartz_line_on_a_scaled_clock(tmp_path):
         ).replace('directory = "."', f'directory = "{tmp_path / "out"}"')
         cfg = tmp_path / "dq.toml"
         cfg.write_text(text, encoding="utf-8")
-        app = MonitorApp(load_runtime_config(str(cfg)), clock=ScaledClock(2.0))
+        app = MonitorApp(load_runtime_config(str(cfg)), clock=ScaledClock(5.0))
         try:
             app.start()
-            app.run(until_s=app.clock.now_ns() / 1e9 + 8.0)  # 8 clock s, 4 wall s
+            app.run(until_s=app.clock.now_ns() / 1e9 + 8.0)  # 8 clock s, 1.6 wall s
             line = app.view().links["rs485"]
             status = app._command({"cmd": "status"}, app.clock.now_ns() / 1e9)
             h = app.drivers["rs485"].health()
