@@ -55,6 +55,24 @@ def _modbus_link_options(table) -> dict:
     return parse_link_options(table)
 
 
+def _digiquartz_driver():
+    from drivers.digiquartz.driver import DigiquartzDriver
+
+    return DigiquartzDriver
+
+
+def _digiquartz_budget(link: str, rates_hz: Sequence[float], baudrate: int, options: dict):
+    from drivers.digiquartz.driver import digiquartz_budget
+
+    return digiquartz_budget(link, rates_hz, baudrate, options)
+
+
+def _digiquartz_link_options(table) -> dict:
+    from drivers.digiquartz.driver import link_options
+
+    return link_options(table)
+
+
 @dataclass(frozen=True)
 class Family:
     """One transducer family.
@@ -69,6 +87,11 @@ class Family:
     of a ``[links.NAME]`` table (a ``common.tomltable.Table``; errors through
     ``table.err``); the dict is ``LinkConfig.options``, passed to the driver as
     keyword arguments and to ``budget``.
+
+    ``scenario_keys``: keys of a scenario link's ``options`` that a monitor
+    configuration derived from the scenario (``harness.derive``) copies to
+    its ``[links.NAME]`` table (the same meaning on both sides); None: all of
+    them (a family whose scenario keys are its monitor keys, like Modbus).
     """
 
     name: str
@@ -78,6 +101,12 @@ class Family:
     exclusive_addr: int | None = None
     budget: Callable[[str, Sequence[float], int, dict], LineBudget] | None = None
     link_options: Callable[[object], dict] | None = None
+    scenario_keys: tuple[str, ...] | None = ()
+
+    def monitor_options(self, scenario_options: dict) -> dict:
+        """The part of a scenario link's ``options`` a monitor's driver takes."""
+        keys = scenario_options if self.scenario_keys is None else self.scenario_keys
+        return {k: scenario_options[k] for k in keys if k in scenario_options}
 
 
 FAMILIES: dict[str, Family] = {
@@ -92,6 +121,17 @@ FAMILIES: dict[str, Family] = {
         polled=True,
         budget=_modbus_budget,
         link_options=_modbus_link_options,
+        scenario_keys=None,  # the layout keys mean the same to the emulator and the driver
+    ),
+    # IDs 1..98; 99 ("every device") is never a sensor's address
+    "digiquartz": Family(
+        "digiquartz",
+        (1, 98),
+        _digiquartz_driver,
+        polled=True,
+        budget=_digiquartz_budget,
+        link_options=_digiquartz_link_options,
+        scenario_keys=("pressure_integration_ms", "temperature_integration_ms"),
     ),
 }
 

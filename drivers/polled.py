@@ -1,7 +1,7 @@
 """Polled multi-drop buses: the schedule, one transaction in flight, the line budget.
 
-A polled family (KELLER bus and Modbus RTU now; Digiquartz is meant to
-follow) answers requests instead of streaming.  ``PolledDriver`` is a
+A polled family (KELLER bus, Modbus RTU, Paroscientific Digiquartz) answers
+requests instead of streaming.  ``PolledDriver`` is a
 ``TransducerDriver`` (the link, reconnects, capture tap, hand-over and health
 come from the base) that adds the policy every such bus needs:
 
@@ -185,6 +185,10 @@ class _Pending:
     request: bytes
     expect: object
     echo_left: int
+    #: this request's reply window after the wire time (None: the link's)
+    reply_timeout_s: float | None = None
+    #: the device's delay before this reply (None: the driver's ``reply_delay_s``)
+    reply_delay_s: float | None = None
     result: Scan | None = None
     saw_crc_error: bool = False
     #: the driver's clock and sample clock when the reader completed the reply
@@ -241,7 +245,7 @@ class SerialTransport:
             with d._rx_cond:
                 d._pending = None
             return None
-        deadline = t_write + d.reply_window_s(len(tx.request), reply_size)
+        deadline = t_write + d.reply_window_s(len(tx.request), reply_size, tx.reply_timeout_s)
         with d._rx_cond:
             while tx.result is None and not d._stop_poll.is_set():
                 left = deadline - d.clock()
@@ -304,9 +308,10 @@ class SimulatedLine:
             d._pending = None
         if tx.result is not None:
             echo = n_req if d.echo else 0
-            end = t_req + d.reply_delay_s + wire_s(max(0, len(data) - echo), d.baudrate)
+            delay = d.reply_delay_s if tx.reply_delay_s is None else tx.reply_delay_s
+            end = t_req + delay + wire_s(max(0, len(data) - echo), d.baudrate)
         else:
-            end = t + d.reply_window_s(n_req, reply_size)
+            end = t + d.reply_window_s(n_req, reply_size, tx.reply_timeout_s)
         self.now_s = end
         return Exchange(t, end, t, end)
 
@@ -450,17 +455,34 @@ class PolledDriver(TransducerDriver):
         super().stop()
 
     # -- transactions ----------------------------------------------------------------
-    def reply_window_s(self, request_size: int, reply_size: int) -> float:
+    def reply_window_s(
+        self, request_size: int, reply_size: int, reply_timeout_s: float | None = None
+    ) -> float:
         """How long a transaction waits for its reply after writing the request: the
-        request's and reply's (and an echo's) time on the wire plus ``reply_timeout_s``."""
+        request's and reply's (and an echo's) time on the wire plus ``reply_timeout_s``
+        (default the link's)."""
         echo = request_size if self.echo else 0
-        return wire_s(request_size + reply_size + echo, self.baudrate) + self.reply_timeout_s
+        window = self.reply_timeout_s if reply_timeout_s is None else reply_timeout_s
+        return wire_s(request_size + reply_size + echo, self.baudrate) + window
 
-    def transact(self, request: bytes, expect: object, reply_size: int) -> TxResult:
+    def transact(
+        self,
+        request: bytes,
+        expect: object,
+        reply_size: int,
+        reply_timeout_s: float | None = None,
+        reply_delay_s: float | None = None,
+    ) -> TxResult:
         """Send ``request`` and wait for its reply (``expect`` goes to ``_scan``;
-        ``reply_size`` bytes when normal); one transaction at a time; counted."""
+        ``reply_size`` bytes when normal); one transaction at a time; counted.
+        ``reply_timeout_s``: this request's reply window (default: the link's),
+        for a device whose reply delay depends on the request; ``reply_delay_s``:
+        the device's delay before this reply (default ``self.reply_delay_s``),
+        which a ``SimulatedLine`` charges to the line."""
         with self._tx_lock:
-            tx = _Pending(request, expect, len(request) if self.echo else 0)
+            tx = _Pending(
+                request, expect, len(request) if self.echo else 0, reply_timeout_s, reply_delay_s
+            )
             self._c["transactions"] += 1
             ex = self.transport.exchange(tx, reply_size)
             if ex is None:

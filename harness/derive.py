@@ -29,9 +29,10 @@ def link_tables(scenario, urls: dict[str, str]) -> dict[str, dict]:
         link = by_name.get(name)
         if link is not None and link.protocol != "native":
             table.update(driver=link.protocol)
-            if FAMILIES[link.protocol].polled:
+            fam = FAMILIES[link.protocol]
+            if fam.polled:
                 table.update(echo=link.echo)
-            table.update(link.options)  # the family's own keys, in the monitor's shape
+            table.update(fam.monitor_options(link.options))
         out[name] = table
     return out
 

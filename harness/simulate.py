@@ -229,7 +229,8 @@ def polled_drivers(
                 emulator.scenario.path, f"links.{lk.name}", "a polled link with no sensor to poll"
             )
         line = SimulatedLine(functools.partial(emulator.exchange, lk.name), t0_s)
-        cls = FAMILIES[lk.protocol].load_driver()
+        fam = FAMILIES[lk.protocol]
+        cls = fam.load_driver()
         out[lk.name] = cls(
             lk.name,
             f"sim://{lk.name}",
@@ -237,7 +238,7 @@ def polled_drivers(
             baudrate=lk.baud,
             echo=lk.echo,
             transport=line,
-            **lk.options,  # the family's own link keys, in the configuration's shape
+            **fam.monitor_options(lk.options),  # the family's own keys a monitor takes
         )
     return out
 

@@ -335,7 +335,11 @@ class Emulator:
             blocks = [b for b in blocks if len(b.t_s)]
             if link in self.polled:
                 self._convert(link, blocks)
-                blocks = []  # a polled device only answers requests
+                blocks = []  # a polled device only answers requests...
+                emit = getattr(self.polled[link], "emit", None)
+                if emit is not None:  # ...or streams when asked to (Digiquartz P4/P7)
+                    by_addr = {s.cfg.addr: s for s in self.by_link[link]}
+                    replies.extend(emit(t0, t1, lambda a, m=by_addr: m[a].powered(t1)))
             parts = [b"".join(replies)] if replies else []
             n_rep = len(replies)
             frame_t = [np.full(n_rep, t0)]

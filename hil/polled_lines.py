@@ -9,7 +9,12 @@ A polled line (``hil.keller_device.KellerLine`` and its successors) is what
 * ``devices[addr].latest``: a ``Conversion`` the emulator refreshes from the
   sensor's newest sample (pressure Pa, temperature deg C, SAMPLE status bits);
 * ``devices[addr].power_up()``: a power cycle (the sensor rebooted);
-* ``counters.frames``: requests received (the emulator's ``commands_in``).
+* ``counters.frames``: requests received (the emulator's ``commands_in``);
+* optionally ``emit(t0_s, t1_s, powered) -> list[bytes]``: what the line sends
+  in (t0_s, t1_s] without a request (a Digiquartz's continuous P4/P7
+  output); the emulator calls it on every advance, after refreshing
+  ``latest``, and sends it after that advance's replies.  A line without it
+  (KELLER) only answers.
 
 ``LINES[protocol](link, sensors)`` builds the line of a scenario ``Link`` from
 its ``EmulatedSensor``s; ``drivers.families`` lists the protocols.
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from drivers.digiquartz.values import UNIT_NAMES, unit_code
 from drivers.modbus.layout import layouts_from_options, parse_link_options
+from hil.digiquartz_device import DigiquartzDevice, DigiquartzLine
 from hil.keller_device import KellerDevice, KellerLine
 from hil.modbus_device import ModbusDevice, ModbusLine
 
@@ -53,5 +60,42 @@ def modbus_link_options(table) -> dict:
     return parse_link_options(table, default_preset="keller")
 
 
-LINES: dict[str, Callable] = {"keller": keller_line, "modbus": modbus_line}
-LINK_OPTIONS: dict[str, Callable] = {"modbus": modbus_link_options}
+def digiquartz_line(link, sensors) -> DigiquartzLine:
+    o = link.options
+    devices = [
+        DigiquartzDevice(
+            s.cfg.addr,
+            s.cfg.serial,
+            unit=o.get("unit", 1),
+            pi_ms=o.get("pressure_integration_ms", 100),
+            ti_ms=o.get("temperature_integration_ms", 100),
+        )
+        for s in sensors
+    ]
+    return DigiquartzLine(devices, echo=link.echo, gap_s=PARTIAL_GAP_S)
+
+
+def digiquartz_link_options(t) -> dict:
+    """A digiquartz scenario link: ``unit`` (the devices' UN, by name; default psi,
+    the factory setting) and ``pressure_integration_ms``/``temperature_integration_ms``
+    (their PI/TI, default 100: the continuous output's period)."""
+    out: dict = {}
+    name = t.str("unit", "psi")
+    code = unit_code(name)
+    if code is None:
+        raise t.err("unit", f"unknown unit {name!r} ({', '.join(UNIT_NAMES)})")
+    out["unit"] = code
+    for key in ("pressure_integration_ms", "temperature_integration_ms"):
+        out[key] = t.int(key, 100, lo=1, hi=60_000)
+    return out
+
+
+LINES: dict[str, Callable] = {
+    "keller": keller_line,
+    "modbus": modbus_line,
+    "digiquartz": digiquartz_line,
+}
+LINK_OPTIONS: dict[str, Callable] = {
+    "modbus": modbus_link_options,
+    "digiquartz": digiquartz_link_options,
+}

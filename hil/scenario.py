@@ -574,6 +574,9 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
             raise t.err("name", f"duplicate sensor {sname!r}")
         addrs.add((link, addr))
         links.setdefault(link, Link(link))
+        lo, hi = FAMILIES[links[link].protocol].addresses
+        if not lo <= addr <= hi:  # e.g. Digiquartz IDs 1..98
+            raise t.err("addr", f"must be in {lo}..{hi} on a {links[link].protocol} link")
         s = Sensor(name=sname, link=link, addr=addr, volume=vname, serial=serial, **fields)
         if s.range_max_pa <= s.range_min_pa:
             raise t.err("range_max_pa", "must be above range_min_pa")

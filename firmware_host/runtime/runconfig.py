@@ -7,7 +7,8 @@ Every mistake raises ``ConfigError(file, dotted key, problem)``.
     [links.station]            # one table per link, named as in [[sensors]] link =
     url = "/dev/ttyUSB0"       # any pyserial port or URL: /dev/pts/3, socket://127.0.0.1:7000
     baudrate = 115200
-    driver = "native"          # the transducer family (drivers.families): "native", "keller", ...
+    driver = "native"          # the transducer family (drivers.families): "native", "keller",
+                               # "digiquartz"
     configure = true           # native: IDENTIFY, SET_RATE (rate_hz) and START on connect
     echo = false               # polled: the RS-485 converter echoes every request
     reply_timeout_s = 0.2      # polled: the reply window after a request is on the wire
@@ -30,6 +31,23 @@ address) only as the one sensor of its link; modbus 1..247.  A polled link
 (keller, modbus) whose sensors' rates ask more line time than its baud rate
 carries is refused with the numbers (``drivers.keller.driver.keller_budget``,
 ``drivers.modbus.driver.modbus_budget``).
+
+A digiquartz link (Paroscientific Digiquartz, ASCII ``*DDSSCC``) takes IDs
+1..98 (99 addresses every device: never a sensor's) and its own keys
+(``drivers.digiquartz.driver.link_options``):
+
+    [links.dq]
+    driver = "digiquartz"
+    unit = "hPa"               # set UN at start-up (EW + UN=); absent: read UN and convert
+                               # (psi, hPa, bar, kPa, MPa, inHg, mmHg, mH2O)
+    mode = "polled"            # P3 + Q3 per sample; "continuous": P4/P7 output read as it comes
+    command = "P7"             # continuous only: "P7" (temperature once, then pressure) or "P4"
+    pressure_integration_ms = 100     # PI and TI the line budget assumes (the driver
+    temperature_integration_ms = 100  # reads the devices' own for its reply windows)
+
+Its line budget counts the characters at the baud rate plus the integration
+times (P3 about PI + TI, Q3 TI); a continuous link's output period (P4: PI +
+TI, P7: PI) must be no longer than its fastest sensor's period.
 
     [outputs]
     directory = "/var/lib/cabinwatch"   # relative paths below are taken from here;

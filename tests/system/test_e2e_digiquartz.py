@@ -1,0 +1,125 @@
+"""End to end over Digiquartz ASCII: ``cabinwatch emulate`` with a ``protocol =
+"digiquartz"`` link (devices in psi) on 127.0.0.1 TCP, ``cabinwatch monitor``
+with ``driver = "digiquartz"`` (hPa set at start-up with EW + UN=2).
+
+Samples flow through P3 + Q3, both transducers are identified through SN, MN
+and VR, and a 25 mm hole in the 70 m3 cabin is detected.  Real time (short),
+marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from hil.scenario import load_scenario
+from tests.support.runtime_helpers import CLI, EmulatorProcess, monitor_config, query, write_toml
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+SCENARIO = """
+[scenario]
+name = "digiquartz-leak"
+seed = 7
+duration = "1h"
+max_step = "1s"
+
+[[volumes]]
+name = "cabin"
+volume_m3 = 70
+temperature_c = 22.0
+
+[[leaks]]
+name = "hole"
+volume = "cabin"
+kind = "orifice"
+onset = "10s"
+diameter_mm = 25.0
+cd = 0.61
+
+[[links]]
+name = "bus0"
+protocol = "digiquartz"
+unit = "psi"
+pressure_integration_ms = 20
+temperature_integration_ms = 10
+
+[sensor_defaults]
+rate_hz = 5.0
+lag_s = 0.2
+boot_s = 0.0
+
+[[sensors]]
+name = "cabin-a"
+addr = 1
+volume = "cabin"
+serial = 123401
+
+[[sensors]]
+name = "cabin-b"
+addr = 2
+volume = "cabin"
+serial = 123402
+"""
+
+
+def test_digiquartz_end_to_end_over_tcp_identifies_and_detects_a_leak(tmp_path):
+    path = tmp_path / "dq-leak.toml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    scenario = load_scenario(str(path))
+    emu = EmulatorProcess(str(path), "--tcp", "127.0.0.1:0", "--speed", "1", "--duration", "600")
+    monitor = None
+    try:
+        urls = emu.endpoints(scenario.link_names)
+        assert urls["bus0"].startswith("socket://127.0.0.1:")
+        out = tmp_path / "out"
+        data = monitor_config(scenario, urls, out)
+        assert data["links"]["bus0"] == {
+            "url": urls["bus0"],
+            "driver": "digiquartz",
+            "echo": False,
+            "pressure_integration_ms": 20,
+            "temperature_integration_ms": 10,
+        }
+        data["links"]["bus0"].update(reply_timeout_s=0.2, unit="hPa")
+        data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
+        cfg = write_toml(tmp_path / "monitor.toml", data)
+        monitor = subprocess.Popen(
+            [*CLI, "monitor", "--config", str(cfg), "--duration", "22", "--no-display"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+        _, stderr = monitor.communicate(timeout=90)
+    finally:
+        if monitor is not None and monitor.poll() is None:
+            os.killpg(monitor.pid, signal.SIGKILL)
+            monitor.communicate(timeout=10)
+        emu.kill()
+    assert monitor.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    db = out / "archive.sqlite"
+    n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
+    assert n > 0 and n_p > 0
+    idents = query(db, "SELECT link, addr, model, serial FROM identities")
+    assert sorted((r[0], r[1], r[2], r[3]) for r in idents) == [
+        ("bus0", 1, "DQ 6000-16B", 123401),
+        ("bus0", 2, "DQ 6000-16B", 123402),
+    ]
+    alarms = query(
+        db,
+        "SELECT t_s, level FROM events WHERE source='cabin' AND transition='RAISED' "
+        "AND level IN ('CAUTION', 'WARNING', 'EMERGENCY')",
+    )
+    assert alarms, query(db, "SELECT t_s, source, level, kind, transition FROM events")
+    health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
+    bus = health["bus"]
+    assert health["samples_in"] > 100  # 2 x 5 Hz for ~22 s, minus start-up
+    assert bus["transactions"] > 200 and bus["foreign_replies"] == 0
+    assert bus["timeouts"] <= bus["transactions"] // 20
