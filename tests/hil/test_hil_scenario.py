@@ -15,6 +15,7 @@ from hil.scenario import list_scenarios, load_scenario, parse_time
 SHIPPED = [
     "heater-steps",
     "link-faults",
+    "mixed-buses",
     "nominal",
     "rapid-depress",
     "sensor-faults",
