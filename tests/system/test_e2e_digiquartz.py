@@ -1,9 +1,10 @@
 """End to end over Digiquartz ASCII: ``cabinwatch emulate`` with a ``protocol =
-"digiquartz"`` link (devices in psi) on 127.0.0.1 TCP, ``cabinwatch monitor``
-with ``driver = "digiquartz"`` (hPa set at start-up with EW + UN=2).
+"digiquartz"`` link (devices in psi) on 127.0.0.1 TCP or a pseudo-terminal,
+``cabinwatch monitor`` with ``driver = "digiquartz"`` (hPa set at start-up with
+EW + UN=2): polled (P3 + Q3) over TCP, continuous P7 over the pty.
 
-Samples flow through P3 + Q3, both transducers are identified through SN, MN
-and VR, and a 25 mm hole in the 70 m3 cabin is detected.  Real time (short),
+Samples flow, both transducers are identified through SN, MN and VR, and a
+25 mm hole in the 70 m3 cabin is detected.  Real time (short),
 marked slow.
 """
 
@@ -67,15 +68,21 @@ serial = 123402
 """
 
 
-def test_digiquartz_end_to_end_over_tcp_identifies_and_detects_a_leak(tmp_path):
+@pytest.mark.parametrize(
+    ("where", "mode"),
+    [(["--tcp", "127.0.0.1:0"], "polled"), (["--pty"], "continuous")],
+    ids=["tcp-polled", "pty-continuous"],
+)
+def test_digiquartz_end_to_end_identifies_and_detects_a_leak(tmp_path, where, mode):
     path = tmp_path / "dq-leak.toml"
     path.write_text(SCENARIO, encoding="utf-8")
     scenario = load_scenario(str(path))
-    emu = EmulatorProcess(str(path), "--tcp", "127.0.0.1:0", "--speed", "1", "--duration", "600")
+    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
     monitor = None
     try:
         urls = emu.endpoints(scenario.link_names)
-        assert urls["bus0"].startswith("socket://127.0.0.1:")
+        if where[0] == "--tcp":
+            assert urls["bus0"].startswith("socket://127.0.0.1:")
         out = tmp_path / "out"
         data = monitor_config(scenario, urls, out)
         assert data["links"]["bus0"] == {
@@ -85,7 +92,7 @@ def test_digiquartz_end_to_end_over_tcp_identifies_and_detects_a_leak(tmp_path):
             "pressure_integration_ms": 20,
             "temperature_integration_ms": 10,
         }
-        data["links"]["bus0"].update(reply_timeout_s=0.2, unit="hPa")
+        data["links"]["bus0"].update(reply_timeout_s=0.2, unit="hPa", mode=mode)
         data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
         cfg = write_toml(tmp_path / "monitor.toml", data)
         monitor = subprocess.Popen(
@@ -121,5 +128,9 @@ def test_digiquartz_end_to_end_over_tcp_identifies_and_detects_a_leak(tmp_path):
     health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
     bus = health["bus"]
     assert health["samples_in"] > 100  # 2 x 5 Hz for ~22 s, minus start-up
-    assert bus["transactions"] > 200 and bus["foreign_replies"] == 0
-    assert bus["timeouts"] <= bus["transactions"] // 20
+    assert bus["foreign_replies"] == 0
+    if mode == "polled":
+        assert bus["transactions"] > 200
+        assert bus["timeouts"] <= bus["transactions"] // 20
+    else:  # started once per device (identification, UN, PI, TI, P7), then read as it comes
+        assert bus["transactions"] < 40, bus
