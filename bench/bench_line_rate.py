@@ -5,15 +5,16 @@ emulated device of that family on a pseudo-terminal paced at the baud rate
 (``--baud``: a token bucket of 10 bit times per byte; the bus is half duplex,
 so the host's requests take line time too), and the family's driver in this
 process polls it flat out (one device asked for far more samples than the
-line carries).  The limit is what the baud rate and the protocol's minimum
-gaps allow: request and reply on the wire (the bytes the transactions
-really took: the driver's link counts them) plus the silent interval the
-driver keeps after a reply (KELLER 0.5 ms; Modbus 3.5 characters, 1.75 ms
-above 19200 baud; Digiquartz 1 ms).  The emulated devices answer at once (no
-reply delay, a Modbus device does not wait out the 3.5 characters that end
-a request, a Digiquartz does not integrate), so none of that is counted: a
-real Digiquartz line is limited by its integration times (PI + TI per P3),
-not by this.
+line carries).  The limit is what the baud rate, the devices and the
+protocol's minimum gaps allow: request and reply on the wire (the bytes the
+transactions really took: the driver's link counts them), the devices'
+turnaround before they answer (``hil.polled_lines.REPLY_DELAY_S``, which the
+paced emulator keeps: a KELLER's 1.55 ms, a Modbus device's 3.5 characters
+that end a request; a Digiquartz's integration is not modelled, so 0) and
+the silent interval the driver keeps after a reply (KELLER 0.5 ms; Modbus
+3.5 characters, 1.75 ms above 19200 baud; Digiquartz 1 ms).  A real
+Digiquartz line is limited by its integration times (PI + TI per P3), not
+by this.
 Goal (issue 15): at least 80 % of that limit.  Also reported: the driver's
 CPU per transaction (this process: poll and reader threads).
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from drivers.families import FAMILIES
 from drivers.polled import PollTarget, wire_s
+from hil.polled_lines import REPLY_DELAY_S
 from tests.support.runtime_helpers import EmulatorProcess
 
 RUN_S = 3.0
@@ -156,10 +158,11 @@ def run_case(case: Case, baud: int) -> dict:
     # the limit from the bytes the transactions really took (an ASCII reply is
     # shorter than the budget's longest), else from the family's frame sizes
     size = statistics.median(sizes)
+    turnaround = REPLY_DELAY_S[case.protocol](baud)
     if size == size:  # not NaN
-        limit = 1.0 / (wire_s(size, baud) + case.gap_s(baud))
+        limit = 1.0 / (wire_s(size, baud) + turnaround + case.gap_s(baud))
     else:
-        limit = case.limit_per_s(baud)
+        limit = 1.0 / (1.0 / case.limit_per_s(baud) + turnaround)
     tx_s = statistics.median(rates)
     return {
         "protocol": case.protocol,

@@ -95,6 +95,24 @@ LINES: dict[str, Callable] = {
     "modbus": modbus_line,
     "digiquartz": digiquartz_line,
 }
+
+
+def modbus_turnaround_s(baud: int) -> float:
+    """A Modbus device answers after the 3.5 characters of silence that end a request."""
+    from drivers.modbus.driver import silent_interval_s
+
+    return silent_interval_s(baud)
+
+
+#: each polled family's turnaround on a paced line (``emulate --baud``), from a
+#: request's last byte to the reply's first, s, by baud rate: a KELLER answers
+#: reads in 1.3-1.8 ms (TRANSDUCERS.md; the middle is taken); a Digiquartz
+#: integrates before it answers (PI + TI for P3), which is not modelled: 0
+REPLY_DELAY_S: dict[str, Callable[[int], float]] = {
+    "keller": lambda baud: 0.00155,
+    "modbus": modbus_turnaround_s,
+    "digiquartz": lambda baud: 0.0,
+}
 LINK_OPTIONS: dict[str, Callable] = {
     "modbus": modbus_link_options,
     "digiquartz": digiquartz_link_options,

@@ -33,6 +33,7 @@ from hil.endpoints import (
     TcpEndpoint,
     parse_tcp_address,
 )
+from hil.polled_lines import REPLY_DELAY_S
 from hil.runner import fast_forward
 from hil.runner import run as run_loop
 from hil.scenario import list_scenarios, load_scenario
@@ -239,9 +240,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.start > 0:
             fast_forward(emu, args.start, stop=stop)
+        protocols = {lk.name: lk.protocol for lk in emu.scenario.links}
         for i, link in enumerate(emu.links):
             # a polled bus is half duplex: the host's requests take line time too
             kw["half_duplex"] = link in emu.polled
+            protocol = protocols[link]
+            turnaround = REPLY_DELAY_S.get(protocol)
+            kw["reply_delay_s"] = turnaround(args.baud) if args.baud and turnaround else 0.0
             if args.pty and args.pty_link is not None:
                 try:
                     ep: Endpoint = PtyEndpoint(

@@ -23,7 +23,7 @@ import serial
 from drivers.encode import WIRE_SAMPLE_DTYPE
 from drivers.frames import CommandFrame
 from drivers.protocol import MsgId, Opcode
-from hil.endpoints import PtyEndpoint
+from hil.endpoints import Endpoint, PtyEndpoint
 
 pytestmark = pytest.mark.slow  # real time
 
@@ -431,3 +431,47 @@ def test_max_speed_tcp_waits_for_the_client_and_loses_nothing():
     assert rec["t_us"].min() == 100_000  # from the very first sample
     for addr in range(1, 6):
         assert np.all(np.diff(rec[rec["addr"] == addr]["seq"].astype(int)) == 1)
+
+
+class _LineEndpoint(Endpoint):
+    """An endpoint whose host side is a list: ``host`` bytes to read, ``sent`` what went out."""
+
+    def __init__(self, **kw):
+        super().__init__("bus0", **kw)
+        self.host: list[bytes] = []
+        self.sent: list[tuple[float, bytes]] = []
+
+    def _read_some(self) -> bytes:
+        return self.host.pop(0) if self.host else b""
+
+    def _write_some(self, data: bytes) -> int:
+        self.sent.append((time.monotonic(), bytes(data)))
+        return len(data)
+
+
+@pytest.mark.timeout(10)
+def test_a_half_duplex_line_takes_the_request_the_turnaround_and_the_reply():
+    """A paced polled (RS-485) link: a reply leaves whole once the request (5 bytes),
+    the devices' turnaround and the reply (9 bytes) would have been on the wire;
+    nothing is banked from idle time.  Without half duplex the token bucket lets
+    the same reply out at once."""
+    baud, delay = 9600, 0.004
+    byte_s = 10 / baud
+    ep = _LineEndpoint(baud=baud, half_duplex=True, reply_delay_s=delay)
+    time.sleep(0.1)  # idle line: a token bucket would have saved up bytes here
+    ep.host.append(b"\x01\x49\x01\x50\xd6")
+    t0 = time.monotonic()
+    assert ep.read()
+    ep.write(b"\x01\x49\x3f\x6d\xb1\x53\x00\xe7\x61")
+    assert ep.sent == [] and not ep.wants_write()
+    due = 5 * byte_s + delay + 9 * byte_s
+    assert ep.next_release_s() == pytest.approx(due - (time.monotonic() - t0), abs=0.002)
+    while ep.next_release_s():
+        time.sleep(ep.next_release_s())
+    ep.flush()
+    assert len(ep.sent) == 1 and len(ep.sent[0][1]) == 9
+    assert ep.sent[0][0] - t0 >= due - 1e-4
+    streaming = _LineEndpoint(baud=baud)
+    time.sleep(0.06)
+    streaming.write(b"\x00" * 9)
+    assert len(streaming.sent) == 1 and streaming.next_release_s() is None
