@@ -17,9 +17,9 @@ Run: ``.venv/bin/python -m bench digiquartz``.
 from __future__ import annotations
 
 import statistics
-import time
 import timeit
 
+from bench.common import poll_flat_out
 from drivers.digiquartz import wire
 from drivers.digiquartz.driver import DigiquartzDriver, p3_transaction_s, q3_transaction_s
 from drivers.polled import PollTarget
@@ -38,19 +38,8 @@ def _poll_flat_out() -> tuple[float, float, float]:
         drv = DigiquartzDriver(
             "bench", srv.url, targets=[PollTarget(1, 1e6)], baudrate=115200, silent_s=0.0
         )
-        with drv:
-            while drv.health().bus.samples < 10:
-                drv.drain()
-                time.sleep(0.01)
-            b0 = drv.health().bus
-            w0, c0 = time.monotonic(), time.process_time()
-            while time.monotonic() - w0 < RUN_S:
-                drv.drain()
-                time.sleep(0.05)
-            b1 = drv.health().bus
-            wall, cpu = time.monotonic() - w0, time.process_time() - c0
-    tx = b1.transactions - b0.transactions
-    return tx / wall, (b1.samples - b0.samples) / wall, cpu / tx * 1e6
+        r = poll_flat_out(drv, RUN_S)
+    return r.tx_per_s, r.samples_per_s, r.cpu_us
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.common import poll_flat_out
 from drivers.families import FAMILIES
 from drivers.polled import PollTarget, wire_s
 from hil.polled_lines import REPLY_DELAY_S
@@ -116,27 +116,8 @@ def _measure(case: Case, baud: int, url: str) -> tuple[float, float, float]:
     line per transaction both ways) of one run."""
     driver_cls = FAMILIES[case.protocol].load_driver()
     drv = driver_cls("bench", url, targets=[PollTarget(1, 1e6)], baudrate=baud)
-    with drv:
-        t_end = time.monotonic() + WARM_S + 10.0
-        while drv.health().bus.samples < 5 and time.monotonic() < t_end:
-            drv.drain()
-            time.sleep(0.02)
-        deadline = time.monotonic() + WARM_S
-        while time.monotonic() < deadline:
-            drv.drain()
-            time.sleep(0.02)
-        h0 = drv.health()
-        w0, c0 = time.monotonic(), time.process_time()
-        while time.monotonic() - w0 < RUN_S:
-            drv.drain()
-            time.sleep(0.02)
-        h1 = drv.health()
-        wall, cpu = time.monotonic() - w0, time.process_time() - c0
-    tx = h1.bus.transactions - h0.bus.transactions
-    if not tx:
-        return 0.0, float("nan"), float("nan")
-    on_line = (h1.bytes_in - h0.bytes_in) + (h1.bytes_out - h0.bytes_out)
-    return tx / wall, cpu / tx * 1e6, on_line / tx
+    r = poll_flat_out(drv, RUN_S, warm_s=WARM_S)
+    return r.tx_per_s, r.cpu_us, r.bytes_per_tx
 
 
 def run_case(case: Case, baud: int) -> dict:

@@ -18,9 +18,9 @@ Run: ``.venv/bin/python -m bench modbus``.
 from __future__ import annotations
 
 import statistics
-import time
 import timeit
 
+from bench.common import poll_flat_out
 from drivers.modbus import adapter, fast, wire
 from drivers.modbus.driver import ModbusDriver, read_transaction_s
 from drivers.modbus.layout import KELLER
@@ -45,19 +45,8 @@ def _poll_flat_out(decode: str) -> tuple[float, float]:
             silent_s=0.0,
             decode=decode,
         )
-        with drv:
-            while drv.health().bus.samples < 10:
-                drv.drain()
-                time.sleep(0.01)
-            b0 = drv.health().bus
-            w0, c0 = time.monotonic(), time.process_time()
-            while time.monotonic() - w0 < RUN_S:
-                drv.drain()
-                time.sleep(0.05)
-            b1 = drv.health().bus
-            wall, cpu = time.monotonic() - w0, time.process_time() - c0
-    tx = b1.transactions - b0.transactions
-    return tx / wall, cpu / tx * 1e6
+        r = poll_flat_out(drv, RUN_S)
+    return r.tx_per_s, r.cpu_us
 
 
 def _decode_us() -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import statistics
@@ -10,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 
 def pin_one_core() -> str:
@@ -80,3 +82,43 @@ def checkout(rev: str):
         subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True)
         with contextlib.suppress(OSError):
             os.rmdir(tmp)
+
+
+@dataclass(frozen=True)
+class PollRun:
+    """One flat-out run of a polled driver: transactions and samples per second (wall),
+    CPU microseconds per transaction (this process) and bytes on the line per
+    transaction, both ways."""
+
+    tx_per_s: float
+    samples_per_s: float
+    cpu_us: float
+    bytes_per_tx: float
+
+
+def poll_flat_out(driver, run_s: float = 3.0, warm_s: float = 0.0) -> PollRun:
+    """Start ``driver`` (a ``PolledDriver`` asked for more than its line carries),
+    wait for its first 10 samples (at most 10 s) and ``warm_s``, then count
+    ``run_s`` seconds of its transactions; the driver is stopped on return."""
+    with driver:
+        t_end = time.monotonic() + 10.0
+        while driver.health().bus.samples < 10 and time.monotonic() < t_end:
+            driver.drain()
+            time.sleep(0.01)
+        deadline = time.monotonic() + warm_s
+        while time.monotonic() < deadline:
+            driver.drain()
+            time.sleep(0.02)
+        h0 = driver.health()
+        w0, c0 = time.monotonic(), time.process_time()
+        while time.monotonic() - w0 < run_s:
+            driver.drain()
+            time.sleep(0.02)
+        h1 = driver.health()
+        wall, cpu = time.monotonic() - w0, time.process_time() - c0
+    tx = h1.bus.transactions - h0.bus.transactions
+    if not tx:
+        return PollRun(0.0, 0.0, math.nan, math.nan)
+    on_line = (h1.bytes_in - h0.bytes_in) + (h1.bytes_out - h0.bytes_out)
+    samples = h1.bus.samples - h0.bus.samples
+    return PollRun(tx / wall, samples / wall, cpu / tx * 1e6, on_line / tx)

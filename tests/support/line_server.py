@@ -7,7 +7,7 @@ Digiquartz's continuous output) also sends what it emits, every ``tick_s``.
 ID); ``reply_delay_s`` holds every answer that long; ``log`` records when
 requests came and answers left; ``lock`` is held while the line runs (take it
 to change a device).  Use as a context manager: the thread and sockets are
-closed on exit.  (``tests.support.keller_server`` is the KELLER-only original.)
+closed on exit.  ``KellerServer`` and ``ModbusServer`` are this around their line.
 """
 
 from __future__ import annotations
