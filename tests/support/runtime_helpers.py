@@ -320,3 +320,70 @@ def kill_monitor_once(
         acks_in_telemetry=in_telemetry,
         integrity=integrity,
     )
+
+
+@dataclass
+class MonitorRun:
+    """What ``monitor_against_emulator`` ran: the links' ``urls``, the configuration
+    ``data`` the monitor read, its outputs directory ``out``, exit code and stderr."""
+
+    urls: dict[str, str]
+    data: dict
+    out: Path
+    returncode: int
+    stderr: str
+
+    @property
+    def db(self) -> Path:
+        return self.out / "archive.sqlite"
+
+    def link_health(self, link: str) -> dict:
+        """The link's health as the monitor archived it at exit."""
+        import json
+
+        return json.loads(dict(query(self.db, "SELECT key, value FROM meta"))["link_health"])[link]
+
+
+def monitor_against_emulator(
+    tmp_path: Path,
+    scenario_text: str,
+    where: list[str],
+    monitor_s: float,
+    edit=None,
+    timeout: float = 90.0,
+) -> MonitorRun:
+    """``cabinwatch emulate`` a scenario at 1x on ``where`` (``--pty`` or ``--tcp
+    127.0.0.1:0``) and ``cabinwatch monitor`` its derived configuration for
+    ``monitor_s`` seconds; ``edit(data, urls)`` may change the configuration
+    first (stale periods are 10 for a loaded machine).  Both processes are
+    stopped whatever happens."""
+    from hil.scenario import load_scenario
+
+    path = tmp_path / "scenario.toml"
+    path.write_text(scenario_text, encoding="utf-8")
+    scenario = load_scenario(str(path))
+    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
+    monitor = None
+    out = tmp_path / "out"
+    try:
+        urls = emu.endpoints(scenario.link_names)
+        data = monitor_config(scenario, urls, out)
+        data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
+        if edit is not None:
+            edit(data, urls)
+        cfg = write_toml(tmp_path / "monitor.toml", data)
+        monitor = subprocess.Popen(
+            [*CLI, "monitor", "--config", str(cfg), "--duration", str(monitor_s), "--no-display"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+        _, stderr = monitor.communicate(timeout=timeout)
+    finally:
+        if monitor is not None and monitor.poll() is None:
+            os.killpg(monitor.pid, signal.SIGKILL)
+            monitor.communicate(timeout=10)
+        emu.kill()
+    return MonitorRun(urls, data, out, monitor.returncode, stderr)

@@ -10,15 +10,9 @@ marked slow.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-
 import pytest
 
-from hil.scenario import load_scenario
-from tests.support.runtime_helpers import CLI, EmulatorProcess, monitor_config, query, write_toml
+from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -74,17 +68,9 @@ serial = 123402
     ids=["tcp-polled", "pty-continuous"],
 )
 def test_digiquartz_end_to_end_identifies_and_detects_a_leak(tmp_path, where, mode):
-    path = tmp_path / "dq-leak.toml"
-    path.write_text(SCENARIO, encoding="utf-8")
-    scenario = load_scenario(str(path))
-    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
-    monitor = None
-    try:
-        urls = emu.endpoints(scenario.link_names)
+    def edit(data, urls):
         if where[0] == "--tcp":
             assert urls["bus0"].startswith("socket://127.0.0.1:")
-        out = tmp_path / "out"
-        data = monitor_config(scenario, urls, out)
         assert data["links"]["bus0"] == {
             "url": urls["bus0"],
             "driver": "digiquartz",
@@ -93,25 +79,11 @@ def test_digiquartz_end_to_end_identifies_and_detects_a_leak(tmp_path, where, mo
             "temperature_integration_ms": 10,
         }
         data["links"]["bus0"].update(reply_timeout_s=0.2, unit="hPa", mode=mode)
-        data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
-        cfg = write_toml(tmp_path / "monitor.toml", data)
-        monitor = subprocess.Popen(
-            [*CLI, "monitor", "--config", str(cfg), "--duration", "22", "--no-display"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-        _, stderr = monitor.communicate(timeout=90)
-    finally:
-        if monitor is not None and monitor.poll() is None:
-            os.killpg(monitor.pid, signal.SIGKILL)
-            monitor.communicate(timeout=10)
-        emu.kill()
-    assert monitor.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    db = out / "archive.sqlite"
+
+    run = monitor_against_emulator(tmp_path, SCENARIO, where, 22, edit)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    db = run.db
     n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
     assert n > 0 and n_p > 0
     idents = query(db, "SELECT link, addr, model, serial FROM identities")
@@ -125,7 +97,7 @@ def test_digiquartz_end_to_end_identifies_and_detects_a_leak(tmp_path, where, mo
         "AND level IN ('CAUTION', 'WARNING', 'EMERGENCY')",
     )
     assert alarms, query(db, "SELECT t_s, source, level, kind, transition FROM events")
-    health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
+    health = run.link_health("bus0")
     bus = health["bus"]
     assert health["samples_in"] > 100  # 2 x 5 Hz for ~22 s, minus start-up
     assert bus["foreign_replies"] == 0

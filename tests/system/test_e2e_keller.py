@@ -9,15 +9,9 @@ one (exception 32, F48 STAT 0) becomes SENSOR_REBOOT, and a 25 mm hole in the
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-
 import pytest
 
-from hil.scenario import load_scenario
-from tests.support.runtime_helpers import CLI, EmulatorProcess, monitor_config, query, write_toml
+from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -70,38 +64,16 @@ start = "6s"
 
 @pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
 def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
-    path = tmp_path / "keller-leak.toml"
-    path.write_text(SCENARIO, encoding="utf-8")
-    scenario = load_scenario(str(path))
-    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
-    monitor = None
-    try:
-        urls = emu.endpoints(scenario.link_names)
+    def edit(data, urls):
         if where[0] == "--tcp":
             assert urls["bus0"].startswith("socket://127.0.0.1:")
-        out = tmp_path / "out"
-        data = monitor_config(scenario, urls, out)
         assert data["links"]["bus0"] == {"url": urls["bus0"], "driver": "keller", "echo": True}
         data["links"]["bus0"]["reply_timeout_s"] = 0.2
-        data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
-        cfg = write_toml(tmp_path / "monitor.toml", data)
-        monitor = subprocess.Popen(
-            [*CLI, "monitor", "--config", str(cfg), "--duration", "25", "--no-display"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-        _, stderr = monitor.communicate(timeout=90)
-    finally:
-        if monitor is not None and monitor.poll() is None:
-            os.killpg(monitor.pid, signal.SIGKILL)
-            monitor.communicate(timeout=10)
-        emu.kill()
-    assert monitor.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    db = out / "archive.sqlite"
+
+    run = monitor_against_emulator(tmp_path, SCENARIO, where, 25, edit)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    db = run.db
     n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
     assert n > 0 and n_p > 0
     idents = query(db, "SELECT link, addr, model, serial FROM identities")
@@ -117,7 +89,7 @@ def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
     kinds = query(db, "SELECT DISTINCT source, kind FROM events WHERE transition='RAISED'")
     rebooted = {src for src, k in kinds if "reboot" in str(k).lower()}
     assert rebooted == {"bus0:2"}, kinds
-    health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
+    health = run.link_health("bus0")
     bus = health["bus"]
     assert health["samples_in"] > 100  # 2 x 5 Hz for ~25 s, minus start-up
     assert bus["transactions"] > 200 and bus["echo_errors"] == 0

@@ -8,15 +8,9 @@ counters as timeouts and backoff, not a failure.  Real time (short), marked slow
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-
 import pytest
 
-from hil.scenario import load_scenario
-from tests.support.runtime_helpers import CLI, EmulatorProcess, monitor_config, query, write_toml
+from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -78,44 +72,22 @@ duration = "2s"
 
 @pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
 def test_modbus_end_to_end_two_layouts_and_a_dropout(tmp_path, where):
-    path = tmp_path / "modbus-line.toml"
-    path.write_text(SCENARIO, encoding="utf-8")
-    scenario = load_scenario(str(path))
-    emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
-    monitor = None
-    try:
-        urls = emu.endpoints(scenario.link_names)
-        out = tmp_path / "out"
-        data = monitor_config(scenario, urls, out)
+    def edit(data, urls):
         link = data["links"]["bus0"]
         assert link["driver"] == "modbus" and link["preset"] == "keller" and link["echo"]
         assert link["devices"]["2"]["pressure"]["type"] == "int32"
-        data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
-        cfg = write_toml(tmp_path / "monitor.toml", data)
-        monitor = subprocess.Popen(
-            [*CLI, "monitor", "--config", str(cfg), "--duration", "10", "--no-display"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-        _, stderr = monitor.communicate(timeout=60)
-    finally:
-        if monitor is not None and monitor.poll() is None:
-            os.killpg(monitor.pid, signal.SIGKILL)
-            monitor.communicate(timeout=10)
-        emu.kill()
-    assert monitor.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    db = out / "archive.sqlite"
+
+    run = monitor_against_emulator(tmp_path, SCENARIO, where, 10, edit, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    db = run.db
     n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
     assert n > 0 and n_p > 0
     p = query(db, "SELECT min(pressure_pa), max(pressure_pa) FROM estimates")[0]
     assert 90_000 < p[0] <= p[1] < 110_000, p
     idents = {r[1]: r[2] for r in query(db, "SELECT link, addr, model FROM identities")}
     assert idents == {1: "KELLER 5.20 (Modbus)", 2: "Modbus"}
-    health = json.loads(dict(query(db, "SELECT key, value FROM meta"))["link_health"])["bus0"]
+    health = run.link_health("bus0")
     bus = health["bus"]
     assert health["samples_in"] > 40  # 2 x 5 Hz for ~10 s, minus start-up and the dropout
     assert bus["echo_errors"] == 0 and bus["crc_errors"] == 0 and bus["exceptions"] == {}
