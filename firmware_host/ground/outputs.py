@@ -211,7 +211,7 @@ class CcsdsWriter:
         self.packets_dropped = 0
 
     def record_tick(self, result) -> None:
-        hk = bool(result.volumes) and result.t_s >= self._next_t
+        hk = result.t_s >= self._next_t  # the system HK goes before any estimate too
         if hk:
             self._next_t = result.t_s + self._period
         if not hk and not result.events:
