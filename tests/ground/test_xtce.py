@@ -4,7 +4,6 @@ packet of a monitor run to exactly the values the monitor put in."""
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from importlib.resources import files
@@ -27,11 +26,11 @@ from firmware_host.ground.xtce import ROOT_CONTAINER, generate
 from harness.derive import config_from_scenario
 from harness.simulate import run_simulation
 from hil.scenario import load_scenario
+from tests.ground.conftest import SCENARIO
 from tests.ground.xtce_schema import xtce_schema
 
 EXAMPLE = str(files("firmware_host") / "examples" / "monitor.toml")
 NS = {"x": "http://www.omg.org/spec/XTCE/20180204"}
-SCENARIO = "soyuz-ms09-2018"
 
 
 def split_packets(data: bytes) -> list[bytes]:
@@ -91,24 +90,6 @@ def _example():
     from firmware_host.config import load_config
 
     return load_config(EXAMPLE)
-
-
-@pytest.fixture(scope="module")
-def simulate_run(tmp_path_factory):
-    """``simulate soyuz-ms09-2018 --start 10500 --duration 11200 --ccsds FILE --json``."""
-    tmp = tmp_path_factory.mktemp("ccsds")
-    path = tmp / "packets.bin"
-    import contextlib
-    import io
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        code = main(["simulate", SCENARIO, "--start", "10500", "--duration", "11200",
-                     "--ccsds", str(path), "--json"])  # fmt: skip
-    assert code == 0
-    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
-    layout = GroundLayout.from_config(config_from_scenario(load_scenario(SCENARIO)))
-    return path.read_bytes(), [d for d in lines if d["type"] == "event"], layout, tmp
 
 
 def test_simulate_ccsds_has_the_caution_as_tm_5_2(simulate_run):
