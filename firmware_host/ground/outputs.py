@@ -39,21 +39,22 @@ class SinkError(ValueError):
 def parse_url(url: str) -> tuple[str, str, int | None]:
     """``(scheme, host or path, port)`` of a sink URL; raises ``SinkError``."""
     if "://" not in url:
-        if url.startswith("file:"):
-            return "file", url[5:], None
-        if not url:
-            raise SinkError("empty sink URL")
-        return "file", url, None
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+        path = url[5:] if url.startswith("file:") else url
+        if not path:
+            raise SinkError("empty file path (file:PATH or a path)")
+        return "file", path, None
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port
+    except ValueError as exc:  # a bad port, an unclosed [IPv6 bracket
+        raise SinkError(f"not a sink URL: {url!r} ({exc})") from None
     if scheme == "file":
+        if not parts.path:
+            raise SinkError("empty file path (file:PATH or a path)")
         return "file", parts.path, None
     if scheme not in SCHEMES:
         raise SinkError(f"unknown scheme {scheme!r} (udp://HOST:PORT, tcp://HOST:PORT, file:PATH)")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise SinkError(f"bad port in {url!r}: {exc}") from None
     if not parts.hostname or port is None:
         raise SinkError(f"{url!r}: needs HOST:PORT")
     return scheme, parts.hostname, port
