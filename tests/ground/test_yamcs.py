@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from firmware_host.ground.layout import GroundLayout
+from firmware_host.ground.outputs import TcpServerSink
 from firmware_host.ground.xtce import generate
 from harness.derive import config_from_scenario
 from hil.scenario import load_scenario
@@ -40,7 +41,7 @@ def _free_port(kind: int) -> int:
         return s.getsockname()[1]
 
 
-def _write_etc(root, http_port: int, udp_port: int, mdb_path) -> None:
+def _write_etc(root, http_port: int, udp_port: int, tcp_port: int, mdb_path) -> None:
     etc = root / "etc"
     etc.mkdir()
     (etc / "yamcs.yaml").write_text(
@@ -63,6 +64,16 @@ dataLinks:
     class: org.yamcs.tctm.UdpTmDataLink
     stream: tm_realtime
     port: {udp_port}
+    packetPreprocessorClassName: org.yamcs.pus.PusPacketPreprocessor
+    packetPreprocessorArgs:
+      errorDetection: {{type: CRC-16-CCIIT}}
+      pktTimeOffset: 13
+      timeEncoding: {{type: CUC, implicitPField: 0x2E}}
+  - name: tcp-in
+    class: org.yamcs.tctm.TcpTmDataLink
+    stream: tm_realtime
+    host: 127.0.0.1
+    port: {tcp_port}
     packetPreprocessorClassName: org.yamcs.pus.PusPacketPreprocessor
     packetPreprocessorArgs:
       errorDetection: {{type: CRC-16-CCIIT}}
@@ -121,7 +132,8 @@ def yamcs(tmp_path_factory):
     mdb = root / "cabinwatch.xtce.xml"
     mdb.write_text(generate(layout), encoding="utf-8")
     http_port, udp_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
-    _write_etc(root, http_port, udp_port, mdb)
+    tcp_sink = TcpServerSink("127.0.0.1", 0)  # the monitor's tcp:// sink; Yamcs connects
+    _write_etc(root, http_port, udp_port, tcp_sink.address[1], mdb)
     log = open(root / "yamcs.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         ["java", "-cp", f"{bundle.LIB_DIR}/*", "org.yamcs.YamcsServer",
@@ -140,9 +152,12 @@ def yamcs(tmp_path_factory):
             assert proc.poll() is None, (root / "yamcs.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "Yamcs did not start in 90 s"
             time.sleep(0.5)
+        server.tcp_sink = tcp_sink
         yield server, layout, root
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        tcp_sink.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -225,3 +240,22 @@ def test_yamcs_raises_the_caution_as_an_xtce_warning(received):
     a = by_param["soyuz_bo_alarm_level"]
     assert a["severity"] == "WARNING"  # CAUTION -> XTCE warning (docs/ground.md)
     assert a["parameterDetail"]["triggerValue"]["engValue"]["stringValue"] == "CAUTION"
+
+
+def test_yamcs_tcp_client_link_takes_the_tcp_sinks_packets(received):
+    """Yamcs' ``TcpTmDataLink`` (a client) connected to a ``tcp://`` sink gets its packets."""
+    server, _, _, packets = received
+    sink = server.tcp_sink
+    deadline = time.monotonic() + 20
+    while sink.clients < 1:
+        assert time.monotonic() < deadline, "Yamcs did not connect to the TCP sink"
+        time.sleep(0.1)
+    tail = packets[-50:]
+    for p in tail:
+        sink.send(p)
+    deadline = time.monotonic() + 10
+    while int(server.get(f"/links/{INSTANCE}/tcp-in").get("dataInCount", 0)) < len(tail):
+        assert time.monotonic() < deadline, server.get(f"/links/{INSTANCE}/tcp-in")
+        time.sleep(0.05)
+    assert int(server.get(f"/links/{INSTANCE}/tcp-in")["dataInCount"]) == len(tail)
+    assert sink.clients == 1
