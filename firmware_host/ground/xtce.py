@@ -50,29 +50,35 @@ XTCE_LEVEL = {
     AlarmLevel.EMERGENCY: Y.AlarmLevel.SEVERE,
 }
 
-_INT = {"B": Y.uint8_t, "H": Y.uint16_t, "I": Y.uint32_t}
-
 
 def _uint(system, name, bits, description, choices=None, alarm=None):
     enc = Y.IntegerEncoding(bits=bits, scheme=Y.IntegerEncodingScheme.UNSIGNED)
     if choices is not None:
         return Y.EnumeratedParameter(
-            system, name, choices=list(choices), encoding=enc, alarm=alarm,
+            system,
+            name,
+            choices=list(choices),
+            encoding=enc,
+            alarm=alarm,
             short_description=description,
-        )  # fmt: skip
+        )
+    size = 8 if bits <= 8 else 16 if bits <= 16 else 32  # the engineering type's size
     return Y.IntegerParameter(
-        system, name, signed=False, bits=8 if bits <= 8 else 16 if bits <= 16 else 32, encoding=enc,
-        short_description=description,
-    )  # fmt: skip
+        system, name, signed=False, bits=size, encoding=enc, short_description=description
+    )
 
 
 def _field(system, prefix: str, f: HkField, alarm=None):
     name = f"{prefix}{f.name}"
     if f.fmt == "d":
         return Y.FloatParameter(
-            system, name, bits=64, encoding=Y.float64_t, units=f.unit,
+            system,
+            name,
+            bits=64,
+            encoding=Y.float64_t,
+            units=f.unit,
             short_description=f.description,
-        )  # fmt: skip
+        )
     bits = {"B": 8, "H": 16, "I": 32}[f.fmt]
     return _uint(system, name, bits, f.description, f.choices, alarm)
 

@@ -139,6 +139,7 @@ def yamcs(tmp_path_factory):
         ["java", "-cp", f"{bundle.LIB_DIR}/*", "org.yamcs.YamcsServer",
          "--etc-dir", str(root / "etc"), "--data-dir", str(root / "data")],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=root,  # Yamcs writes its serialized MDB under ./cache
     )  # fmt: skip
     server = Yamcs(http_port, udp_port)
     try:
