@@ -32,6 +32,7 @@ COMMANDS = (
     "firmware_host.commands.plot",
     "firmware_host.commands.config",
     "firmware_host.commands.ctl",
+    "firmware_host.commands.xtce",
 )
 
 

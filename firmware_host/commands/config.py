@@ -54,4 +54,9 @@ def run(args: argparse.Namespace) -> int:
         f"  archive: {out.archive or 'none'}; telemetry: {out.telemetry or 'none'}; "
         f"capture: {out.capture or 'none'}"
     )
+    if out.ccsds:
+        print(
+            f"  ccsds: {', '.join(out.ccsds)}; HK {out.ccsds_rate_hz:g} Hz, APIDs "
+            f"{out.ccsds_apid_hk} (HK) {out.ccsds_apid_events} (events)"
+        )
     return 0

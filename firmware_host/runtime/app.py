@@ -145,6 +145,7 @@ class MonitorApp:
             telemetry.guard = telemetry.guard or OutputGuard("telemetry")
             self.guards["telemetry"] = telemetry.guard
         self.telemetry = telemetry
+        self.ccsds = self._ccsds_writer() if out.ccsds else None
         self.control = ControlServer(out.control_socket) if out.control_socket else None
         self.captures: dict[str, RotatingCapture] = {}
         self.drivers: dict[str, TransducerDriver] = {}
@@ -212,6 +213,27 @@ class MonitorApp:
             except (OSError, UnicodeDecodeError):
                 pass
         self.loop = RateLoop(self.core, self.clock, rc.monitor.rate_hz, self._source, self._on_tick)
+
+    def _ccsds_writer(self):
+        """CCSDS packets to ``[outputs] ccsds`` (docs/ground.md); each sink guarded."""
+        from firmware_host.ground.cuc import unix_to_gps_s
+        from firmware_host.ground.layout import GroundLayout
+        from firmware_host.ground.outputs import CcsdsWriter, open_sinks
+        from firmware_host.ground.packets import PacketBuilder
+
+        out = self.rc.outputs
+        layout = GroundLayout.from_config(
+            self.rc.monitor, apid_hk=out.ccsds_apid_hk, apid_events=out.ccsds_apid_events
+        )
+        # packet time: GPS time of this clock's zero, so t_s maps to the GPS epoch
+        origin = unix_to_gps_s(time.time()) - self._clock_s()
+        return CcsdsWriter(
+            PacketBuilder(layout, gps_origin_s=origin),
+            open_sinks(out.ccsds, out.directory, self.guards),
+            rate_hz=out.ccsds_rate_hz,
+            guards=self.guards,
+            loop_health=lambda: self.loop.health(),
+        )
 
     def _clock_s(self) -> float:
         return self.clock.now_ns() / NS
@@ -349,6 +371,8 @@ class MonitorApp:
             self._write("archive", self.archive.record_tick, result)
         if self.telemetry is not None:
             self._write("telemetry", self.telemetry.record_tick, result)
+        if self.ccsds is not None:
+            self._write("ccsds", self.ccsds.record_tick, result)
         self._report_outputs(result.t_s)
         if self.display is not None:
             for ev in result.events:
@@ -488,6 +512,8 @@ class MonitorApp:
                 "telemetry", self.telemetry.record_loop, self._clock_s(), self.loop.health()
             )
             self._write("telemetry", self.telemetry.close)
+        if self.ccsds is not None:
+            self._write("ccsds", self.ccsds.close)
         for name, cap in self.captures.items():
             self._write(f"capture:{name}", cap.close)
         if self.control is not None:

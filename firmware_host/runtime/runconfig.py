@@ -59,6 +59,13 @@ TI, P7: PI) must be no longer than its fastest sensor's period.
     capture_max_bytes = 16000000
     capture_keep = 64                   # files kept per link (0: all)
     control_socket = "cabinwatch.sock"  # `cabinwatch ctl` talks to it; "" for none
+    ccsds = ["udp://127.0.0.1:10015", "tcp://0.0.0.0:10016", "packets.bin"]
+                                        # CCSDS/PUS-C packets (docs/ground.md): a URL or a
+                                        # list; udp://HOST:PORT, tcp://HOST:PORT (the monitor
+                                        # listens), file:PATH or a path; "" or [] for none
+    ccsds_rate_hz = 1.0                 # TM[3,25] housekeeping rate (events at once)
+    ccsds_apid_hk = 256                 # APIDs 0..2046 (2047: idle packets), distinct
+    ccsds_apid_events = 257
 
     [display]
     enabled = true
@@ -110,6 +117,11 @@ class OutputsConfig:
     capture_max_bytes: int = 16_000_000
     capture_keep: int = 64
     control_socket: Path | None = None
+    #: CCSDS packet sinks (URLs, ``firmware_host.ground.outputs``); () for none
+    ccsds: tuple[str, ...] = ()
+    ccsds_rate_hz: float = 1.0
+    ccsds_apid_hk: int = 256
+    ccsds_apid_events: int = 257
 
 
 @dataclass(frozen=True)
@@ -206,6 +218,7 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
         capture_max_bytes=out.int("capture_max_bytes", 16_000_000, lo=4096, hi=2**40),
         capture_keep=out.int("capture_keep", 64, lo=0, hi=1_000_000),  # 0: keep all
         control_socket=path("control_socket", "cabinwatch.sock"),
+        **_ccsds(out),
     )
     out.done()
 
@@ -216,6 +229,35 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
     display = DisplayConfig(disp.bool("enabled", True), period)
     disp.done()
     return RuntimeConfig(monitor, links, outputs, display, src)
+
+
+def _ccsds(out: Table) -> dict:
+    """The ``ccsds*`` keys of ``[outputs]``: sink URLs, HK rate and APIDs."""
+    from firmware_host.ground.layout import APID_EVENTS, APID_HK, APID_MAX
+    from firmware_host.ground.outputs import SinkError, parse_url
+
+    raw = out.raw("ccsds", ())
+    urls = (raw,) if isinstance(raw, str) else raw
+    if not isinstance(urls, (list, tuple)) or not all(isinstance(u, str) for u in urls):
+        raise out.err("ccsds", "must be a URL string or a list of them")
+    urls = tuple(u for u in urls if u)
+    for u in urls:
+        if any(c in u for c in "\x00\n\r"):
+            raise out.err("ccsds", "must not contain NUL or line breaks")
+        try:
+            parse_url(u)
+        except SinkError as exc:
+            raise out.err("ccsds", str(exc)) from None
+    apid_hk = out.int("ccsds_apid_hk", APID_HK, lo=0, hi=APID_MAX)
+    apid_events = out.int("ccsds_apid_events", APID_EVENTS, lo=0, hi=APID_MAX)
+    if apid_hk == apid_events:
+        raise out.err("ccsds_apid_events", f"must differ from ccsds_apid_hk ({apid_hk})")
+    return {
+        "ccsds": urls,
+        "ccsds_rate_hz": out.num("ccsds_rate_hz", 1.0, positive=True, rng=bounds.RATE_HZ),
+        "ccsds_apid_hk": apid_hk,
+        "ccsds_apid_events": apid_events,
+    }
 
 
 def load_runtime_config(path: str | Path, *, require_links: bool = True) -> RuntimeConfig:

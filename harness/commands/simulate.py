@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from common import bounds
 from common.bounds import check_option
@@ -53,6 +54,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--archive", help="also write the SQLite archive here")
     p.add_argument("--telemetry", help="also write JSON-lines telemetry here")
+    p.add_argument(
+        "--ccsds",
+        metavar="FILE",
+        help="also write CCSDS Space Packets (PUS-C TM[3,25] at 1 Hz, TM[5,x] per event) "
+        "here, back to back; packet time = simulated s since the GPS epoch (docs/ground.md)",
+    )
     p.set_defaults(func=run)
 
 
@@ -69,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         check_option("--seed", args.seed, bounds.SEED)
     check_option("--settle", args.settle, bounds.TIME_S)
-    for option, path in (("--archive", args.archive), ("--telemetry", args.telemetry)):
+    for option, path in (
+        ("--archive", args.archive),
+        ("--telemetry", args.telemetry),
+        ("--ccsds", args.ccsds),
+    ):
         if path and path != "-":
             output_file(path, option)
     scenario = load_scenario(args.scenario)
@@ -97,6 +108,14 @@ def run(args: argparse.Namespace) -> int:
         from firmware_host.runtime.telemetry import TelemetryWriter
 
         listeners.append(TelemetryWriter(args.telemetry))
+    if args.ccsds:
+        from firmware_host.ground.layout import GroundLayout
+        from firmware_host.ground.outputs import CcsdsWriter, FileSink
+        from firmware_host.ground.packets import PacketBuilder
+
+        Path(args.ccsds).unlink(missing_ok=True)  # a file of this run's packets only
+        builder = PacketBuilder(GroundLayout.from_config(config), gps_origin_s=0.0)
+        listeners.append(CcsdsWriter(builder, {"ccsds": FileSink(args.ccsds)}, rate_hz=1.0))
 
     out = sys.stdout
 

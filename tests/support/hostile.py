@@ -225,7 +225,15 @@ def small_config() -> dict:
 
     data = config_dict_from_scenario(parse_scenario(small_scenario(), "tiny.toml"))
     data["links"] = {"bus0": {"url": "socket://127.0.0.1:9"}}
-    data["outputs"] = {"directory": ".", "telemetry": "", "control_socket": ""}
+    data["outputs"] = {
+        "directory": ".",
+        "telemetry": "",
+        "control_socket": "",
+        "ccsds": ["udp://127.0.0.1:10015", "p.bin"],
+        "ccsds_rate_hz": 1.0,
+        "ccsds_apid_hk": 256,
+        "ccsds_apid_events": 257,
+    }
     data["display"] = {"enabled": False}
     return data
 
@@ -464,6 +472,15 @@ def config_inputs(draw) -> Input:
 
 
 @st.composite
+def xtce_inputs(draw) -> Input:
+    links = draw(st.booleans())
+    out = draw(st.sampled_from(["--out={w}/x.xml", "--out={w}/", "--out=-"]))
+    return Input(
+        ("xtce", "--config", "{w}/c.toml", out), (("c.toml", draw(config_file(links=links))),)
+    )
+
+
+@st.composite
 def ctl_inputs(draw) -> Input:
     words = draw(st.lists(option_values().filter(lambda s: not s.startswith("-")), max_size=3))
     cmd = draw(st.sampled_from(["ack", "hatch", "limits", "status", "bogus"]))
@@ -495,6 +512,7 @@ CASES = {
     "plot": plot_inputs,
     "config": config_inputs,
     "ctl": ctl_inputs,
+    "xtce": xtce_inputs,
     "scenario-numbers": scenario_number_inputs,
     "config-numbers": config_number_inputs,
 }
