@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench scorecard clean
+.PHONY: demo test test-fast lint bench scorecard clean mosquitto
 
 # Exact versions from constraints.txt (pyproject.toml gives compatible ranges).
 $(STAMP): pyproject.toml constraints.txt
@@ -24,8 +24,10 @@ lint: $(STAMP)
 # Everything but the `long` tests (pyproject's addopts: -m 'not long'), on one
 # worker per core (pytest-xdist; a module's tests stay on one worker so its
 # module-scoped fixtures are computed once).  Plain `pytest` runs serially.
-test: $(STAMP) lint
-	$(BIN)/python -m pytest -n auto --dist loadscope
+# The station tests start their own Mosquitto (harness/broker.py); `mosquitto`
+# installs the Debian package where it is missing and we are root.
+test: $(STAMP) lint mosquitto
+	CABINWATCH_REQUIRE_MOSQUITTO=1 $(BIN)/python -m pytest -n auto --dist loadscope
 
 # Without the real-time and long system tests (marker `slow`): under a minute.
 # A -m given here replaces addopts' -m, so it names `long` again.
@@ -45,6 +47,17 @@ bench: $(STAMP)
 scorecard: $(STAMP)
 	$(BIN)/python -m bench.detection --quick
 	$(BIN)/python -m pytest -m long
+
+# Eclipse Mosquitto (Debian package mosquitto): installed if missing and root,
+# otherwise one line naming the package and exit 2.
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make: mosquitto is not installed: install the Debian package mosquitto (apt-get install mosquitto, as root)" >&2; exit 2; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q mosquitto >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q mosquitto >/dev/null; } || \
+	  { echo "make: could not install the Debian package mosquitto" >&2; exit 2; }; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
