@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/cabinwatch demo --overwrite
 
 lint: $(STAMP)
-	$(BIN)/ruff check common drivers firmware_host harness hil tests bench
-	$(BIN)/ruff format --check common drivers firmware_host harness hil tests bench
+	$(BIN)/ruff check common drivers firmware_host harness hil station tests bench
+	$(BIN)/ruff format --check common drivers firmware_host harness hil station tests bench
 
 # Everything but the `long` tests (pyproject's addopts: -m 'not long'), on one
 # worker per core (pytest-xdist; a module's tests stay on one worker so its
