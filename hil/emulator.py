@@ -168,6 +168,24 @@ class Emulator:
         self._conv: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}
         self._polled_state: dict[str, list[_PolledDevice]] = {}
         self._polled_by_addr: dict[str, dict[int, EmulatedSensor]] = {}
+        #: hatches commanded at run time (``command_hatch``): (t_s, name, is_open)
+        self.hatch_commands: list[tuple[float, str, bool]] = []
+
+    # -- crew side
+    def command_hatch(self, name: str, is_open: bool) -> float:
+        """Open or close hatch ``name`` now, as a crew would (same effect as a
+        scripted hatch event); returns the simulated time it takes effect (s):
+        the physics' time, at most one physics step after ``t_s``.
+
+        KeyError for an unknown hatch; RuntimeError while the emulator runs ahead.
+        """
+        if name not in self.net.hatch_names:
+            raise KeyError(f"no hatch {name!r} (hatches: {', '.join(self.net.hatch_names)})")
+        if self.receive_locked:
+            raise RuntimeError("the emulator runs ahead of its host: it cannot take commands")
+        t = self.net.command_hatch(name, bool(is_open))
+        self.hatch_commands.append((t, name, bool(is_open)))
+        return t
 
     # -- host side
     def receive(self, link: str, data: bytes) -> None:
@@ -437,7 +455,10 @@ class Emulator:
         out = np.zeros((len(ts), len(sc.hatches)), dtype=np.int64)
         for j, h in enumerate(sc.hatches):
             state = np.full(len(ts), int(h.open))
-            for t_e, name, is_open in sc.hatch_events():
+            changes = sorted(
+                [*sc.hatch_events(), *self.hatch_commands], key=lambda e: e[0]
+            )  # (stable: a scripted event before a command at the same time)
+            for t_e, name, is_open in changes:
                 if name == h.name:
                     state = np.where(ts >= t_e, int(is_open), state)
             out[:, j] = state

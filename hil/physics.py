@@ -224,6 +224,18 @@ class Network:
         if changed:
             self._groups = self._components()
 
+    def command_hatch(self, name: str, is_open: bool) -> float:
+        """Open or close hatch ``name`` now, as a scripted hatch event at the
+        network's time would; returns that time (s).  KeyError: no such hatch."""
+        h = self.hatch_names.index(name) if name in self.hatch_names else None
+        if h is None:
+            raise KeyError(name)
+        if self.hatch_open[h] != bool(is_open):
+            self.hatch_open[h] = bool(is_open)
+            self._groups = self._components()
+        self.step_cap = FIRST_STEP_S
+        return self.t
+
     def next_event_time(self) -> float:
         return self.events[self.event_i][0] if self.event_i < len(self.events) else math.inf
 

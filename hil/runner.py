@@ -92,7 +92,11 @@ def run(
     truth: TruthWriter | None = None,
     stop: threading.Event | None = None,
     on_event=None,
+    control=None,
 ) -> RunStats:
+    """Run ``emu`` to ``duration_s`` against ``endpoints``; ``control()``, if given, is
+    called on this thread at every turn before the emulator advances (the crew's
+    hatch commands, ``hil.control``)."""
     stop = stop or threading.Event()
     stats = RunStats()
     files_only = all(isinstance(ep, FileEndpoint) for ep in endpoints.values())
@@ -105,6 +109,8 @@ def run(
     wall0 = time.monotonic()
     sim0 = emu.t_s
     while emu.t_s < duration_s and not stop.is_set():
+        if control is not None:
+            control()
         # host to device
         for link, ep in endpoints.items():
             data = ep.read()

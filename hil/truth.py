@@ -8,7 +8,9 @@ link-fault schedules), then one ``truth`` line per record:
      "leak_kg_s":[..],"leaked_kg":[..],"inflowed_kg":..,"hatch_open":[0|1,..]}
 
 (arrays in header order), with ``"faults"`` ({sensor or link: [kinds]}) on records
-where a fault is in effect.
+where a fault is in effect.  A hatch commanded at run time (``emulate --control``)
+adds a ``{"type":"hatch_command","t_s":..,"hatch":..,"open":..,"source":"control"}``
+line when it is carried out; the ``hatch_open`` columns follow it.
 """
 
 from __future__ import annotations
@@ -165,6 +167,14 @@ class TruthWriter:
             + ',"hatch_open":'
             + arr("%d", nh)
         )
+
+    def write_hatch_command(self, t_s: float, hatch: str, is_open: bool, source: str) -> None:
+        """A hatch commanded at run time: ``{"type":"hatch_command","t_s",..}``
+        (the ``hatch_open`` columns of later records follow it)."""
+        rec = {"type": "hatch_command", "t_s": round(t_s, 3), "hatch": hatch}
+        rec.update(open=bool(is_open), source=source)
+        self.fh.write(json.dumps(rec) + "\n")
+        self.fh.flush()
 
     def write(self, series: TruthSeries) -> None:
         n = len(series)

@@ -2,7 +2,10 @@
 
 On start-up one line per link goes to stdout, flushed, for a client or a test to
 read: ``link=NAME pty=/dev/pts/N alias=PATH``, ``link=NAME tcp=HOST:PORT``,
-``link=NAME port=DEVICE`` or ``link=NAME out=FILE``.  A link-fault disconnect and
+``link=NAME port=DEVICE`` or ``link=NAME out=FILE``; with ``--control``, then
+``control=tcp tcp=HOST:PORT`` (the crew's hatch commands, ``hil/control.py``),
+and each hatch command carried out prints ``event=hatch hatch=NAME open=open|closed
+t=..`` (and goes to the truth file as a ``hatch_command`` record).  A link-fault disconnect and
 reconnect print ``event=down link=NAME t=..`` and ``event=up link=NAME ...``
 (with the new pty path).  A summary goes to stderr at the end.
 """
@@ -24,6 +27,8 @@ from common import bounds
 from common.bounds import check_option
 from common.errors import CabinwatchError, ConfigError
 from common.outpaths import output_file
+from hil.control import ControlServer, apply_request
+from hil.control import parse_address as parse_control_address
 from hil.emulator import Emulator
 from hil.endpoints import (
     Endpoint,
@@ -128,6 +133,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="BYTES",
         help="bytes held for a slow reader before whole blocks are dropped",
     )
+    p.add_argument(
+        "--control",
+        metavar="[HOST:]PORT",
+        help="serve the crew's hatch commands (line-JSON over TCP, hil/control.py) on "
+        "HOST:PORT (host 127.0.0.1 unless given; port 0 = any free one)",
+    )
     p.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
     p.set_defaults(func=run)
 
@@ -137,6 +148,13 @@ def _parse_tcp(value: str) -> tuple[str, int]:
         return parse_tcp_address(value)
     except ValueError as exc:
         raise CabinwatchError(f"--tcp: {exc}") from None
+
+
+def _parse_control(value: str) -> tuple[str, int]:
+    try:
+        return parse_control_address(value)
+    except ValueError as exc:
+        raise CabinwatchError(f"--control: {exc}") from None
 
 
 def _parse_speed(value: str | None, default: float | None) -> float | None:
@@ -197,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     check_option("--hold", args.hold, bounds.Range(1, 2**30, integer=True))
     if args.tcp:
         _parse_tcp(args.tcp)
+    control_addr = _parse_control(args.control) if args.control is not None else None
     if args.out:
         output_file(args.out, "--out")
     scenario = load_scenario(args.scenario)
@@ -237,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:  # not the main thread (in-process tests)
             pass
     truth_fh = None
+    control: ControlServer | None = None
     try:
         if args.start > 0:
             fast_forward(emu, args.start, stop=stop)
@@ -280,6 +300,22 @@ def run(args: argparse.Namespace) -> int:
         truth = TruthWriter(truth_fh, scenario, emu.seed, truth_rate) if truth_fh else None
         for ep in endpoints.values():
             print(ep.describe(), flush=True)
+        service = None
+        if control_addr is not None:
+            try:
+                control = ControlServer(*control_addr)
+            except OSError as exc:
+                raise CabinwatchError(f"--control: {exc.strerror or exc}") from None
+            print(control.describe(), flush=True)
+
+            def on_hatch(t_s: float, name: str, is_open: bool) -> None:
+                state = "open" if is_open else "closed"
+                print(f"event=hatch hatch={name} open={state} t={t_s:.3f}", flush=True)
+                if truth is not None:
+                    truth.write_hatch_command(t_s, name, is_open, "control")
+
+            def service(c=control) -> None:
+                c.service(lambda req: apply_request(emu, req, on_hatch))
 
         def on_event(event, ep):
             state = "up" if event.up else "down"
@@ -287,7 +323,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"event={state} link={event.link} t={event.t_s:.3f}{extra}", flush=True)
 
         stats = run_loop(
-            emu, endpoints, duration, speed=speed, truth=truth, stop=stop, on_event=on_event
+            emu,
+            endpoints,
+            duration,
+            speed=speed,
+            truth=truth,
+            stop=stop,
+            on_event=on_event,
+            control=service,
         )
         summary = {
             "scenario": scenario.name,
@@ -301,6 +344,8 @@ def run(args: argparse.Namespace) -> int:
         }
         print("emulate: " + json.dumps(summary), file=sys.stderr, flush=True)
     finally:
+        if control is not None:
+            control.close()
         for ep in endpoints.values():
             cleanup = getattr(ep, "cleanup", ep.close)
             cleanup()
