@@ -90,6 +90,8 @@ class Volume:
     volume_m3: float
     pressure_pa: float
     thermal: Thermal
+    #: a docked vehicle the crew may leave in (the station file's ``escape_vehicle``)
+    escape_vehicle: bool = False
 
     @property
     def temperature_c(self) -> float:
@@ -103,6 +105,9 @@ class Hatch:
     volume_b: str
     open: bool
     conductance_kg_s_pa: float
+    #: the volume its leaf swings into (``volume_a``, ``volume_b`` or None):
+    #: for the station file and its isolation advisor; the physics ignores it
+    opens_into: str | None = None
 
     @property
     def initially_open(self) -> bool:
@@ -238,6 +243,16 @@ class LinkFault:
 
 
 @dataclass(frozen=True)
+class Board:
+    """A board of a station split (``[[boards]]``): its node name and the volumes it
+    watches; it reads every link whose sensors are in them.  The emulator ignores
+    it; ``harness.derive`` builds each board's configuration and the station file."""
+
+    node: str
+    volumes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     path: str
@@ -256,6 +271,12 @@ class Scenario:
     sensors: tuple[Sensor, ...]
     faults: tuple[SensorFault, ...] = ()
     link_faults: tuple[LinkFault, ...] = ()
+    boards: tuple[Board, ...] = ()
+
+    def board_links(self, node: str) -> list[str]:
+        """The links board ``node`` reads (those of its volumes' sensors), in order."""
+        b = next(b for b in self.boards if b.node == node)
+        return list(dict.fromkeys(s.link for s in self.sensors if s.volume in b.volumes))
 
     def volume(self, name: str) -> Volume:
         return next(v for v in self.volumes if v.name == name)
@@ -403,8 +424,9 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         )
         if th.orbit_period_s <= 0 or th.slow_period_s <= 0:
             raise t.err("orbit_period", "periods must be > 0")
+        ev = t.bool("escape_vehicle", False)
         t.done()
-        volumes.append(Volume(vname, vol, p, th))
+        volumes.append(Volume(vname, vol, p, th, ev))
     if not volumes:
         raise ConfigError(path, "volumes", "at least one [[volumes]] table is needed")
     vnames = {v.name for v in volumes}
@@ -435,8 +457,11 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
             # Orifice flow Cd A sqrt(2 rho dP) linearised at dP = 1 kPa.
             rho = 1.2
             g = 0.61 * area * math.sqrt(2 * rho / 1000.0)
+        opens_into = t.str("opens_into", None)
+        if opens_into is not None and opens_into not in (a, b):
+            raise t.err("opens_into", f"must be {a!r} or {b!r} (the hatch's volumes)")
         t.done()
-        hatches.append(Hatch(hname, a, b, is_open, g))
+        hatches.append(Hatch(hname, a, b, is_open, g, opens_into))
     hnames = {h.name for h in hatches}
 
     # leaks
@@ -648,6 +673,7 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
 
     if not sensors:
         raise ConfigError(path, "sensors", "at least one [[sensors]] table is needed")
+    boards = _boards(top, path, volumes, sensors)
     top.done()
     return Scenario(
         name=name,
@@ -667,4 +693,46 @@ def parse_scenario(data: dict, path: str, default_name: str = "scenario") -> Sce
         sensors=tuple(sensors),
         faults=tuple(faults),
         link_faults=tuple(link_faults),
+        boards=boards,
     )
+
+
+def _boards(top: _Table, path: str, volumes: list[Volume], sensors: list[Sensor]):
+    """``[[boards]]``: a station split across boards (none: one board has it all).
+
+    Every volume is watched by exactly one board, and every link is read by one
+    board: all the sensors of a link are in one board's volumes."""
+    vnames = [v.name for v in volumes]
+    owner: dict[str, str] = {}
+    boards: list[Board] = []
+    for t in top.tables("boards"):
+        node = t.ident("node")
+        if any(b.node == node for b in boards):
+            raise t.err("node", f"duplicate board {node!r}")
+        vols = t.raw("volumes")
+        if not isinstance(vols, list) or not vols or not all(isinstance(v, str) for v in vols):
+            raise t.err("volumes", "must be a non-empty list of volume names")
+        for v in vols:
+            if v not in vnames:
+                raise t.err("volumes", f"unknown volume {v!r} (volumes: {', '.join(vnames)})")
+            if v in owner:
+                raise t.err("volumes", f"volume {v!r} is already board {owner[v]!r}'s")
+            owner[v] = node
+        t.done()
+        boards.append(Board(node, tuple(vols)))
+    if not boards:
+        return ()
+    unwatched = [v for v in vnames if v not in owner]
+    if unwatched:
+        raise ConfigError(path, "boards", f"no board watches {', '.join(unwatched)}")
+    link_board: dict[str, str] = {}
+    for s in sensors:
+        b = owner[s.volume]
+        if link_board.setdefault(s.link, b) != b:
+            raise ConfigError(
+                path,
+                "boards",
+                f"link {s.link!r} has sensors of boards {link_board[s.link]!r} and {b!r}: "
+                "a link is read by one board",
+            )
+    return tuple(boards)
