@@ -35,6 +35,8 @@ PRESETS = {
 DEFAULT_PRESET = (0.0, 1800.0, 60.0)
 #: Where the demo writes unless told (created with its parents).
 DEFAULT_OUT = "out/demo"
+#: ``--station``'s folder unless told (created with its parents; must be empty).
+DEFAULT_STATION_OUT = "out/demo-station"
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -44,7 +46,30 @@ def configure(p: argparse.ArgumentParser) -> None:
         "monitor against it through pyserial, show the live display, and end with a summary "
         "against the truth and a PNG plot."
     )
-    p.add_argument("--scenario", default="soyuz-ms09-2018", help="scenario (default soyuz)")
+    p.add_argument(
+        "--scenario",
+        default=None,
+        help="scenario (default soyuz-ms09-2018; with --station soyuz-2018-station)",
+    )
+    p.add_argument(
+        "--station",
+        action="store_true",
+        help="the closed loop: a private Mosquitto, one monitor per board of a split "
+        "scenario, the station aggregator and a scripted crew following its advisor "
+        "(docs/station-loop.md)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with --station: JSON lines, ending with one summary object",
+    )
+    p.add_argument(
+        "--reaction",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --station: the crew's reaction time, simulated s (default 60)",
+    )
     p.add_argument("--realtime", action="store_true", help="run at real-time speed")
     p.add_argument("--tcp", action="store_true", help="connect over TCP (socket://) not a pty")
     p.add_argument("--speed", type=float, help="times real time (default: per scenario)")
@@ -60,6 +85,40 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def _run_station(args: argparse.Namespace) -> int:
+    from harness.station_demo import StationDemoOptions, run_station_demo
+
+    for option, value, rng in (
+        ("--speed", args.speed, bounds.SPEED),
+        ("--duration", args.duration, bounds.DURATION_S),
+        ("--reaction", args.reaction, bounds.TIME_S),
+    ):
+        if value is not None:
+            check_option(option, value, rng)
+    for option, given in (
+        ("--start", args.start is not None),
+        ("--tcp", args.tcp),
+        ("--realtime", args.realtime),
+        ("--overwrite", args.overwrite),
+    ):
+        if given:
+            raise CabinwatchError(f"{option} is not for --station")
+    out_arg = DEFAULT_STATION_OUT if args.out == DEFAULT_OUT else args.out
+    out = output_folder(out_arg, "--out", default=out_arg == DEFAULT_STATION_OUT)
+    if any(out.iterdir()):
+        raise CabinwatchError(f"--out: {out} is not empty: give an empty or new folder")
+    opts = StationDemoOptions(
+        scenario=args.scenario or "soyuz-2018-station",
+        out=out,
+        speed=args.speed if args.speed is not None else 60.0,
+        duration_s=args.duration,
+        reaction_s=args.reaction if args.reaction is not None else 60.0,
+        json=args.json,
+    )
+    run_station_demo(opts)
+    return 0
+
+
 def _emulator_supports_start() -> bool:
     from harness.commands import emulate
 
@@ -67,6 +126,13 @@ def _emulator_supports_start() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.station:
+        return _run_station(args)
+    for option in ("json", "reaction"):
+        if getattr(args, option) not in (None, False):
+            raise CabinwatchError(f"--{option} needs --station")
+    if args.scenario is None:
+        args.scenario = "soyuz-ms09-2018"
     from firmware_host.runtime.plotting import pyplot
     from hil.scenario import load_scenario
 

@@ -19,6 +19,7 @@ SHIPPED = [
     "nominal",
     "rapid-depress",
     "sensor-faults",
+    "soyuz-2018-station",
     "soyuz-ms09-2018",
     "zvezda-prk",
 ]
