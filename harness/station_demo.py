@@ -140,10 +140,17 @@ class Children:
             )
         finally:
             err.close()  # (the child has its own copy)
+        self.record(name, popen.pid)
         p = Proc(name, popen, log=log, on_line=on_line)
         threading.Thread(target=p.pump, name=f"pump-{name}", daemon=True).start()
         self.procs.append(p)
         return p
+
+    def record(self, name: str, pid: int) -> None:
+        """``out/processes.txt``: one ``NAME PID`` line per process started (each the
+        leader of its own process group), for an operator or a test to check."""
+        with open(self.out / "processes.txt", "a", encoding="utf-8") as fh:
+            fh.write(f"{name} {pid}\n")
 
     def last_error(self, p: Proc) -> str:
         try:
@@ -284,6 +291,7 @@ def run_station_demo(opts: StationDemoOptions, stdout: IO[str] = sys.stdout) -> 
         old[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_signal)
     try:
         broker.start()
+        children.record("mosquitto", broker.proc.pid)
         say(f"  broker: mosquitto at {broker.url}")
         summary = _run(opts, scenario, duration, out, broker, children, emit, say, stop)
         return summary
