@@ -12,7 +12,9 @@ it out as a crew would:
    (``common.station_wire.hatch_topic``, ``HatchStateMsg`` with source ``crew``,
    retained).
 
-Every action is recorded with its times (``CrewAction``).  The decision logic
+At start it publishes the state of every hatch it speaks for (3.), so the
+aggregator knows them before the first move.  Every action is recorded with its
+times (``CrewAction``).  The decision logic
 (``CrewLogic``) is pure: it takes assessments and the time, and says what is due.
 """
 
@@ -168,6 +170,8 @@ class Crew:
         self.wall_clock = wall_clock
         self.on_action = on_action
         self.on_assessment = on_assessment
+        #: the crew's session number (its birth's; grows from run to run: Unix s)
+        self.session = int(wall_clock())
         self.actions: list[CrewAction] = []
         self.assessments: list[tuple[float, wire.AssessmentMsg]] = []
         self.errors: list[str] = []
@@ -193,6 +197,23 @@ class Crew:
         if not self._connected.wait(timeout_s):
             self.stop()
             raise ConnectionError(f"crew: no MQTT connection to {self._host}:{self._port}")
+        # a node of the station like a board: its birth (retained), then the state of
+        # the hatches no board reports, so that the aggregator never takes them for
+        # unknown.  No Will: the crew's last word on a hatch stands after it leaves.
+        self._publish(
+            wire.node_status_topic(self.station, CREW_NODE),
+            wire.NodeStatus(
+                node=CREW_NODE,
+                session=self.session,
+                online=True,
+                t_unix=self.wall_clock(),
+                version="crew",
+                hatches=tuple(n for n, r in self.routes.items() if r.publish),
+            ),
+        )
+        for name, route in self.routes.items():
+            if route.publish and name in self.logic.hatch_open:
+                self.publish_hatch(name, self.logic.hatch_open[name])
 
     def stop(self) -> None:
         c, self._client = self._client, None
@@ -223,12 +244,6 @@ class Crew:
 
     def publish_hatch(self, hatch: str, is_open: bool) -> bool:
         """The crew's word on a hatch between two boards' volumes (retained, QoS 1)."""
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        c = self._client
-        if c is None:
-            return False
         msg = wire.HatchStateMsg(
             node=CREW_NODE,
             hatch=hatch,
@@ -236,19 +251,23 @@ class Crew:
             source=CREW_NODE,
             t_unix=self.wall_clock(),
         )
+        return self._publish(wire.hatch_topic(self.station, CREW_NODE, hatch), msg)
+
+    def _publish(self, topic: str, msg) -> bool:
+        """``msg`` retained at QoS 1 with the MQTT 5 content type; False if it did not go."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        c = self._client
+        if c is None:
+            return False
         props = Properties(PacketTypes.PUBLISH)
         props.ContentType = wire.CONTENT_TYPE
-        info = c.publish(
-            wire.hatch_topic(self.station, CREW_NODE, hatch),
-            wire.encode(msg),
-            qos=1,
-            retain=True,
-            properties=props,
-        )
+        info = c.publish(topic, wire.encode(msg), qos=1, retain=True, properties=props)
         try:
             info.wait_for_publish(timeout=5.0)
         except (RuntimeError, ValueError) as exc:
-            self.errors.append(f"publish {hatch}: {exc}")
+            self.errors.append(f"publish {topic}: {exc}")
             return False
         return info.is_published()
 

@@ -98,7 +98,7 @@ def config_toml(data: dict) -> str:
 #: The keys of a board's ``[station]`` table (its MQTT publisher), in ONE place:
 #: attribute of ``BoardStation`` -> key in the board's runtime configuration.
 STATION_TABLE_KEYS = {
-    "broker": "broker",
+    "broker": "url",
     "station": "station",
     "node": "node",
     "credentials": "credentials",
@@ -198,12 +198,16 @@ def station_file_dict(
     *,
     caution_kg_day: float = 5.0,
     crew_volume: str | None = None,
+    hatch_reporter: str | None = None,
     extra: dict | None = None,
 ) -> dict:
     """The station file (STATION.toml of ``cabinwatch station``) for a split scenario:
     its volumes (with their sensors' count, noise and rate), its hatches (with the side
     each opens into) and its boards (the volumes each estimates, the hatches each
-    reports).  ``extra``: more keys of the ``[station]`` table (credentials, ...)."""
+    reports).  ``hatch_reporter``: the node that reports the hatches no board has
+    in its configuration (those between two boards' volumes; the scripted crew,
+    ``harness.crew``), listed as a ``[[boards]]`` entry with no volumes.  ``extra``:
+    more keys of the ``[station]`` table (credentials, ...)."""
     if not scenario.boards:
         raise ConfigError(scenario.path, "boards", "not a split station: no [[boards]] tables")
     top: dict = {"name": station, "broker": broker_url, "caution_kg_day": caution_kg_day}
@@ -231,6 +235,11 @@ def station_file_dict(
         {"node": b.node, "volumes": list(b.volumes), "hatches": board_hatches(scenario, b.node)}
         for b in scenario.boards
     ]
+    if hatch_reporter is not None:
+        reported = {h for b in boards for h in b["hatches"]}
+        rest = [h.name for h in scenario.hatches if h.name not in reported]
+        if rest:
+            boards.append({"node": hatch_reporter, "volumes": [], "hatches": rest})
     out = {"station": top, "volumes": volumes, "boards": boards}
     if hatches:
         out["hatches"] = hatches

@@ -464,6 +464,7 @@ def make_crew(
 
 
 def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> dict:
+    from harness.crew import CREW_NODE
     from harness.derive import config_toml, station_file_dict
 
     speed = opts.speed
@@ -479,7 +480,13 @@ def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> di
     station_path = out / "station.toml"
     station_path.write_text(
         config_toml(
-            station_file_dict(scenario, STATION, broker.url, caution_kg_day=opts.caution_kg_day)
+            station_file_dict(
+                scenario,
+                STATION,
+                broker.url,
+                caution_kg_day=opts.caution_kg_day,
+                hatch_reporter=CREW_NODE,
+            )
         ),
         encoding="utf-8",
     )

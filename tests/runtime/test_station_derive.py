@@ -117,6 +117,9 @@ def test_station_file(tmp_path):
         {"node": "rs", "volumes": ["rs", "mrm1"], "hatches": ["rs-mrm1"]},
         {"node": "soyuz", "volumes": ["soyuz_bo", "soyuz_sa"], "hatches": ["soyuz-bo-sa"]},
     ]
+    # the crew reports the hatches between two boards' volumes
+    d2 = station_file_dict(sc, "iss", "mqtt://127.0.0.1:1883", hatch_reporter="crew")
+    assert d2["boards"][-1] == {"node": "crew", "volumes": [], "hatches": ["usos-rs", "mrm1-soyuz"]}
     # once the aggregator's parser is in the tree, it takes the file as it is
     try:
         import station.config as station_config

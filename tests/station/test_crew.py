@@ -160,6 +160,26 @@ def test_crew_against_mosquitto_fake_emulator_and_a_board_socket(broker, tmp_pat
             sim[0] = t
             return crew.poll()
 
+        # 0. at start: the state of the hatch no board reports (usos-rs), open
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # (its birth, retained, on node/crew/status)
+        births: list = []
+        bc = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        bc.on_message = lambda c, u, m: births.append(m)
+        bc.connect("127.0.0.1", port)
+        bc.subscribe(wire.node_status_topic("iss", CREW_NODE), qos=1)
+        bc.loop_start()
+        deadline = time.monotonic() + 10
+        while not births and time.monotonic() < deadline:
+            time.sleep(0.01)
+        bc.disconnect()
+        bc.loop_stop()
+        birth = wire.decode(wire.TopicKind.NODE_STATUS, births[0].payload)
+        assert birth.online and birth.node == "crew" and birth.hatches == ("usos-rs",)
+        first = wire.decode(wire.TopicKind.HATCH, got.pop(0).payload)
+        assert (first.hatch, first.position) == ("usos-rs", "open")
         # 1. close the hatch between two boards: emulator + the crew's own retained state
         assess(_msg(_close("usos-rs"), message="SUSPECT close usos-rs"))
         assert poll_until(30.0) is None
