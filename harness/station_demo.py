@@ -463,6 +463,16 @@ def make_crew(
     )
 
 
+def aggregator_takes_speed() -> bool:
+    """Whether ``cabinwatch station`` runs on a sped-up clock (``--speed X``), as the
+    boards do: the advisor's hold times and the staleness of estimates are then in
+    simulated seconds."""
+    r = subprocess.run(
+        [*CLI, "station", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return r.returncode == 0 and "--speed" in r.stdout
+
+
 def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> dict:
     from harness.crew import CREW_NODE
     from harness.derive import config_toml, station_file_dict
@@ -490,10 +500,15 @@ def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> di
         ),
         encoding="utf-8",
     )
-    agg = children.start(
-        "station",
-        [*CLI, "station", "--config", str(station_path), "--json", "--no-view"],
-    )
+    agg_argv = [*CLI, "station", "--config", str(station_path), "--json", "--no-view"]
+    if aggregator_takes_speed():
+        agg_argv += ["--speed", repr(speed)]
+    else:
+        say(
+            f"  WARNING: `cabinwatch station` has no --speed: its clock (hold times, "
+            f"staleness) runs on wall time, {speed:g}x slower than the boards'"
+        )
+    agg = children.start("station", agg_argv)
     # 4. the crew, on the emulator's clock
     sim_now = emulator_clock(control, speed)
     hunt = Hunt(emit)
@@ -544,6 +559,9 @@ def _summary(opts, scenario, broker, boards, hunt, crew, agg, end_s, emit, say) 
             round(located_s - hunt.detected_s, 1)
             if located_s is not None and hunt.detected_s is not None
             else None
+        ),
+        "detected_before_onset": (
+            hunt.detected_s is not None and leak is not None and hunt.detected_s < leak.onset_s
         ),
         "hatch_actions": [a.to_json_dict() for a in crew.actions],
         "false_locations": false_locations,

@@ -196,6 +196,7 @@ def test_closed_loop_locates_the_soyuz_hole(tmp_path):
         assert key in s
     assert [b["node"] for b in s["boards"]] == ["usos", "rs", "soyuz"]
     assert s["detected_s"] is not None and s["detected_s"] >= s["leak_onset_s"]
+    assert s["detected_before_onset"] is False
     assert s["located_volume"] in {"soyuz_bo", "soyuz_sa"}
     assert s["located_s"] - s["detected_s"] <= 30 * 60
     assert s["false_locations"] == []
