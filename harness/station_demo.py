@@ -48,13 +48,15 @@ START_TIMEOUT_S = 30.0
 class StationDemoOptions:
     """``scenario`` a split scenario (``[[boards]]``); ``speed`` x real time;
     ``duration_s`` simulated s to run at most; ``reaction_s`` the crew's (simulated s);
-    ``out`` the folder for configurations, logs, archives and truth."""
+    ``out`` the folder for configurations, logs, archives and truth; ``join_s`` the
+    simulated time at which the aggregator and the crew join the running boards."""
 
     scenario: str
     out: Path
     speed: float = 60.0
     duration_s: float | None = None
     reaction_s: float = 60.0
+    join_s: float = 0.0
     caution_kg_day: float = 5.0
     json: bool = False
 
@@ -486,6 +488,14 @@ def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> di
     start_boards(children, boards, speed)
     for b in boards:
         say(f"  board {b.node}: volumes {', '.join(b.volumes)}; links {', '.join(b.links)}")
+    sim_now = emulator_clock(control, speed)
+    if opts.join_s > 0:
+        say(f"  aggregator and crew join at t={opts.join_s:.0f} s")
+        while sim_now() < opts.join_s and not stop.is_set():
+            dead = next((p for p in children.procs if not p.alive()), None)
+            if dead is not None:
+                raise CabinwatchError(f"{dead.name} stopped: {children.last_error(dead)}")
+            stop.wait(0.05)
     # 3. the aggregator
     station_path = out / "station.toml"
     station_path.write_text(
@@ -510,7 +520,6 @@ def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> di
         )
     agg = children.start("station", agg_argv)
     # 4. the crew, on the emulator's clock
-    sim_now = emulator_clock(control, speed)
     hunt = Hunt(emit)
     crew = make_crew(scenario, broker.url, control, boards, sim_now, opts.reaction_s, hunt)
     crew.start()

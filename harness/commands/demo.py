@@ -64,6 +64,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="with --station: JSON lines, ending with one summary object",
     )
     p.add_argument(
+        "--join",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --station: the simulated time at which the aggregator and the crew "
+        "join the running boards (default 0)",
+    )
+    p.add_argument(
         "--reaction",
         type=float,
         default=None,
@@ -92,6 +100,7 @@ def _run_station(args: argparse.Namespace) -> int:
         ("--speed", args.speed, bounds.SPEED),
         ("--duration", args.duration, bounds.DURATION_S),
         ("--reaction", args.reaction, bounds.TIME_S),
+        ("--join", args.join, bounds.TIME_S),
     ):
         if value is not None:
             check_option(option, value, rng)
@@ -113,6 +122,7 @@ def _run_station(args: argparse.Namespace) -> int:
         speed=args.speed if args.speed is not None else 60.0,
         duration_s=args.duration,
         reaction_s=args.reaction if args.reaction is not None else 60.0,
+        join_s=args.join if args.join is not None else 0.0,
         json=args.json,
     )
     run_station_demo(opts)
@@ -128,7 +138,7 @@ def _emulator_supports_start() -> bool:
 def run(args: argparse.Namespace) -> int:
     if args.station:
         return _run_station(args)
-    for option in ("json", "reaction"):
+    for option in ("json", "reaction", "join"):
         if getattr(args, option) not in (None, False):
             raise CabinwatchError(f"--{option} needs --station")
     if args.scenario is None:

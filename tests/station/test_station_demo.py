@@ -122,6 +122,10 @@ def test_bad_station_demo_options_are_one_line(tmp_path):
     assert_one_line_error(r, "--speed")
     r = run_cli("demo", "--station", "--tcp", "--out", tmp_path / "d")
     assert_one_line_error(r, "--tcp is not for --station")
+    r = run_cli("demo", "--join", "60")
+    assert_one_line_error(r, "--join needs --station")
+    r = run_cli("demo", "--station", "--join", "-1", "--out", tmp_path / "e")
+    assert_one_line_error(r, "--join")
 
 
 def _require_mosquitto() -> None:
