@@ -33,6 +33,8 @@ from common.errors import CabinwatchError
 #: The repository's Yamcs configuration and the instance it defines.
 ETC = Path(__file__).resolve().parents[1] / "deploy" / "yamcs" / "etc"
 INSTANCE = "cabinwatch"
+#: The XTCE SpaceSystem (``firmware_host.ground.xtce.SYSTEM_NAME``).
+SYSTEM = "cabinwatch"
 #: The event templates of PusEventDecoder kept with it (``cabinwatch xtce --events-template``).
 EVENTS_TEMPLATE = ETC / "cabinwatch-events.json"
 JAVA_PACKAGE = "openjdk-17-jre-headless"  # the Debian package
@@ -191,6 +193,25 @@ class YamcsServer:
     def link_in_count(self, link: str) -> int:
         """Packets (datagrams) the link has read, valid or not."""
         return int(self.get(f"/links/{INSTANCE}/{link}").get("dataInCount", 0))
+
+    def send_udp_paced(self, packets: list[bytes], batch: int = 50, timeout_s: float = 30.0):
+        """``packets`` to the ``udp-in`` link, ``batch`` at a time, each batch after
+        the link counted the last one in: a burst of thousands of datagrams
+        overflows its receive buffer (UDP has no flow control of its own)."""
+        base = self.link_in_count("udp-in")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for lo in range(0, len(packets), batch):
+                chunk = packets[lo : lo + batch]
+                for p in chunk:
+                    tx.sendto(p, self.udp)
+                n = base + lo + len(chunk)
+                wait_for(lambda n=n: self.link_in_count("udp-in") >= n, timeout_s, f"link at {n}")
+
+    def parameter(self, name: str) -> dict | None:
+        """The realtime processor's current value of ``/cabinwatch/NAME`` (REST JSON;
+        None before any)."""
+        pv = self.get(f"/processors/{INSTANCE}/realtime/parameters/{SYSTEM}/{name}")
+        return pv if "engValue" in pv else None
 
     def peak_rss_bytes(self) -> int:
         assert self.proc is not None

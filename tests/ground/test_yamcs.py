@@ -126,22 +126,6 @@ def _scenario_config():
     return config_from_scenario(load_scenario(SCENARIO))
 
 
-def send_paced(server: YamcsServer, packets: list[bytes], link: str = "udp-in") -> None:
-    """``packets`` to the UDP link, 50 at a time, each batch after Yamcs counted the
-    last one in (a burst of 3500 datagrams overflows its receive buffer: UDP has no
-    flow control of its own)."""
-    import socket
-
-    base = server.link_in_count(link)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        for lo in range(0, len(packets), 50):
-            batch = packets[lo : lo + 50]
-            for p in batch:
-                tx.sendto(p, server.udp)
-            n = base + lo + len(batch)
-            wait_for(lambda n=n: server.link_in_count(link) >= n, 30, f"Yamcs counting {n}")
-
-
 def synthetic_packets(layout: GroundLayout, run_packets: list[bytes]) -> tuple[list, bytes]:
     """(the synthetic events' packets, continuing the run's event sequence count;
     one more event packet, ``BAD_VALUE``, with its CRC broken)."""
@@ -165,11 +149,11 @@ def received(yamcs, simulate_run):
     run_packets = split_packets(simulate_run[0])
     synthetic, bad = synthetic_packets(layout, run_packets)
     good = run_packets + synthetic
-    send_paced(server, good)
+    server.send_udp_paced(good)
     # the events reach the event log through PusEventDecoder and the EventRecorder
     n_pus = len(simulate_run[1]) + len(SYNTHETIC)
     wait_for(lambda: len(pus_events(client)) >= n_pus, 30, "the PUS events in the log")
-    send_paced(server, [bad])
+    server.send_udp_paced([bad])
     wait_for(lambda: corrupted_events(client), 30, "Yamcs' corrupted-packet event")
     time.sleep(0.5)  # the processor has the last packet's parameters
     return server, client, layout, root, good, bad, simulate_run[1]
