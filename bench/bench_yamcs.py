@@ -10,6 +10,9 @@ telemetry parameters).  Per start:
   answering ``RUNNING``;
 * to the first packet: to Yamcs' realtime processor holding the value of the
   first HK packet sent (sent as soon as the instance runs);
+* the Java process's CPU time (user + system, all its threads) by then;
+* warm restart: a second start in the same folder (the serialized database
+  and the archive there), to RUNNING;
 * peak RSS (``VmHWM`` of the Java process) after start, and after the
   ``simulate soyuz-ms09-2018 --start 10500 --duration 11200`` run's packets
   (about 3500, fed in batches of 50) went through.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import statistics
 import subprocess
 import tempfile
@@ -58,10 +62,19 @@ def _run_packets(folder: Path) -> list[bytes]:
     return _split(path.read_bytes())
 
 
-def one_start(mdb: Path, packets: list[bytes]) -> dict[str, float]:
-    """The figures of one cold start (s, bytes)."""
-    with YamcsServer(mdb) as server:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_start(mdb: Path, packets: list[bytes], folder: Path) -> dict[str, float]:
+    """The figures of one cold start in the empty ``folder`` (s, bytes), then the
+    time of a warm restart (the same folder: the database cache and archive there)."""
+    with YamcsServer(mdb, folder=folder) as server:
         t_running = server.started_s
+        cpu_running = cpu_s(server.proc.pid)
         t0 = time.monotonic()
         server.send_udp_paced(packets[:1])
         wait_for(lambda: server.parameter("tick") or server.parameter("usos_pressure_pa"),
@@ -71,13 +84,18 @@ def one_start(mdb: Path, packets: list[bytes]) -> dict[str, float]:
         t1 = time.monotonic()
         server.send_udp_paced(packets[1:])
         feed_s = time.monotonic() - t1
-        return {
-            "running_s": t_running,
-            "first_s": t_first,
-            "rss_start": rss_start,
-            "rss_run": server.peak_rss_bytes(),
-            "feed_pps": (len(packets) - 1) / feed_s,
-        }
+        rss_run = server.peak_rss_bytes()
+    with YamcsServer(mdb, folder=folder) as again:
+        warm_s = again.started_s
+    return {
+        "running_s": t_running,
+        "cpu_s": cpu_running,
+        "warm_s": warm_s,
+        "first_s": t_first,
+        "rss_start": rss_start,
+        "rss_run": rss_run,
+        "feed_pps": (len(packets) - 1) / feed_s,
+    }
 
 
 def main() -> None:
@@ -89,7 +107,10 @@ def main() -> None:
         mdb = folder / "cabinwatch.xtce.xml"
         mdb.write_text(generate(layout), encoding="utf-8")
         packets = _run_packets(folder)
-        runs = [one_start(mdb, packets) for _ in range(STARTS)]
+        runs = []
+        for i in range(STARTS):
+            (folder / f"server{i}").mkdir()
+            runs.append(one_start(mdb, packets, folder / f"server{i}"))
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"machine: {machine()}; {version.splitlines()[0]}")
     print(f"Yamcs 5.12.8 (fprime-yamcs-bundle), deploy/yamcs/etc, {SCENARIO} database; "
@@ -100,6 +121,8 @@ def main() -> None:
     rows = [
         ("start to instance RUNNING, s", "running_s", 1, "{:.2f}"),
         ("start to the first packet's value, s", "first_s", 1, "{:.2f}"),
+        ("CPU (user + system) of Java to RUNNING, s", "cpu_s", 1, "{:.1f}"),
+        ("warm restart (same folder) to RUNNING, s", "warm_s", 1, "{:.2f}"),
         ("peak RSS after start, MiB", "rss_start", MIB, "{:.0f}"),
         (f"peak RSS after {len(packets)} packets, MiB", "rss_run", MIB, "{:.0f}"),
         ("paced feed (batches of 50, each counted in), packets/s", "feed_pps", 1, "{:.0f}"),
