@@ -28,12 +28,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from firmware_host.alarms import AlarmEvent, AlarmKind, AlarmLevel, Transition
-from firmware_host.ground import events
 from firmware_host.ground.layout import VOLUME_FIELDS, EventSubtype, GroundLayout, ident
 from firmware_host.ground.outputs import TcpServerSink
 from firmware_host.ground.packets import PacketBuilder
 from firmware_host.ground.xtce import generate
-from harness.yamcs import EVENTS_TEMPLATE, INSTANCE, YamcsServer, wait_for
+from harness.yamcs import INSTANCE, YamcsServer, wait_for
 from tests.ground.conftest import SCENARIO
 from tests.ground.test_packets import crc16_ccitt_false
 from tests.ground.test_xtce import _definition, split_packets
@@ -57,11 +56,11 @@ def require_yamcs():
     from common.errors import CabinwatchError
     from harness.yamcs import find_java, yamcs_lib_dir
 
-    pytest.importorskip("yamcs.client")
     try:
         find_java()
         yamcs_lib_dir()
-    except CabinwatchError as exc:
+        import yamcs.client  # noqa: F401
+    except (CabinwatchError, ImportError) as exc:
         if os.environ.get("CABINWATCH_REQUIRE_YAMCS"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
@@ -171,16 +170,6 @@ def corrupted_events(client) -> list:
         for e in client.get_archive(INSTANCE).list_events()
         if "Corrupted packet" in (e.message or "")
     ]
-
-
-def test_no_packet_of_the_run_has_a_bad_crc(simulate_run):
-    packets = split_packets(simulate_run[0])
-    assert len(packets) > 3000
-    assert all(crc16_ccitt_false(p) == 0 for p in packets)  # the receiver's check
-
-
-def test_events_template_in_deploy_is_the_generated_one():
-    assert EVENTS_TEMPLATE.read_text(encoding="utf-8") == events.generate()
 
 
 def test_yamcs_values_units_and_times_equal_the_packets(received):
