@@ -21,14 +21,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from firmware_host.alarms import AlarmLevel
 from firmware_host.cli import main
-from firmware_host.ground.layout import GroundLayout
+from firmware_host.ground.layout import EventSubtype, GroundLayout
 from firmware_host.ground.xtce import ROOT_CONTAINER, generate
 from firmware_host.runtime.runconfig import load_runtime_config
 from harness.yamcs import INSTANCE, YamcsServer
 from tests.ground.test_packets import crc16_ccitt_false
 from tests.ground.test_xtce import split_packets
-from tests.ground.test_yamcs import corrupted_events, pus_events, require_yamcs
+from tests.ground.test_yamcs import SEVERITY, corrupted_events, pus_events, require_yamcs
 from tests.support.runtime_helpers import monitor_against_emulator, query, write_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.yamcs, pytest.mark.timeout(300)]
@@ -175,7 +176,7 @@ def test_parameters_arrive_live_with_the_packets_values(live):
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert max(gaps) < 5.0, gaps
     latency = [u[0] - u[3].timestamp() for u in got]
-    assert 0 <= statistics.median(latency) < 1.0 and max(latency) < 2.0, latency
+    assert 0 <= statistics.median(latency) < 1.0 and max(latency) < 5.0, latency
     definition = XtcePacketDefinition.from_xtce(
         tmp / "cabinwatch.xtce.xml", root_container_name=ROOT_CONTAINER
     )
@@ -214,8 +215,10 @@ def test_every_alarm_transition_of_the_run_is_in_the_event_log(live):
     assert n_event_packets == len(rows)
     logged = pus_events(client)
     assert len(logged) == len(rows), ([e.message for e in logged], rows)
-    assert sorted(e.event_type for e in logged) == sorted(r[3] for r in rows)
-    assert {e.severity for e in logged if e.event_type == "LEAK"} <= {"WATCH", "DISTRESS"}
+    severity = {lv.name: SEVERITY[EventSubtype.of(lv)] for lv in AlarmLevel}
+    assert sorted((e.event_type, e.severity) for e in logged) == sorted(
+        (r[3], severity[r[2]]) for r in rows
+    )
     assert all(
         e.generation_time > datetime.now(UTC) - timedelta(minutes=10) for e in logged
     )  # live times, not 1980
