@@ -143,21 +143,22 @@ class YamcsServer:
         self.udp_port = self.udp_port or free_port(socket.SOCK_DGRAM)
         self.tcp_port = self.tcp_port or free_port()
         env = {**os.environ, **self.environment()}
-        with open(self.log_path, "ab") as log:
-            t0 = time.monotonic()
-            self.proc = subprocess.Popen(
-                [java, *self.java_opts, "-cp", f"{lib}/*", MAIN_CLASS, "--etc-dir", str(self.etc)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=self.folder,
-                start_new_session=True,
-            )
         try:
+            with open(self.log_path, "ab") as log:
+                t0 = time.monotonic()
+                self.proc = subprocess.Popen(
+                    [java, *self.java_opts, "-cp", f"{lib}/*", MAIN_CLASS,
+                     "--etc-dir", str(self.etc)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=self.folder,
+                    start_new_session=True,
+                )  # fmt: skip
             self._wait_running(t0)
         except BaseException:
-            self.stop()
+            self.stop()  # the process group and our folder, whatever failed
             raise
         return self
 

@@ -32,7 +32,7 @@ from firmware_host.ground.layout import VOLUME_FIELDS, EventSubtype, GroundLayou
 from firmware_host.ground.outputs import TcpServerSink
 from firmware_host.ground.packets import PacketBuilder
 from firmware_host.ground.xtce import generate
-from harness.yamcs import INSTANCE, YamcsServer, wait_for
+from harness.yamcs import EVENTS_TEMPLATE, INSTANCE, YamcsServer, wait_for
 from tests.ground.conftest import SCENARIO
 from tests.ground.test_packets import crc16_ccitt_false
 from tests.ground.test_xtce import _definition, split_packets
@@ -308,3 +308,21 @@ def test_yamcs_tcp_client_link_takes_the_tcp_sinks_packets(received, yamcs):
     wait_for(lambda: server.link_in_count("tcp-in") >= len(tail), 20, "the tcp-in link's count")
     assert server.link_in_count("tcp-in") == len(tail)
     assert sink.clients == 1
+
+
+def test_a_broken_configuration_is_one_clear_error_and_leaves_nothing(tmp_path):
+    """Yamcs refusing its configuration at start: ``CabinwatchError`` with Yamcs' own
+    line, the process gone, the harness's temporary folder removed."""
+    import shutil
+
+    from common.errors import CabinwatchError
+
+    require_yamcs()
+    etc = tmp_path / "etc"
+    shutil.copytree(EVENTS_TEMPLATE.parent, etc)
+    instance = etc / f"yamcs.{INSTANCE}.yaml"
+    instance.write_text(instance.read_text() + "\nnoSuchOption: 1\n", encoding="utf-8")
+    server = YamcsServer(tmp_path / "none.xml", etc=etc)
+    with pytest.raises(CabinwatchError, match="Unknown argument noSuchOption"):
+        server.start()
+    assert server.proc is None and server.folder is None

@@ -82,3 +82,13 @@ def test_links_decode_pus_c_as_the_packets_are_built():
     assert text.count("epoch: GPS") == 2
     assert f"eventIdParameter: /{SYSTEM}/event_id" in text
     assert SYSTEM == SYSTEM_NAME
+
+
+def test_no_java_is_one_line_naming_the_package(monkeypatch):
+    import pytest
+
+    from common.errors import CabinwatchError
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(CabinwatchError, match="openjdk-17-jre-headless"):
+        YamcsServer(Path("x.xml")).start()
