@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench scorecard clean mosquitto
+.PHONY: demo test test-fast test-ground lint bench scorecard clean mosquitto java
 
 # Exact versions from constraints.txt (pyproject.toml gives compatible ranges).
 $(STAMP): pyproject.toml constraints.txt
@@ -28,6 +28,12 @@ lint: $(STAMP)
 # installs the Debian package where it is missing and we are root.
 test: $(STAMP) lint mosquitto
 	CABINWATCH_REQUIRE_MOSQUITTO=1 $(BIN)/python -m pytest -n auto --dist loadscope
+
+# The ground tests (tests/ground) including those against a real Yamcs server
+# (marker `yamcs`, left out of `make test`; Java 17, which `java` installs where
+# it is missing and we are root); about a minute.
+test-ground: $(STAMP) java
+	CABINWATCH_REQUIRE_YAMCS=1 $(BIN)/python -m pytest tests/ground -m "not long"
 
 # Without the real-time and long system tests (marker `slow`): under a minute.
 # A -m given here replaces addopts' -m, so it names `long` again.
@@ -58,6 +64,17 @@ mosquitto:
 	  apt-get install -y -q mosquitto >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && apt-get install -y -q mosquitto >/dev/null; } || \
 	  { echo "make: could not install the Debian package mosquitto" >&2; exit 2; }; }
+
+# Java 17 for Yamcs (Debian package openjdk-17-jre-headless): installed if
+# missing and root, otherwise one line naming the package and exit 2.
+java:
+	@command -v java >/dev/null || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make: java is not installed: install the Debian package openjdk-17-jre-headless (apt-get install openjdk-17-jre-headless, as root)" >&2; exit 2; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q openjdk-17-jre-headless >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q openjdk-17-jre-headless >/dev/null; } || \
+	  { echo "make: could not install the Debian package openjdk-17-jre-headless" >&2; exit 2; }; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,262 +1,328 @@
-"""End to end against a real Yamcs 5.12 server (issue 17 item 3): the generated
-XTCE as its mission database, the packets of a ``simulate --ccsds`` run over UDP
-through ``PusPacketPreprocessor`` (CRC-16-CCIIT, CUC with implicit P-field 0x2E,
-GPS epoch), and Yamcs' decoded values, times and alarms checked against the
-packets.  The server runs from the jars of ``fprime-yamcs-bundle`` (no Maven,
-no download); skipped where Java is not installed."""
+"""End to end against a real Yamcs 5.12 server (issue 17 item 3), run with the
+configuration kept in the repository (``deploy/yamcs/etc`` through
+``harness/yamcs.py``): the generated XTCE as its mission database, the packets
+of a ``simulate soyuz-ms09-2018 --ccsds`` run (plus a few synthetic events of
+every level) over its UDP link through ``PusPacketPreprocessor`` (CRC-16, CUC
+with implicit P-field 0x2E, GPS epoch), checked through ``yamcs-client``:
+
+* every parameter's last value, bit for bit, its time, and its unit from the XTCE;
+* the CAUTION in the processor's alarm list as a WARNING parameter alarm;
+* the event log (``PusEventDecoder`` with ``deploy/yamcs/etc/cabinwatch-events.json``)
+  holds every alarm transition sent, with the severity of its level;
+* a packet with a bad CRC is dropped (and no packet of the run has one);
+* the ``tcp-in`` link (a client) takes a ``tcp://`` sink's packets.
+
+Marked ``yamcs``: not in ``make test``, run by ``make test-ground``
+(CABINWATCH_REQUIRE_YAMCS=1: no Java is then a failure, not a skip).
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import signal
-import socket
+import re
 import struct
-import subprocess
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from firmware_host.ground.layout import GroundLayout
+from firmware_host.alarms import AlarmEvent, AlarmKind, AlarmLevel, Transition
+from firmware_host.ground.layout import VOLUME_FIELDS, EventSubtype, GroundLayout, ident
 from firmware_host.ground.outputs import TcpServerSink
+from firmware_host.ground.packets import PacketBuilder
 from firmware_host.ground.xtce import generate
-from harness.derive import config_from_scenario
-from hil.scenario import load_scenario
+from harness.yamcs import EVENTS_TEMPLATE, INSTANCE, YamcsServer, wait_for
 from tests.ground.conftest import SCENARIO
+from tests.ground.test_packets import crc16_ccitt_false
 from tests.ground.test_xtce import _definition, split_packets
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.yamcs, pytest.mark.timeout(300)]
 
-INSTANCE = "cabinwatch"
 GPS_EPOCH = datetime(1980, 1, 6, tzinfo=UTC)
+#: PusEventDecoder's severity of each TM[5,x] subtype (Yamcs 5.12 source).
+SEVERITY = {
+    EventSubtype.INFORMATIVE: "INFO",
+    EventSubtype.LOW_SEVERITY: "WATCH",
+    EventSubtype.MEDIUM_SEVERITY: "DISTRESS",
+    EventSubtype.HIGH_SEVERITY: "CRITICAL",
+}
+#: The value of the bad-CRC event: nothing else carries it.
+BAD_VALUE = 12345.0
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def require_yamcs():
+    """Skip (or, under CABINWATCH_REQUIRE_YAMCS, fail) where Yamcs cannot run."""
+    from common.errors import CabinwatchError
+    from harness.yamcs import find_java, yamcs_lib_dir
+
+    try:
+        find_java()
+        yamcs_lib_dir()
+        import yamcs.client  # noqa: F401
+    except (CabinwatchError, ImportError) as exc:
+        if os.environ.get("CABINWATCH_REQUIRE_YAMCS"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
-def _write_etc(root, http_port: int, udp_port: int, tcp_port: int, mdb_path) -> None:
-    etc = root / "etc"
-    etc.mkdir()
-    (etc / "yamcs.yaml").write_text(
-        f"""services:
-  - class: org.yamcs.http.HttpServer
-    args: {{address: 127.0.0.1, port: {http_port}}}
-dataDir: {root / "data"}
-instances: [{INSTANCE}]
-secretKey: cabinwatch-test-secret
-"""
-    )
-    (etc / f"yamcs.{INSTANCE}.yaml").write_text(
-        f"""services:
-  - class: org.yamcs.archive.XtceTmRecorder
-  - class: org.yamcs.archive.AlarmRecorder
-  - class: org.yamcs.ProcessorCreatorService
-    args: {{name: realtime, type: realtime}}
-dataLinks:
-  - name: udp-in
-    class: org.yamcs.tctm.UdpTmDataLink
-    stream: tm_realtime
-    port: {udp_port}
-    packetPreprocessorClassName: org.yamcs.pus.PusPacketPreprocessor
-    packetPreprocessorArgs:
-      errorDetection: {{type: CRC-16-CCIIT}}
-      pktTimeOffset: 13
-      timeEncoding: {{type: CUC, implicitPField: 0x2E}}
-  - name: tcp-in
-    class: org.yamcs.tctm.TcpTmDataLink
-    stream: tm_realtime
-    host: 127.0.0.1
-    port: {tcp_port}
-    packetPreprocessorClassName: org.yamcs.pus.PusPacketPreprocessor
-    packetPreprocessorArgs:
-      errorDetection: {{type: CRC-16-CCIIT}}
-      pktTimeOffset: 13
-      timeEncoding: {{type: CUC, implicitPField: 0x2E}}
-mdb:
-  - type: xtce
-    spec: {mdb_path}
-streamConfig:
-  tm:
-    - name: tm_realtime
-      processor: realtime
-  invalidTm: invalid_tm_stream
-  event: [events_realtime]
-  param: [pp_realtime, sys_param, proc_param]
-  parameterAlarm: [alarms_realtime]
-  eventAlarm: [event_alarms_realtime]
-"""
-    )
-    (etc / "processor.yaml").write_text(
-        """realtime:
-  services:
-    - class: org.yamcs.StreamTmPacketProvider
-    - class: org.yamcs.tctm.StreamParameterProvider
-  config:
-    subscribeAll: true
-    alarm: {parameterCheck: true, parameterServer: enabled, eventServer: enabled}
-"""
-    )
+def gps_time(t_s: float) -> datetime:
+    return GPS_EPOCH + timedelta(seconds=t_s)
 
 
-class Yamcs:
-    def __init__(self, http_port: int, udp_port: int):
-        self.base = f"http://127.0.0.1:{http_port}/api"
-        self.udp = ("127.0.0.1", udp_port)
+def is_yamcs_time(got: datetime, t_s: float) -> bool:
+    """``got`` is Yamcs' time of a packet sent at ``t_s`` (s since the GPS epoch): Yamcs
+    keeps milliseconds, and its CUC decoder (5.12.8) rounds the fine time up by one,
+    ``(1000 * fine + 2**16) >> 16`` ms: measured 1 ms late (docs/ground.md)."""
+    late = (got - gps_time(t_s)).total_seconds()
+    return 0.0 <= late <= 0.001 + 1e-9
 
-    def get(self, path: str):
-        with urllib.request.urlopen(self.base + path, timeout=10) as r:
-            return json.load(r)
 
-    def post(self, path: str, body: dict):
-        req = urllib.request.Request(
-            self.base + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.load(r)
+def _ev(t_s, source, level, kind, transition, value, limit=2.0) -> AlarmEvent:
+    """An alarm event; ``level``, ``kind``, ``transition`` by name."""
+    return AlarmEvent(
+        t_s, source, AlarmLevel[level], AlarmKind[kind], Transition[transition], value, limit,
+        "", "synthetic",
+    )  # fmt: skip
+
+
+#: Events fed after the run: every level, every transition, an unlisted source.
+SYNTHETIC = (
+    _ev(11201.5, "ccsds", "ADVISORY", "OUTPUT_FAILED", "RAISED", math.nan),
+    _ev(11202.0, "soyuz_bo", "WARNING", "LOW_RESERVE", "RAISED", 3600.0),
+    _ev(11203.25, "soyuz_bo", "EMERGENCY", "RAPID_DEPRESS", "RAISED", 55.5),
+    _ev(11204.0, "soyuz_bo", "WARNING", "LOW_RESERVE", "ACKNOWLEDGED", 3500),
+    _ev(11205.0, "soyuz_bo", "EMERGENCY", "RAPID_DEPRESS", "RETURN_TO_NORMAL", 0.25),
+    _ev(11206.0, "capture:bus9", "ADVISORY", "OUTPUT_FAILED", "RETURN_TO_NORMAL", math.inf),
+)
 
 
 @pytest.fixture(scope="module")
 def yamcs(tmp_path_factory):
-    bundle = pytest.importorskip("fprime_yamcs_bundle")
-    if shutil.which("java") is None:
-        pytest.skip("no java: Yamcs cannot run here")
+    require_yamcs()
+    from yamcs.client import YamcsClient
+
     root = tmp_path_factory.mktemp("yamcs")
-    layout = GroundLayout.from_config(config_from_scenario(load_scenario(SCENARIO)))
+    layout = GroundLayout.from_config(_scenario_config())
     mdb = root / "cabinwatch.xtce.xml"
     mdb.write_text(generate(layout), encoding="utf-8")
-    http_port, udp_port = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
     tcp_sink = TcpServerSink("127.0.0.1", 0)  # the monitor's tcp:// sink; Yamcs connects
-    _write_etc(root, http_port, udp_port, tcp_sink.address[1], mdb)
-    log = open(root / "yamcs.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        ["java", "-cp", f"{bundle.LIB_DIR}/*", "org.yamcs.YamcsServer",
-         "--etc-dir", str(root / "etc"), "--data-dir", str(root / "data")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        cwd=root,  # Yamcs writes its serialized MDB under ./cache
-    )  # fmt: skip
-    server = Yamcs(http_port, udp_port)
+    server = YamcsServer(mdb, tcp_port=tcp_sink.address[1], folder=root / "server")
+    server.folder.mkdir()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if server.get(f"/instances/{INSTANCE}")["state"] == "RUNNING":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (root / "yamcs.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "Yamcs did not start in 90 s"
-            time.sleep(0.5)
-        server.tcp_sink = tcp_sink
-        yield server, layout, root
+        server.start()
+        client = YamcsClient(server.address)
+        yield server, client, layout, root, tcp_sink
     finally:
+        server.stop()
         tcp_sink.close()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+
+
+def _scenario_config():
+    from harness.derive import config_from_scenario
+    from hil.scenario import load_scenario
+
+    return config_from_scenario(load_scenario(SCENARIO))
+
+
+def synthetic_packets(layout: GroundLayout, run_packets: list[bytes]) -> tuple[list, bytes]:
+    """(the synthetic events' packets, continuing the run's event sequence count;
+    one more event packet, ``BAD_VALUE``, with its CRC broken)."""
+    apid = layout.apid_events
+    n_events = sum(1 for p in run_packets if int.from_bytes(p[:2], "big") & 0x7FF == apid)
+    b = PacketBuilder(layout)
+    for _ in range(n_events):  # the run's event count: the sequence goes on without a jump
+        b.event(_ev(0.0, "rs", "CAUTION", "LEAK", "ACKNOWLEDGED", 0.0))
+    good = [b.event(ev).data for ev in SYNTHETIC]
+    bad = bytearray(
+        b.event(_ev(11207.0, "rs", "EMERGENCY", "RAPID_DEPRESS", "RAISED", BAD_VALUE)).data
+    )
+    bad[-1] ^= 0x5A
+    return good, bytes(bad)
 
 
 @pytest.fixture(scope="module")
 def received(yamcs, simulate_run):
-    """Every packet of the simulate run sent to Yamcs over UDP, 50 at a time, each
-    batch after Yamcs counted the last one in (a burst of 3500 datagrams overflows
-    its receive buffer: UDP has no flow control of its own)."""
-    server, layout, root = yamcs
-    packets = split_packets(simulate_run[0])
-
-    def count() -> int:
-        return int(server.get(f"/links/{INSTANCE}/udp-in").get("dataInCount", 0))
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        for lo in range(0, len(packets), 50):
-            batch = packets[lo : lo + 50]
-            for p in batch:
-                tx.sendto(p, server.udp)
-            deadline = time.monotonic() + 10
-            while count() < lo + len(batch):
-                assert time.monotonic() < deadline, f"Yamcs counted {count()} of {lo + 50}"
-                time.sleep(0.01)
+    """The run's packets, the synthetic events, then the bad-CRC packet, all to Yamcs."""
+    server, client, layout, root, _ = yamcs
+    run_packets = split_packets(simulate_run[0])
+    synthetic, bad = synthetic_packets(layout, run_packets)
+    good = run_packets + synthetic
+    server.send_udp_paced(good)
+    # the events reach the event log through PusEventDecoder and the EventRecorder
+    n_pus = len(simulate_run[1]) + len(SYNTHETIC)
+    wait_for(lambda: len(pus_events(client)) >= n_pus, 30, "the PUS events in the log")
+    server.send_udp_paced([bad])
+    wait_for(lambda: corrupted_events(client), 30, "Yamcs' corrupted-packet event")
     time.sleep(0.5)  # the processor has the last packet's parameters
-    return server, layout, root, packets
+    return server, client, layout, root, good, bad, simulate_run[1]
 
 
-def test_yamcs_takes_every_packet(received):
-    server, _, _, packets = received
-    link = server.get(f"/links/{INSTANCE}/udp-in")
-    assert int(link["dataInCount"]) == len(packets) and link["status"] == "OK"
+def pus_events(client) -> list:
+    """The event log's entries made by PusEventDecoder (type: an ``AlarmKind``)."""
+    kinds = {k.name for k in AlarmKind}
+    return [e for e in client.get_archive(INSTANCE).list_events() if e.event_type in kinds]
 
 
-def test_yamcs_values_and_times_equal_the_packets(received):
+def corrupted_events(client) -> list:
+    return [
+        e
+        for e in client.get_archive(INSTANCE).list_events()
+        if "Corrupted packet" in (e.message or "")
+    ]
+
+
+def test_yamcs_values_units_and_times_equal_the_packets(received):
     """The last value Yamcs holds of every parameter is the last packet's, bit for bit
-    (space-packet-parser's decode of the same packet), at the CUC time on the GPS epoch."""
-    server, layout, root, packets = received
+    (space-packet-parser's decode of the same packet), at the CUC time on the GPS epoch,
+    and each parameter's unit in Yamcs' database is the unit of the HK structure."""
+    server, client, layout, root, good, _, _ = received
     definition = _definition(root, layout)
     last = {}
-    for raw in packets:
+    for raw in good:
         d = definition.parse_bytes(raw)
         for k, v in d.items():  # HK and events: Yamcs keeps each parameter's last value
             if not k.startswith(("ccsds_", "pus_", "cuc_", "packet_crc")):
                 last[k] = (v, d["cuc_coarse"] + d["cuc_fine"] / 65536)
     names = sorted(last)
     assert "event_id" in names and "soyuz_bo_mass_rate_kg_day" in names and "tick" in names
-    got = server.post(
-        f"/processors/{INSTANCE}/realtime/parameters:batchGet",
-        {"id": [{"name": f"/cabinwatch/{n}"} for n in names]},
-    )["value"]
-    by_name = {v["id"]["name"].rsplit("/", 1)[-1]: v for v in got}
-    assert set(by_name) == set(names)
-    for n in names:
+    processor = client.get_processor(INSTANCE, "realtime")
+    got = processor.get_parameter_values([f"/cabinwatch/{n}" for n in names])
+    for n, pv in zip(names, got, strict=True):
+        assert pv is not None, n
         want, t = last[n]
-        eng = by_name[n]["engValue"]
-        if eng["type"] == "DOUBLE":
-            # JSON carries NaN and infinities as "NaN", "Infinity", "-Infinity"
-            value = float(eng.get("doubleValue", 0.0))
+        value = pv.eng_value
+        if isinstance(want, float):
             if math.isnan(want):
-                assert math.isnan(value), (n, eng)
+                assert math.isnan(value), (n, value)
             else:
-                assert struct.pack(">d", value) == struct.pack(">d", want), (n, eng, want)
-        elif eng["type"] == "ENUMERATED":
-            assert eng["stringValue"] == want, (n, eng, want)
+                assert struct.pack(">d", value) == struct.pack(">d", want), (n, value, want)
         else:
-            assert int(next(v for k, v in eng.items() if k.endswith("Value"))) == want, n
-        gen = datetime.fromisoformat(by_name[n]["generationTime"].replace("Z", "+00:00"))
-        assert abs((gen - (GPS_EPOCH + timedelta(seconds=t))).total_seconds()) < 0.01, n
+            assert value == want, (n, value, want)
+        assert is_yamcs_time(pv.generation_time, t), (n, pv.generation_time, t)
+    mdb = client.get_mdb(INSTANCE)
+    units = {f"{ident(v)}_{f.name}": f.unit for v in layout.volumes for f in VOLUME_FIELDS}
+    units.update({f.name: f.unit for f in layout.system_fields})
+    checked = 0
+    for name, unit in units.items():
+        got_units = mdb.get_parameter(f"/cabinwatch/{name}").units
+        assert got_units == ([unit] if unit else []), (name, got_units)
+        checked += unit is not None
+    assert checked >= 10 * len(layout.volumes)
+    assert mdb.get_parameter("/cabinwatch/soyuz_bo_mass_rate_kg_day").units == ["kg/day"]
 
 
-def test_yamcs_raises_the_caution_as_an_xtce_warning(received):
-    server, _, _, _ = received
-    alarms = server.get(f"/processors/{INSTANCE}/realtime/alarms").get("alarms", [])
-    by_param = {a["id"]["name"]: a for a in alarms if a["type"] == "PARAMETER"}
-    a = by_param["soyuz_bo_alarm_level"]
-    assert a["severity"] == "WARNING"  # CAUTION -> XTCE warning (docs/ground.md)
-    assert a["parameterDetail"]["triggerValue"]["engValue"]["stringValue"] == "CAUTION"
+def test_yamcs_alarm_list_has_the_caution_as_a_warning(received):
+    _, client, layout, _, _, _, json_events = received
+    processor = client.get_processor(INSTANCE, "realtime")
+    alarms = {a.name: a for a in processor.list_alarms()}
+    cautions = {e["source"] for e in json_events if e["level"] == "CAUTION"}
+    assert cautions == {"usos", "rs", "soyuz_bo", "soyuz_sa"}
+    for volume in cautions:
+        a = alarms[f"/cabinwatch/{ident(volume)}_alarm_level"]
+        assert a.severity == "WARNING"  # CAUTION -> XTCE warning (docs/ground.md)
+        assert a.trigger_value.eng_value == "CAUTION"
+        assert is_yamcs_time(a.trigger_value.generation_time, 11081.0)
+        assert not a.is_ok and not a.is_acknowledged
+    params = {n for n in alarms if n.endswith("_alarm_level")}
+    assert params == {f"/cabinwatch/{ident(v)}_alarm_level" for v in cautions}
+    # the events other than INFO are event alarms too, one per (source, type): PusEventDecoder
+    # gives no source, so one per kind at its most severe level
+    assert alarms["/yamcs/event//LEAK"].severity == "WATCH"
+    assert alarms["/yamcs/event//RAPID_DEPRESS"].severity == "CRITICAL"
 
 
-def test_yamcs_tcp_client_link_takes_the_tcp_sinks_packets(received):
+_MESSAGE = re.compile(
+    r"^(?P<level>\w+) (?P<kind>\w+) (?P<transition>\w+) on (?P<source>\S+): "
+    r"value (?P<value>\S+), limit (?P<limit>\S+)$"
+)
+
+
+def _java_float(text: str) -> float:
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(text) or float(text)
+
+
+def test_yamcs_event_log_holds_every_transition_at_its_severity(received):
+    """One event-log entry per TM[5,x] sent (the run's 4 CAUTION raises and the
+    synthetic transitions of every level), its type the kind, its severity by level
+    (PusEventDecoder: 1 INFO, 2 WATCH, 3 DISTRESS, 4 CRITICAL), its time the packet's,
+    its message the template's with the packet's values."""
+    _, client, layout, _, _, _, json_events = received
+    sent = [
+        (e["t_s"], e["source"], e["level"], e["kind"], e["transition"], e["value"], e["limit"])
+        for e in json_events
+    ] + [
+        (e.t_s, e.source, e.level.name, e.kind.name, e.transition.name, e.value, e.limit)
+        for e in SYNTHETIC
+    ]
+    assert [s[2] for s in sent].count("CAUTION") == 4
+    assert {s[2] for s in sent} == {lv.name for lv in AlarmLevel}
+    got = sorted(pus_events(client), key=lambda e: (e.generation_time, e.sequence_number))
+    assert len(got) == len(sent), [e.message for e in got]
+    listed = set(layout.sources)
+    for e, (t, source, level, kind, transition, value, limit) in zip(
+        got, sorted(sent, key=lambda s: s[0]), strict=True
+    ):
+        assert e.event_type == kind
+        assert e.severity == SEVERITY[EventSubtype.of(AlarmLevel[level])]
+        assert is_yamcs_time(e.generation_time, t), (e.generation_time, t)
+        m = _MESSAGE.match(e.message)
+        assert m, e.message
+        assert (m["level"], m["kind"], m["transition"]) == (level, kind, transition)
+        assert m["source"] == (ident(source) if source in listed else "OTHER")
+        for text, want in ((m["value"], value), (m["limit"], limit)):
+            want = math.nan if want is None else float(want)
+            v = _java_float(text)
+            assert (math.isnan(v) and math.isnan(want)) or v == pytest.approx(want, rel=1e-5)
+    # the CAUTION LEAKs of the run: four, at 11081 s
+    leaks = [e for e in got if e.event_type == "LEAK"]
+    assert len(leaks) == 4 and {e.severity for e in leaks} == {"WATCH"}
+
+
+def test_yamcs_drops_the_packet_with_a_bad_crc(received):
+    """The bad packet was read by the link but dropped by PusPacketPreprocessor: a
+    WARNING event says so, it is in neither the event log nor the archive, and no
+    parameter took its value."""
+    server, client, _, _, good, bad, _ = received
+    assert crc16_ccitt_false(bad) != 0
+    assert server.link_in_count("udp-in") == len(good) + 1
+    (warning,) = corrupted_events(client)
+    assert warning.severity == "WARNING"
+    assert not [e for e in pus_events(client) if str(BAD_VALUE).rstrip("0") in e.message]
+    processor = client.get_processor(INSTANCE, "realtime")
+    assert processor.get_parameter_value("/cabinwatch/event_value").eng_value != BAD_VALUE
+    archived = list(client.get_archive(INSTANCE).list_packets())
+    assert len(archived) == len(good)
+    assert bad not in {bytes(p.binary) for p in archived}
+    assert not [p for p in archived if p.generation_time == gps_time(11207.0)]
+
+
+def test_yamcs_tcp_client_link_takes_the_tcp_sinks_packets(received, yamcs):
     """Yamcs' ``TcpTmDataLink`` (a client) connected to a ``tcp://`` sink gets its packets."""
-    server, _, _, packets = received
-    sink = server.tcp_sink
-    deadline = time.monotonic() + 20
-    while sink.clients < 1:
-        assert time.monotonic() < deadline, "Yamcs did not connect to the TCP sink"
-        time.sleep(0.1)
-    tail = packets[-50:]
+    server, _, _, _, good, _, _ = received
+    sink = yamcs[4]
+    wait_for(lambda: sink.clients >= 1, 30, "Yamcs connecting to the TCP sink", poll_s=0.1)
+    tail = good[-60:-10]  # (already archived: Yamcs drops them as duplicates after counting)
     for p in tail:
         sink.send(p)
-    deadline = time.monotonic() + 10
-    while int(server.get(f"/links/{INSTANCE}/tcp-in").get("dataInCount", 0)) < len(tail):
-        assert time.monotonic() < deadline, server.get(f"/links/{INSTANCE}/tcp-in")
-        time.sleep(0.05)
-    assert int(server.get(f"/links/{INSTANCE}/tcp-in")["dataInCount"]) == len(tail)
+    wait_for(lambda: server.link_in_count("tcp-in") >= len(tail), 20, "the tcp-in link's count")
+    assert server.link_in_count("tcp-in") == len(tail)
     assert sink.clients == 1
+
+
+def test_a_broken_configuration_is_one_clear_error_and_leaves_nothing(tmp_path):
+    """Yamcs refusing its configuration at start: ``CabinwatchError`` with Yamcs' own
+    line, the process gone, the harness's temporary folder removed."""
+    import shutil
+
+    from common.errors import CabinwatchError
+
+    require_yamcs()
+    etc = tmp_path / "etc"
+    shutil.copytree(EVENTS_TEMPLATE.parent, etc)
+    instance = etc / f"yamcs.{INSTANCE}.yaml"
+    instance.write_text(instance.read_text() + "\nnoSuchOption: 1\n", encoding="utf-8")
+    server = YamcsServer(tmp_path / "none.xml", etc=etc)
+    with pytest.raises(CabinwatchError, match="Unknown argument noSuchOption"):
+        server.start()
+    assert server.proc is None and server.folder is None

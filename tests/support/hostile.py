@@ -475,8 +475,12 @@ def config_inputs(draw) -> Input:
 def xtce_inputs(draw) -> Input:
     links = draw(st.booleans())
     out = draw(st.sampled_from(["--out={w}/x.xml", "--out={w}/", "--out=-"]))
+    events = draw(
+        st.sampled_from([(), ("--events-template={w}/e.json",), ("--events-template={w}/no/a/e",)])
+    )
     return Input(
-        ("xtce", "--config", "{w}/c.toml", out), (("c.toml", draw(config_file(links=links))),)
+        ("xtce", "--config", "{w}/c.toml", out, *events),
+        (("c.toml", draw(config_file(links=links))),),
     )
 
 
