@@ -233,6 +233,8 @@ class StationPicture:
         self._event_keys: deque[tuple] = deque(maxlen=4 * MAX_EVENTS)
         self._c = {"accepted": 0, "bad": 0, "stale": 0, "unknown": 0}
         self._problem = ""
+        #: the message the last ``feed`` that returned True took
+        self.last_msg = None
 
     # -- feeding -------------------------------------------------------------
 
@@ -270,6 +272,7 @@ class StationPicture:
             return self._skip(*result)
         node.last_rx = now
         self._c["accepted"] += 1
+        self.last_msg = msg
         return True
 
     def _skip(self, what: str, problem: str) -> bool:
