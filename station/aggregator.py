@@ -101,6 +101,8 @@ class Aggregator:
         self.broker_status = "connecting"
         self.published = 0
         self.stop_event = threading.Event()
+        #: set when the broker has acknowledged the subscription (cleared on a disconnect)
+        self.subscribed = threading.Event()
         self._topic = wire.assessment_topic(config.name)
         self.client = self._make_client(client_id)
 
@@ -125,6 +127,7 @@ class Aggregator:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_connect_fail = self._on_connect_fail
+        c.on_subscribe = self._on_subscribe
         return c
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -139,7 +142,14 @@ class Aggregator:
         client.subscribe(wire.station_subscription(self.config.name), options=opts)
         self._last_payload = None  # republish the assessment on the new connection
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if all(not rc.is_failure for rc in reason_codes):
+            self.subscribed.set()
+        else:
+            self.broker_status = f"subscription refused: {reason_codes[0]}"
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.subscribed.clear()
         self.broker_status = f"disconnected ({reason_code}); reconnecting"
 
     def _on_connect_fail(self, client, userdata) -> None:
