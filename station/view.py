@@ -78,10 +78,13 @@ def render(up: Update, *, title: str = "") -> list[str]:
         part = (
             "" if seg.covered == seg.volumes else f" ({len(seg.covered)}/{len(seg.volumes)} seen)"
         )
+        head = f"[{_seg_name(seg)}]"
+        if len(head) > 16:  # a long name on its own line, the numbers in their columns
+            lines.append(head[:WIDTH])
+            head = ""
         lines.append(
-            f"[{_seg_name(seg)[:14]}]"[:16].ljust(16)
-            + f"{_num(p, '.3f', 8)} {_rate(seg.mass_rate_kg_day, seg.sigma_kg_day):>15} "
-            f"{state}{part} for {fmt_duration(snap.t_unix - seg.since_s)}"[: WIDTH - 16]
+            f"{head:<16}{_num(p, '.3f', 8)} {_rate(seg.mass_rate_kg_day, seg.sigma_kg_day):>15} "
+            f"{state}{part} for {fmt_duration(snap.t_unix - seg.since_s)}"[:WIDTH]
         )
         for name in sorted(seg.volumes):
             lines.append(_vol_line(vols[name]))
