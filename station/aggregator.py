@@ -96,7 +96,7 @@ class Aggregator:
         self._ticks: list[float] = []
         self._last_update = -float("inf")
         self._last_publish = -float("inf")
-        self._last_payload: bytes | None = None
+        self._last_payload: wire.AssessmentMsg | None = None
         self._reset_requested = False
         self.broker_status = "connecting"
         self.published = 0
@@ -247,7 +247,7 @@ class Aggregator:
         from paho.mqtt.properties import Properties
 
         msg = assessment.to_msg(self.config.name, now)
-        same = wire.encode(_without_time(msg))
+        same = _without_time(msg)
         if same == self._last_payload and now - self._last_publish < self.period_s:
             return
         if not self.client.is_connected():

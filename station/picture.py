@@ -235,6 +235,7 @@ class StationPicture:
         self._problem = ""
         #: the message the last ``feed`` that returned True took
         self.last_msg = None
+        self._views: dict[str, tuple] = {}
 
     # -- feeding -------------------------------------------------------------
 
@@ -426,7 +427,7 @@ class StationPicture:
         for (n, vol), a in self._alarms.items():
             if a.level and a.session == self._nodes[n].session:
                 alarms[vol].append(a)
-        volumes = tuple(self._volume(v, by_vol[v], alarms[v]) for v in self.graph.volumes)
+        volumes = tuple(self._volume_cached(v, by_vol[v], alarms[v]) for v in self.graph.volumes)
         hatches = tuple(
             HatchView(
                 name,
@@ -446,6 +447,22 @@ class StationPicture:
 
     def _group_volume(self, group) -> float:
         return sum(self.graph.volumes[v].volume_m3 for v in group)
+
+    def _volume_cached(self, vol: str, ests: list, alarm_states: list) -> VolumeView:
+        """``_volume``, reused while its inputs are the very same messages (most
+        volumes between two updates a few tens of ms apart)."""
+        held = self._views.get(vol)
+        if (
+            held is not None
+            and len(held[0]) == len(ests)
+            and len(held[1]) == len(alarm_states)
+            and all(a is b for a, b in zip(held[0], ests, strict=True))
+            and all(a is b for a, b in zip(held[1], alarm_states, strict=True))
+        ):
+            return held[2]
+        view = self._volume(vol, ests, alarm_states)
+        self._views[vol] = (tuple(ests), tuple(alarm_states), view)
+        return view
 
     def _volume(self, vol: str, ests: list, alarm_states: list) -> VolumeView:
         noise = self.graph.volumes[vol].noise_pa
