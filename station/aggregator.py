@@ -7,9 +7,11 @@ on a picture change (at most every ``min_update_s``) and at least every
 ``period_s`` it asks the isolation advisor and publishes the assessment,
 retained, with the MQTT 5 content type; ``on_update`` callbacks (the view, the
 JSON lines) get every update.  paho reconnects with backoff (1 s doubling to
-30 s) and the subscription is renewed at each connection, so the retained
-state comes again.  The aggregator only advises: it never writes a board's
-topics.
+30 s); the session (client id ``cabinwatch-station-<station>``: one aggregator
+per station) starts clean and is resumed across reconnects, so QoS 1 alarm
+events queued meanwhile arrive, and the subscription is renewed at each
+connection, so the retained state comes again.  The aggregator only advises:
+it never writes a board's topics.
 
 The clock (``clock()``: Unix seconds) and the advisor (any object with the
 ``IsolationAdvisor`` and ``SegmentEstimate`` of ``station.advisor``) are
@@ -18,9 +20,7 @@ injected; the default advisor is imported on first use.
 
 from __future__ import annotations
 
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +36,9 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 #: MQTT keepalive (s): a dead broker is noticed within 1.5 x this.
 KEEPALIVE_S = 15
+#: How long the broker keeps the aggregator's session (and QoS 1 messages for it)
+#: while it is away (s).
+SESSION_EXPIRY_S = 600
 #: Messages taken per step at most (the rest wait for the next step).
 MAX_BATCH = 20000
 
@@ -112,8 +115,8 @@ class Aggregator:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        host = socket.gethostname()
-        cid = client_id or f"cabinwatch-station-{self.config.name}-{host}-{os.getpid()}"
+        # one aggregator per station: a stable id, so a reconnect resumes its session
+        cid = client_id or f"cabinwatch-station-{self.config.name}"
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid[:64], protocol=mqtt.MQTTv5)
         if self.config.credentials is not None:
             c.username_pw_set(self.config.credentials.username, self.config.credentials.password)
@@ -160,8 +163,22 @@ class Aggregator:
 
     def start(self) -> Aggregator:
         """Connect in the background (retried with backoff until it succeeds)."""
+        from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         b = self.config.broker
-        self.client.connect_async(b.host, b.port, keepalive=KEEPALIVE_S, clean_start=True)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        # a fresh session at start (the retained topics make the picture whole), then
+        # resumed across reconnects: QoS 1 alarm events queued meanwhile arrive
+        self.client.connect_async(
+            b.host,
+            b.port,
+            keepalive=KEEPALIVE_S,
+            clean_start=MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
+        )
         self.client.loop_start()
         return self
 

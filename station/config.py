@@ -21,8 +21,6 @@ from station.graph import GraphError, StationGraph, StationHatch, StationVolume
 
 #: URL schemes of the broker and their default ports.
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
-#: The largest credentials file read (bytes).
-MAX_CREDENTIALS_BYTES = 4096
 
 
 class BrokerUrlError(ValueError):
@@ -84,30 +82,22 @@ def broker_option(url: str) -> BrokerUrl:
 
 @dataclass(frozen=True)
 class Credentials:
-    """A broker account: the first line of the file is the user, the second the password."""
+    """A broker account (the board's format: a TOML file with ``username`` and ``password``)."""
 
     username: str
     password: str
 
 
-def read_credentials(path: Path, source: str, key: str) -> Credentials:
-    """The credentials file ``path`` (named by ``key`` of file ``source``): two lines,
-    user then password (trailing newline optional); ``ConfigError`` otherwise."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CREDENTIALS_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(source, key, f"{path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CREDENTIALS_BYTES:
-        raise ConfigError(source, key, f"{path}: larger than {MAX_CREDENTIALS_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(source, key, f"{path}: not UTF-8 text") from None
-    lines = text.splitlines()
-    if len(lines) != 2 or not lines[0].strip() or not lines[1]:
-        raise ConfigError(source, key, f"{path}: must hold two lines: user, then password")
-    return Credentials(lines[0].strip(), lines[1])
+def read_credentials(path: Path) -> Credentials:
+    """The credentials file ``path``: TOML, ``username = "..."`` and ``password = "..."``,
+    nothing else; ``ConfigError`` naming that file and key otherwise."""
+    t = Table(str(path), "", read_toml(path))
+    user = t.ident("username")
+    password = t.str("password")
+    if not password:
+        raise t.err("password", "must not be empty")
+    t.done()
+    return Credentials(user, password)
 
 
 @dataclass(frozen=True)
@@ -213,7 +203,9 @@ def load_station_config(path: str | Path) -> StationConfig:
     cred_path = _file(st, "credentials", base)
     credentials = None
     if cred_path is not None:
-        credentials = read_credentials(cred_path, src, st.name("credentials"))
+        if not cred_path.is_file():
+            raise st.err("credentials", f"{cred_path}: no such file")
+        credentials = read_credentials(cred_path)
     tls_ca = _file(st, "tls_ca", base)
     if tls_ca is not None:
         if not broker.tls:

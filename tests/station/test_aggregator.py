@@ -330,7 +330,7 @@ def test_credentials_and_acl(broker_factory, tmp_path):
             BrokerUser("reader", "pw-reader", read=(wire.assessment_topic(ST),)),
         ]
     )
-    (tmp_path / "agg.cred").write_text("agg\npw-agg\n")
+    (tmp_path / "agg.cred").write_text('username = "agg"\npassword = "pw-agg"\n')
     text = EXAMPLE.read_text().replace(
         '# credentials = "aggregator.cred"', 'credentials = "agg.cred"'
     )

@@ -53,7 +53,7 @@ def test_example_loads():
 
 
 def test_credentials_and_tls_paths_are_relative_to_the_file(tmp_path):
-    (tmp_path / "agg.cred").write_text("agg\ns3cret\n")
+    (tmp_path / "agg.cred").write_text('username = "agg"\npassword = "s3cret"\n')
     (tmp_path / "ca.crt").write_text("not checked here\n")
     text = GOOD.replace("mqtt://127.0.0.1:1883", "mqtts://broker.station:8883")
     text = text.replace(
@@ -163,12 +163,22 @@ def test_bad_station_files_one_config_error(tmp_path, text, words):
     assert msg.startswith(str(p)) and words in msg and "\n" not in msg, msg
 
 
-def test_credentials_file_must_hold_two_lines(tmp_path):
-    (tmp_path / "agg.cred").write_text("only-a-user\n")
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('username = "agg"\n', "password: missing"),
+        ('username = "agg"\npassword = ""\n', "password: must not be empty"),
+        ('username = "agg"\npassword = "x"\nport = 1\n', "port: unknown key"),
+        ("agg\npw\n", "(syntax)"),
+    ],
+)
+def test_credentials_file_is_the_boards_toml(tmp_path, text, words):
+    (tmp_path / "agg.cred").write_text(text)
     text = GOOD.replace("caution_kg_day = 2.0", 'caution_kg_day = 2.0\ncredentials = "agg.cred"')
     (tmp_path / "s.toml").write_text(text)
-    with pytest.raises(ConfigError, match="two lines: user, then password"):
+    with pytest.raises(ConfigError) as e:
         load_station_config(tmp_path / "s.toml")
+    assert str(e.value).startswith(str(tmp_path / "agg.cred")) and words in str(e.value)
 
 
 def test_broker_option_over_a_tls_file_must_stay_tls(tmp_path):
