@@ -36,6 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from firmware_host.runtime.sdnotify import Notifier
     from station.aggregator import Aggregator
     from station.config import broker_option, load_station_config
     from station.view import JsonLines, StationDisplay
@@ -59,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     until = None if args.duration is None else agg.clock() + args.duration
+    notifier = Notifier()  # systemd Type=notify: READY, then the watchdog from this loop
     agg.start()
+    notifier.ready(f"station {config.name} on {config.broker.url}")
     try:
         while not agg.stop_event.is_set():
             if until is not None and agg.clock() >= until:
                 break
             agg.step()
+            notifier.watchdog(True)
             if display is not None:
                 keys = display.read_keys()
                 if "q" in keys:
@@ -72,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
                 if "r" in keys:
                     agg.request_reset()
     finally:
+        notifier.stopping()
+        notifier.close()
         agg.close()
         if display is not None:
             display.close()
