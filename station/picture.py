@@ -10,7 +10,9 @@ It keeps, from the boards' messages (``common.station_wire``):
 * per (node, volume) the latest estimate, stale after its ``expiry_s`` (else
   ``offline_after_s``) and ignored once its node is offline;
 * per (node, volume) the alarm state and the last alarm events;
-* per hatch each node's report: the newest report of a node that is not
+* per hatch each node's report (kept even while its node is offline: the
+  retained report of a board whose old Will is retained counts again once
+  the board's newer session shows): the newest report of a node that is not
   offline wins; none: unknown (None).
 
 From these it fuses each volume seen by several boards (inverse variance on
@@ -281,12 +283,15 @@ class StationPicture:
         self._problem = problem
         return False
 
-    def _session(self, node: _Node, session: int) -> tuple[str, str] | None:
+    def _session(self, node: _Node, session: int, now: float) -> tuple[str, str] | None:
         """Check a data message's session against the node's; a newer one is a new run."""
         if node.session is not None and session < node.session:
             return ("stale", f"session {session} older than {node.session}")
         if node.session is None or session > node.session:
+            was_offline = node.online is False
             node.session, node.online = session, None
+            if was_offline:
+                self._recompute_hatches(now)
         elif node.online is False:
             return ("stale", f"session {session} already offline")
         return None
@@ -306,7 +311,7 @@ class StationPicture:
         group = msg.group or (msg.volume,)
         if msg.volume not in group or any(v not in self.graph.volumes for v in group):
             return ("unknown", f"{t.node}: group {list(group)} of {msg.volume!r} not in the file")
-        bad = self._session(node, msg.session)
+        bad = self._session(node, msg.session, now)
         if bad:
             return bad
         rx = min(now, msg.t_unix) if retained else now
@@ -321,7 +326,7 @@ class StationPicture:
             return ("bad", f"{t.node}: alarm of {msg.volume!r} on topic of {t.name!r}")
         if msg.volume not in self.graph.volumes:
             return ("unknown", f"{t.node}: volume {msg.volume!r} is not in the station file")
-        bad = self._session(node, msg.session)
+        bad = self._session(node, msg.session, now)
         if bad:
             return bad
         self._alarms[(t.node, msg.volume)] = msg
@@ -349,8 +354,6 @@ class StationPicture:
             HatchPosition(msg.position)
         except (ValueError, TypeError):
             return ("bad", f"{t.node}: hatch position {msg.position!r}")
-        if node.online is False:
-            return ("stale", f"{t.node}: hatch report from an offline node")
         prev = h.reports.get(t.node)
         if prev is not None and prev[0].t_unix > msg.t_unix:
             return ("stale", f"{t.node}: hatch report older than the one held")
