@@ -150,6 +150,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--volumes", type=int, default=4, help="volumes per board (default 4)")
     ap.add_argument("--seconds", type=float, default=30.0, help="measured time (default 30)")
     ap.add_argument("--warmup", type=float, default=5.0, help="s before measuring (default 5)")
+    ap.add_argument(
+        "--min-update-ms",
+        type=float,
+        default=50.0,
+        help="the aggregator's shortest interval between updates (default 50 ms, as shipped)",
+    )
     ap.add_argument("--publisher", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args([] if argv is None else argv)
     if args.publisher:
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         path = station_file(Path(tmp) / "station.toml", args.boards, args.volumes, broker.port)
         cfg = load_station_config(path)
         cfg = replace(cfg, broker=parse_broker_url(broker.url))
-        agg = Aggregator(cfg)
+        agg = Aggregator(cfg, min_update_s=args.min_update_ms / 1000)
 
         def on_update(up) -> None:
             render(up)  # the view, as the terminal would get it
@@ -228,6 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     online = sum(1 for n in snap.nodes if n.state.value == "online")
     res = {
         "boards": args.boards,
+        "min_update_ms": args.min_update_ms,
         "volumes": args.boards * args.volumes,
         "seconds": round(wall, 1),
         "estimates_per_s": round(len(lat) / wall, 1),
@@ -245,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"{res['boards']} boards x {args.volumes} volumes at 1 Hz, {res['seconds']} s measured: "
         f"{res['estimates_per_s']} estimates/s taken, {res['updates_per_s']} updates/s, "
-        f"{res['segments']} segments, {online}/{args.boards} boards online"
+        f"{res['segments']} segments, {online}/{args.boards} boards online, updates at most "
+        f"every {args.min_update_ms:g} ms"
     )
     print(
         f"aggregator CPU {res['cpu_pct_one_core']} % of one core (broker "

@@ -289,10 +289,11 @@ class StationDisplay:
 
     def _plain_news(self, up: Update) -> None:
         lines = []
-        for ev in up.snapshot.events:
+        seen, self._seen_events = self._seen_events, set()
+        for ev in up.snapshot.events:  # the picture's last events: what is new is written
             key = (ev.node, ev.session, ev.seq)
-            if key not in self._seen_events:
-                self._seen_events.add(key)
+            self._seen_events.add(key)
+            if key not in seen:
                 lines.append(
                     f"{time.strftime('%H:%M:%S', time.gmtime(ev.t_unix))} {ev.node}/{ev.volume} "
                     f"{ev.level} {ev.transition} {ev.kind}: {ev.message}"
