@@ -196,6 +196,14 @@ def _finite(x) -> float | None:
     return float(x)
 
 
+def _regime(ests: list) -> str:
+    """The boards' regime of a volume: theirs if they agree, "mixed", "" without estimates."""
+    regimes = {m.regime for m in ests}
+    if not regimes:
+        return ""
+    return regimes.pop() if len(regimes) == 1 else "mixed"
+
+
 def _fuse(values: list[tuple[float, float | None]]) -> tuple[float | None, float | None]:
     """Inverse-variance mean of ``(value, sigma)``; values without a usable sigma
     count only when none has one (then their plain mean, sigma None)."""
@@ -494,7 +502,7 @@ class StationPicture:
             reserve_s=min(reserves) if reserves else None,
             healthy_sensors=max((int(m.healthy_sensors or 0) for m in ests), default=0),
             settled=bool(ests) and all(m.settled for m in ests),
-            regime=ests[0].regime if len({m.regime for m in ests}) == 1 else "mixed",
+            regime=_regime(ests),
             alarm=tops[0].level if tops else None,
             alarm_kind=tops[0].kind if tops else None,
             alarm_nodes=tuple(sorted(a.node for a in tops)),

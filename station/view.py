@@ -216,7 +216,9 @@ def to_json(up: Update) -> str:
                 "settled": v.settled,
                 "alarm": v.alarm,
                 "alarm_kind": v.alarm_kind,
+                "regime": v.regime,
                 "nodes": list(v.nodes),
+                "watched_by": list(v.watched_by),
                 "t_unix": v.t_unix,
             }
             for v in snap.volumes

@@ -139,7 +139,10 @@ def test_json_line_per_update_is_strict_json(agg):
     assert d["assessment"]["state"] == "suspect" and d["assessment"]["proposal"]["hatch"] == "bo-sa"
     assert d["messages"]["accepted"] == 14 and d["messages"]["bad"] == 0
     # non-finite numbers never reach the line
-    assert json.loads(to_json(agg.update(T0 + 3.5)))["volumes"]["usos"]["pressure_pa"] is None
+    assert d["volumes"]["usos"]["regime"] == "orifice"
+    late = json.loads(to_json(agg.update(T0 + 3.5)))["volumes"]["usos"]
+    assert late["pressure_pa"] is None and late["regime"] == "" and late["nodes"] == []
+    assert late["watched_by"] == ["usos"]
 
 
 def test_plain_display_writes_news_and_status_lines(agg):
