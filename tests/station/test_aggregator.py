@@ -357,3 +357,24 @@ def test_credentials_and_acl(broker_factory, tmp_path):
         late.close()
     finally:
         close_all(agg, board)
+
+
+def test_alarm_events_sent_while_the_aggregator_is_cut_off_arrive(broker):
+    """The session is resumed on reconnect: a QoS 1 alarm event published while the
+    aggregator's connection was down is delivered when it is back."""
+    bs = boards(broker)
+    agg = make_agg(broker)
+    try:
+        wait_for(agg, lambda u: all(n.state is NodeState.ONLINE for n in u.snapshot.nodes))
+        agg.client.socket().close()  # the link drops: no DISCONNECT, the broker keeps the session
+        deadline = time.monotonic() + 5
+        while agg.subscribed.is_set() and time.monotonic() < deadline:
+            agg.step(0.05)
+        assert not agg.subscribed.is_set()
+        ev = wire.AlarmEventMsg("rs", 1, 7, "rs", time.time(), "CAUTION", "leak", "raised",
+                                3.0, 2.0, "kg/day", "leak 3 kg/day")  # fmt: skip
+        bs["rs"].publish(wire.alarm_event_topic(ST, "rs", "rs"), ev, qos=1)
+        up = wait_for(agg, lambda u: any(e.seq == 7 for e in u.snapshot.events), timeout=15)
+        assert up.broker == "connected"
+    finally:
+        close_all(agg, bs)
