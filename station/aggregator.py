@@ -13,7 +13,10 @@ events queued meanwhile arrive, and the subscription is renewed at each
 connection, so the retained state comes again.  The aggregator only advises:
 it never writes a board's topics.
 
-The clock (``clock()``: Unix seconds) and the advisor (any object with the
+The clock (``clock()``: station time, Unix seconds, or a ``StationClock`` run
+``speed`` times faster for an HIL bench whose boards run ``--speed``; the
+picture, the advisor and the assessment live on it, while ``min_update_s`` and
+``period_s`` stay wall seconds) and the advisor (any object with the
 ``IsolationAdvisor`` and ``SegmentEstimate`` of ``station.advisor``) are
 injected; the default advisor is imported on first use.
 """
@@ -41,6 +44,23 @@ KEEPALIVE_S = 15
 SESSION_EXPIRY_S = 600
 #: Messages taken per step at most (the rest wait for the next step).
 MAX_BATCH = 20000
+
+
+class StationClock:
+    """Station time (s): Unix time, or with ``speed`` X, Unix time run X times faster
+    from the aggregator's start (as the boards' ``monitor --speed X`` on an HIL bench).
+    ``from_unix`` maps a board's ``t_unix`` (wall time) onto it."""
+
+    def __init__(self, speed: float = 1.0, wall: Callable[[], float] = time.time):
+        self.speed = float(speed)
+        self._wall = wall
+        self._w0 = wall()
+
+    def __call__(self) -> float:
+        return self.from_unix(self._wall())
+
+    def from_unix(self, t: float) -> float:
+        return self._w0 + (t - self._w0) * self.speed
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,7 @@ class Aggregator:
         config: StationConfig,
         *,
         clock: Callable[[], float] = time.time,
+        speed: float = 1.0,
         advisor_module=None,
         min_update_s: float = 0.05,
         period_s: float = 1.0,
@@ -81,6 +102,7 @@ class Aggregator:
     ):
         self.config = config
         self.clock = clock
+        self.speed = speed
         self.min_update_s = min_update_s
         self.period_s = period_s
         mod = advisor_module if advisor_module is not None else default_advisor_module()
@@ -92,7 +114,9 @@ class Aggregator:
             crew_volume=a.crew_volume,
             min_pressure_pa=a.min_pressure_pa,
         )
-        self.picture = StationPicture(config, start_s=clock())
+        self.picture = StationPicture(
+            config, start_s=clock(), board_time=getattr(clock, "from_unix", None)
+        )
         self.on_update: list[Callable[[Update], None]] = []
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = False
@@ -205,12 +229,12 @@ class Aggregator:
         """Take the queued messages (waiting up to ``timeout_s`` for the first) and
         update if the picture changed or ``period_s`` has passed; the update or None."""
         now = self.clock()
-        wait = self.period_s - (now - self._last_update)
+        wait = self.period_s - (now - self._last_update) / self.speed
         if self._pending:
-            wait = min(wait, self.min_update_s - (now - self._last_update))
+            wait = min(wait, self.min_update_s - (now - self._last_update) / self.speed)
         self._take(max(0.0, min(timeout_s, wait)))
         now = self.clock()
-        since = now - self._last_update
+        since = (now - self._last_update) / self.speed  # wall seconds
         if since >= self.period_s or (self._pending and since >= self.min_update_s):
             return self.update(now)
         return None
@@ -265,7 +289,7 @@ class Aggregator:
 
         msg = assessment.to_msg(self.config.name, now)
         same = _without_time(msg)
-        if same == self._last_payload and now - self._last_publish < self.period_s:
+        if same == self._last_payload and (now - self._last_publish) / self.speed < self.period_s:
             return
         if not self.client.is_connected():
             return

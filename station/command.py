@@ -31,23 +31,32 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="one JSON line per update on stdout (view on stderr)"
     )
     p.add_argument("--no-view", action="store_true", help="no live view")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=float, help="stop after this many (station) seconds")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="station clock speed-up, as the boards' monitor --speed on an HIL bench "
+        "(default 1: real time); hold times and staleness are then in station seconds",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from firmware_host.runtime.sdnotify import Notifier
-    from station.aggregator import Aggregator
+    from station.aggregator import Aggregator, StationClock
     from station.config import broker_option, load_station_config
     from station.view import JsonLines, StationDisplay
 
+    check_option("--speed", args.speed, bounds.SPEED)
     if args.duration is not None:
         check_option("--duration", args.duration, bounds.DURATION_S)
     broker = broker_option(args.broker) if args.broker is not None else None
     config = load_station_config(args.config)
     if broker is not None:
         config = config.with_broker(broker)
-    agg = Aggregator(config)
+    clock = StationClock(args.speed)
+    agg = Aggregator(config, clock=clock, speed=args.speed)
     display = None
     if not args.no_view:
         display = StationDisplay(sys.stderr if args.json else sys.stdout)

@@ -270,8 +270,6 @@ def load_station_config(path: str | Path) -> StationConfig:
         if any(b.node == node for b in boards):
             raise t.err("node", f"node {node!r} given twice")
         vols = _names(t, "volumes", "volume")
-        if not vols:
-            raise t.err("volumes", "must name at least one volume")
         for i, v in enumerate(vols):
             if v not in known_v:
                 raise t.err(f"volumes[{i}]", f"unknown volume {v!r}")
@@ -279,6 +277,9 @@ def load_station_config(path: str | Path) -> StationConfig:
         for i, h in enumerate(hs):
             if h not in graph.hatches:
                 raise t.err(f"hatches[{i}]", f"unknown hatch {h!r}")
+        if not vols and not hs:
+            # a board with hatches only: a crew panel reporting the hatches between boards
+            raise t.err("volumes", "must name at least one volume (or the board hatches)")
         t.done()
         boards.append(BoardConfig(node, vols, hs))
     if not boards:

@@ -225,14 +225,17 @@ class StationPicture:
     ``graph`` and ``boards`` (node -> volumes) come from the station file;
     ``offline_after_s``: a node silent this long is STALE and an estimate
     without its own expiry is stale after it.  ``start_s``: the picture's
-    start (Unix s), the ``since_s`` of a segment no hatch report has shaped.
+    start (station time, s), the ``since_s`` of a segment no hatch report has
+    shaped.  ``board_time``: a board's ``t_unix`` in station time (the identity
+    unless the station runs sped up, ``StationClock.from_unix``).
     """
 
-    def __init__(self, config, *, start_s: float):
+    def __init__(self, config, *, start_s: float, board_time=None):
         self.station = config.name
         self.graph = config.graph
         self.offline_after_s = config.offline_after_s
         self.start_s = start_s
+        self._bt = board_time if board_time is not None else (lambda t: t)
         self._root = wire.station_root(config.name) + "/"
         self._watchers = {v: config.boards_of(v) for v in self.graph.volumes}
         self._nodes: dict[str, _Node] = {b.node: _Node() for b in config.boards}
@@ -322,7 +325,7 @@ class StationPicture:
         bad = self._session(node, msg.session, now)
         if bad:
             return bad
-        rx = min(now, msg.t_unix) if retained else now
+        rx = min(now, self._bt(msg.t_unix)) if retained else now
         prev = self._est.get((t.node, msg.volume))
         if prev is not None and prev.msg.session == msg.session and prev.msg.t_unix > msg.t_unix:
             return ("stale", f"{t.node}/{msg.volume}: estimate older than the one held")
@@ -382,10 +385,11 @@ class StationPicture:
             h.by = best
             if h.since_s is None:
                 if best is not None:
-                    h.state, h.since_s = state, min(now, best.t_unix)
+                    h.state, h.since_s = state, min(now, self._bt(best.t_unix))
             elif state != h.state:
-                new = best is not None and best.t_unix > h.since_s
-                h.state, h.since_s = state, min(now, best.t_unix) if new else now
+                t = None if best is None else self._bt(best.t_unix)
+                new = t is not None and t > h.since_s
+                h.state, h.since_s = state, min(now, t) if new else now
 
     # -- reading -------------------------------------------------------------
 

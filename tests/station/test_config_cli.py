@@ -52,6 +52,15 @@ def test_example_loads():
     assert c.graph.hatches["mrm1-soyuz"].opens_into == "soyuz_bo"
 
 
+def test_a_board_may_report_hatches_only(tmp_path):
+    """A crew panel (or the scripted crew) reporting the hatches between boards."""
+    text = GOOD.replace('hatches = ["a-b"]', "") + '[[boards]]\nnode = "crew"\nhatches = ["a-b"]\n'
+    (tmp_path / "s.toml").write_text(text)
+    c = load_station_config(tmp_path / "s.toml")
+    assert c.boards[1].volumes == () and c.boards[1].hatches == ("a-b",)
+    assert c.boards_of("a") == ("n1",)
+
+
 def test_credentials_and_tls_paths_are_relative_to_the_file(tmp_path):
     (tmp_path / "agg.cred").write_text('username = "agg"\npassword = "s3cret"\n')
     (tmp_path / "ca.crt").write_text("not checked here\n")
@@ -143,7 +152,10 @@ BAD_FILES = [
     (GOOD.replace('volumes = ["a", "b"]', 'volumes = ["a"]'), "volume 'b' is watched by no board"),
     (GOOD.replace('volumes = ["a", "b"]', 'volumes = ["a", "a"]'), "given twice"),
     (GOOD.replace('volumes = ["a", "b"]', 'volumes = "a"'), "boards[0].volumes: must be a list"),
-    (GOOD.replace('volumes = ["a", "b"]', "volumes = []"), "must name at least one"),
+    (
+        GOOD.replace('volumes = ["a", "b"]\nhatches = ["a-b"]', "volumes = []"),
+        "boards[0].volumes: must name at least one volume",
+    ),  # fmt: skip
     (GOOD.replace('node = "n1"', 'node = "n1"\nnode2 = 1'), "boards[0].node2: unknown key"),
     (GOOD + '[[boards]]\nnode = "n1"\nvolumes = ["a"]\n', "boards[1].node: node 'n1' given twice"),
     (GOOD.split("[[boards]]")[0], "boards: missing"),
@@ -230,5 +242,7 @@ def test_cli_bad_broker_url_one_line_exit_2(url):
 def test_cli_bad_duration_and_missing_config():
     r = _cli("--config", str(EXAMPLE), "--duration", "-1")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--duration" in r.stderr
+    r = _cli("--config", str(EXAMPLE), "--speed", "0")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--speed" in r.stderr
     r = _cli("--no-view")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--config" in r.stderr

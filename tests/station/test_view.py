@@ -158,3 +158,33 @@ def test_plain_display_writes_news_and_status_lines(agg):
     assert text.count("soyuz/soyuz_bo CAUTION raised leak") == 1
     assert text.count("advisor: SUSPECT") == 1
     assert text.count("[soyuz_bo+soyuz_sa]") == 1  # the status lines: once per 10 s
+
+
+def test_sped_up_station_clock_maps_board_times_and_keeps_wall_pacing():
+    """``--speed 10``: station time runs 10x from the start; a board's t_unix (wall)
+    is mapped onto it; updates stay paced in wall seconds."""
+    from station.aggregator import StationClock
+
+    wall = Clock(T0)
+    sc = StationClock(10.0, wall=wall)
+    mod = FakeAdvisorModule()
+    a = Aggregator(load_station_config(EXAMPLE), clock=sc, speed=10.0, advisor_module=mod)
+    assert sc() == T0 and sc.from_unix(T0 + 2) == T0 + 20
+    wall.t = T0 + 3  # station time T0 + 30
+    put(a, wire.node_status_topic(ST, "soyuz"), wire.NodeStatus("soyuz", 1, True, T0), True)
+    hatch = wire.HatchStateMsg("soyuz", "bo-sa", "open", "operator", T0 + 1)  # 1 wall s in
+    put(a, wire.hatch_topic(ST, "soyuz", "bo-sa"), hatch, True)
+    up = a.step(0)
+    assert up is not None and up.snapshot.t_unix == T0 + 30
+    assert {h.name: h.since_s for h in up.snapshot.hatches}["bo-sa"] == T0 + 10
+    seg = next(s for s in up.snapshot.segments if "soyuz_bo" in s.volumes)
+    assert seg.since_s == T0 + 10
+    assert mod.made.calls[-1][0] == T0 + 30  # the advisor lives on station time
+    wall.t = T0 + 3.5  # 0.5 wall s: 5 station s, no news: not yet
+    assert a.step(0) is None
+    wall.t = T0 + 4.1
+    assert a.step(0) is not None
+    # the node is stale after offline_after_s (10) station seconds: 1 wall second here
+    wall.t = T0 + 5.2
+    assert {n.node: n.state.value for n in a.update(sc()).snapshot.nodes}["soyuz"] == "stale"
+    a.client.loop_stop()

@@ -527,7 +527,7 @@ def small_station() -> dict:
 def station_inputs(draw) -> Input:
     """``cabinwatch station``: hostile options and station files; a valid one runs
     (the broker refuses) for a fraction of a second."""
-    opts = draw(_options(["--broker", "--duration"], long={"--duration": 1.0}))
+    opts = draw(_options(["--broker", "--duration", "--speed"], long={"--duration": 1.0}))
     if not any(o.startswith("--duration") for o in opts):
         opts.append("--duration=0.3")
     pick = draw(st.integers(0, 9))
