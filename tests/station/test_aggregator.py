@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "station" / "examples" / "soyuz-2018.toml"
 ST = "iss"
-ALL_OPEN = {"node1-fgb": "rs", "fgb-mrm1": "rs", "mrm1-soyuz": "soyuz", "bo-sa": "soyuz"}
+ALL_OPEN = {"usos-rs": "crew", "rs-mrm1": "rs", "mrm1-soyuz": "crew", "soyuz-bo-sa": "soyuz"}
 
 
 def config_for(broker, path=EXAMPLE):
@@ -55,7 +55,7 @@ def wait_for(agg, pred, timeout=10.0):
 
 
 def boards(broker, session=1):
-    out = {n: FakeBoard(broker, ST, n, session) for n in ("usos", "rs", "soyuz")}
+    out = {n: FakeBoard(broker, ST, n, session) for n in ("usos", "rs", "soyuz", "crew")}
     now = time.time()
     for b in out.values():
         b.birth(now)
@@ -133,7 +133,7 @@ def test_picture_and_retained_assessment_from_three_boards(broker):
         payload, retain, ctype = late.wait(lambda i: i[0]["leaking"])
         assert retain and ctype == wire.CONTENT_TYPE
         msg = wire.decode(wire.TopicKind.ASSESSMENT, json.dumps(payload).encode())
-        assert msg.station == ST and msg.proposal["hatch"] == "bo-sa"
+        assert msg.station == ST and msg.proposal["hatch"] == "mrm1-soyuz"
         assert msg.message.startswith("SUSPECT")
         late.close()
     finally:
@@ -207,12 +207,12 @@ def test_a_dead_boards_will_marks_it_offline(broker):
             lambda u: {n.node: n.state for n in u.snapshot.nodes}["soyuz"] is NodeState.OFFLINE,
         )
         states = up.snapshot.hatch_states()
-        assert states["bo-sa"] is None and states["mrm1-soyuz"] is None
+        assert states["soyuz-bo-sa"] is None and states["mrm1-soyuz"] is True
         assert {n.node: n.state for n in up.snapshot.nodes}["usos"] is NodeState.ONLINE
         segs = {s.volumes: s for s in up.snapshot.segments}
-        assert segs[frozenset({"soyuz_bo"})].healthy_sensors == 0
+        assert segs[frozenset({"soyuz_sa"})].healthy_sensors == 0
     finally:
-        close_all(agg, bs["usos"], bs["rs"])
+        close_all(agg, bs["usos"], bs["rs"], bs["crew"])
 
 
 def test_a_stale_will_does_not_override_a_newer_birth(broker):

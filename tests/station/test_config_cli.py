@@ -46,9 +46,10 @@ def test_example_loads():
     assert c.name == "iss" and c.broker == BrokerUrl("127.0.0.1", 1883, False)
     assert set(c.graph.volumes) == {"usos", "rs", "mrm1", "soyuz_bo", "soyuz_sa"}
     assert c.graph.escape_vehicles == ("soyuz_bo", "soyuz_sa")
-    assert [b.node for b in c.boards] == ["usos", "rs", "soyuz"]
-    assert c.boards_of("mrm1") == ("rs",)
-    assert c.advisor.crew_volume == "rs" and c.advisor.min_pressure_pa == 69300.0
+    assert [b.node for b in c.boards] == ["usos", "rs", "soyuz", "crew"]
+    assert c.boards_of("mrm1") == ("rs",) and c.boards[3].hatches == ("usos-rs", "mrm1-soyuz")
+    assert c.advisor.crew_volume is None and c.advisor.min_pressure_pa == 69300.0
+    assert c.graph.segment_volume_m3(c.graph.volumes) == 675.0
     assert c.graph.hatches["mrm1-soyuz"].opens_into == "soyuz_bo"
 
 

@@ -50,15 +50,15 @@ def hatch(pic, node, name, position, t, now=None):
     return pic.feed(wire.hatch_topic(ST, node, name), wire.encode(msg), t if now is None else now)
 
 
-ALL_OPEN = ("node1-fgb", "fgb-mrm1", "mrm1-soyuz", "bo-sa")
+ALL_OPEN = {"usos-rs": "crew", "rs-mrm1": "rs", "mrm1-soyuz": "crew", "soyuz-bo-sa": "soyuz"}
 
 
 def whole_station(pic, t=T0, masses=(3.0, 2.0, 15.0), sigmas=(1.0, 0.8, 0.3)):
-    """Three boards born, every hatch open, one estimate per volume."""
-    for node in ("usos", "rs", "soyuz"):
+    """Three boards and the crew's panel born, every hatch open, one estimate per volume."""
+    for node in ("usos", "rs", "soyuz", "crew"):
         status(pic, node, 1, True, t)
-    for h in ALL_OPEN:
-        hatch(pic, "soyuz" if h in ("mrm1-soyuz", "bo-sa") else "rs", h, "open", t)
+    for h, node in ALL_OPEN.items():
+        hatch(pic, node, h, "open", t)
     est(pic, "usos", 1, "usos", t, mass=masses[0], sigma=sigmas[0])
     for v in ("rs", "mrm1"):
         est(pic, "rs", 1, v, t, group=("rs", "mrm1"), mass=masses[1], sigma=sigmas[1])
@@ -69,7 +69,7 @@ def whole_station(pic, t=T0, masses=(3.0, 2.0, 15.0), sigmas=(1.0, 0.8, 0.3)):
 def test_whole_station_one_segment_each_group_counted_once(pic):
     whole_station(pic)
     snap = pic.snapshot(T0 + 0.5)
-    assert [n.state for n in snap.nodes] == [NodeState.ONLINE] * 3
+    assert [n.state for n in snap.nodes] == [NodeState.ONLINE] * 4
     (seg,) = snap.segments
     assert seg.volumes == {"usos", "rs", "mrm1", "soyuz_bo", "soyuz_sa"}
     assert seg.mass_rate_kg_day == pytest.approx(3.0 + 2.0 + 15.0)
@@ -78,15 +78,15 @@ def test_whole_station_one_segment_each_group_counted_once(pic):
     assert seg.nodes == ("rs", "soyuz", "usos")
     assert seg.healthy_sensors == 10
     assert seg.since_s == T0
-    # a volume's share of its board group's number: mrm1 17.4 of 417.4 m3
+    # a volume's share of its board group's number: mrm1 15 of 265 m3
     vols = {v.volume: v for v in snap.volumes}
-    assert vols["mrm1"].mass_rate_kg_day == pytest.approx(2.0 * 17.4 / 417.4)
+    assert vols["mrm1"].mass_rate_kg_day == pytest.approx(2.0 * 15 / 265)
     assert vols["mrm1"].nodes == ("rs",) and vols["mrm1"].watched_by == ("rs",)
 
 
 def test_closed_hatch_splits_segments_since_the_report(pic):
     whole_station(pic)
-    hatch(pic, "soyuz", "mrm1-soyuz", "closed", T0 + 10)
+    hatch(pic, "crew", "mrm1-soyuz", "closed", T0 + 10)
     est(pic, "soyuz", 1, "soyuz_bo", T0 + 11, group=("soyuz_bo", "soyuz_sa"), mass=14.0)
     est(pic, "soyuz", 1, "soyuz_sa", T0 + 11, group=("soyuz_bo", "soyuz_sa"), mass=14.0)
     est(pic, "usos", 1, "usos", T0 + 11, mass=0.5)
@@ -103,16 +103,20 @@ def test_closed_hatch_splits_segments_since_the_report(pic):
 
 def test_will_of_current_session_marks_offline_and_its_hatches_unknown(pic):
     whole_station(pic)
-    status(pic, "soyuz", 1, False, T0 + 5)
-    snap = pic.snapshot(T0 + 5)
+    status(pic, "soyuz", 1, False, T0 + 2)
+    snap = pic.snapshot(T0 + 2)
     states = {n.node: n.state for n in snap.nodes}
-    assert states == {"usos": NodeState.ONLINE, "rs": NodeState.ONLINE, "soyuz": NodeState.OFFLINE}
-    assert snap.hatch_states()["bo-sa"] is None and snap.hatch_states()["mrm1-soyuz"] is None
+    assert states["soyuz"] is NodeState.OFFLINE and states["usos"] is NodeState.ONLINE
+    # its own hatch is unknown (counted closed); the crew's report still holds
+    assert snap.hatch_states()["soyuz-bo-sa"] is None
+    assert snap.hatch_states()["mrm1-soyuz"] is True
     segs = {s.volumes: s for s in snap.segments}
-    # unknown hatches count as closed; the Soyuz modules have no estimate left
-    assert segs[frozenset({"soyuz_bo"})].mass_rate_kg_day is None
-    assert segs[frozenset({"soyuz_bo"})].healthy_sensors == 0
-    assert segs[frozenset({"soyuz_bo"})].since_s == T0 + 5
+    sa = segs[frozenset({"soyuz_sa"})]
+    assert sa.mass_rate_kg_day is None and sa.healthy_sensors == 0 and sa.since_s == T0 + 2
+    # the BO, still joined to the station, is counted at the station's loss per m^3
+    rest = segs[frozenset({"usos", "rs", "mrm1", "soyuz_bo"})]
+    assert rest.covered == {"usos", "rs", "mrm1"}
+    assert rest.mass_rate_kg_day == pytest.approx(5.0 * 671 / 665)
     # an estimate of the dead session that arrives late is not taken
     assert not est(pic, "soyuz", 1, "soyuz_bo", T0 + 6)
     assert pic.counters.stale == 1
@@ -132,10 +136,10 @@ def test_stale_will_does_not_override_a_newer_birth(pic):
 def test_message_of_a_newer_session_brings_an_offline_node_back(pic):
     status(pic, "usos", 3, False, T0)
     # its retained hatch report comes while it looks offline: kept, not used yet
-    assert hatch(pic, "usos", "node1-fgb", "open", T0 - 10)
-    assert pic.hatch_states()["node1-fgb"] is None
+    assert hatch(pic, "usos", "usos-rs", "open", T0 - 10)
+    assert pic.hatch_states()["usos-rs"] is None
     assert est(pic, "usos", 4, "usos", T0 + 1)
-    assert pic.hatch_states()["node1-fgb"] is True
+    assert pic.hatch_states()["usos-rs"] is True
     n = pic.snapshot(T0 + 1).nodes[0]
     assert n.state is NodeState.ONLINE and n.session == 4
     # and an estimate of the old session is stale
@@ -192,11 +196,10 @@ volumes = ["lab"]
 def test_uncovered_volume_counted_at_the_segment_loss_per_m3(pic):
     whole_station(pic)
     status(pic, "usos", 1, False, T0 + 1)  # usos board dead: the segment is still connected
-    hatch(pic, "rs", "node1-fgb", "open", T0 + 1)
     snap = pic.snapshot(T0 + 1)
     (seg,) = snap.segments
     assert seg.covered == {"rs", "mrm1", "soyuz_bo", "soyuz_sa"}
-    scale = 927.4 / 427.4
+    scale = 675 / 275
     assert seg.mass_rate_kg_day == pytest.approx((2.0 + 15.0) * scale)
     assert seg.sigma_kg_day == pytest.approx(math.sqrt(0.64 + 0.09) * scale)
     assert seg.healthy_sensors == 8
@@ -204,8 +207,8 @@ def test_uncovered_volume_counted_at_the_segment_loss_per_m3(pic):
 
 def test_group_across_segments_is_left_out(pic):
     whole_station(pic)
-    # rs says fgb-mrm1 is closed now, but its estimates still cover (rs, mrm1)
-    hatch(pic, "rs", "fgb-mrm1", "closed", T0 + 2)
+    # rs says rs-mrm1 is closed now, but its estimates still cover (rs, mrm1)
+    hatch(pic, "rs", "rs-mrm1", "closed", T0 + 2)
     segs = {s.volumes: s for s in pic.snapshot(T0 + 2).segments}
     assert segs[frozenset({"usos", "rs"})].covered == {"usos"}
     assert segs[frozenset({"mrm1", "soyuz_bo", "soyuz_sa"})].covered == {"soyuz_bo", "soyuz_sa"}
@@ -215,16 +218,16 @@ def test_group_across_segments_is_left_out(pic):
 def test_newest_hatch_report_wins(pic):
     status(pic, "usos", 1, True)
     status(pic, "rs", 1, True)
-    hatch(pic, "usos", "node1-fgb", "open", T0 + 1)
-    hatch(pic, "rs", "node1-fgb", "closed", T0 + 2)
-    assert pic.hatch_states()["node1-fgb"] is False
-    hatch(pic, "usos", "node1-fgb", "open", T0 + 3)
-    assert pic.hatch_states()["node1-fgb"] is True
+    hatch(pic, "usos", "usos-rs", "open", T0 + 1)
+    hatch(pic, "rs", "usos-rs", "closed", T0 + 2)
+    assert pic.hatch_states()["usos-rs"] is False
+    hatch(pic, "usos", "usos-rs", "open", T0 + 3)
+    assert pic.hatch_states()["usos-rs"] is True
     # an older report arriving late does not win
-    hatch(pic, "rs", "node1-fgb", "closed", T0 + 2.5)
-    assert pic.hatch_states()["node1-fgb"] is True
-    hatch(pic, "usos", "node1-fgb", "unknown", T0 + 4)
-    assert pic.hatch_states()["node1-fgb"] is None
+    hatch(pic, "rs", "usos-rs", "closed", T0 + 2.5)
+    assert pic.hatch_states()["usos-rs"] is True
+    hatch(pic, "usos", "usos-rs", "unknown", T0 + 4)
+    assert pic.hatch_states()["usos-rs"] is None
 
 
 def test_alarm_level_is_the_highest_of_the_boards(pic):
@@ -277,8 +280,8 @@ def test_alarm_level_is_the_highest_of_the_boards(pic):
             "unknown",
         ),  # fmt: skip
         (
-            "cabinwatch/v1/iss/node/usos/hatch/node1-fgb/state",
-            b'{"schema":1,"node":"usos","hatch":"node1-fgb","position":"ajar","source":"x",'
+            "cabinwatch/v1/iss/node/usos/hatch/usos-rs/state",
+            b'{"schema":1,"node":"usos","hatch":"usos-rs","position":"ajar","source":"x",'
             b'"t_unix":1}',
             "bad",
         ),  # fmt: skip
@@ -307,7 +310,7 @@ def test_random_corruptions_never_raise(pic):
         wire.estimate_topic(ST, "rs", "rs"),
         wire.alarm_topic(ST, "rs", "mrm1"),
         wire.alarm_event_topic(ST, "soyuz", "soyuz_bo"),
-        wire.hatch_topic(ST, "soyuz", "bo-sa"),
+        wire.hatch_topic(ST, "soyuz", "soyuz-bo-sa"),
     ]
     good = wire.encode(wire.NodeStatus("usos", 1, True, T0))
     for _ in range(2000):

@@ -24,12 +24,12 @@ ST = "iss"
 
 def test_station_command_json_lines_and_clean_stop(broker):
     pytest.importorskip("station.advisor")
-    bs = {n: FakeBoard(broker, ST, n, 3) for n in ("usos", "rs", "soyuz")}
+    bs = {n: FakeBoard(broker, ST, n, 3) for n in ("usos", "rs", "soyuz", "crew")}
     now = time.time()
     for b in bs.values():
         b.birth(now)
-    for h, node in (("node1-fgb", "rs"), ("fgb-mrm1", "rs"), ("mrm1-soyuz", "soyuz"),
-                    ("bo-sa", "soyuz")):  # fmt: skip
+    for h, node in (("usos-rs", "crew"), ("rs-mrm1", "rs"), ("mrm1-soyuz", "crew"),
+                    ("soyuz-bo-sa", "soyuz")):  # fmt: skip
         bs[node].hatch(h, now, "open")
     stop = threading.Event()
 

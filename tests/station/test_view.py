@@ -45,10 +45,10 @@ def feed_station(agg, soyuz_mass=15.0, t=T0):
     for node in ("usos", "rs", "soyuz"):
         put(agg, wire.node_status_topic(ST, node), wire.NodeStatus(node, 2, True, t), True)
     for h, node, pos in (
-        ("node1-fgb", "rs", "open"),
-        ("fgb-mrm1", "rs", "open"),
-        ("mrm1-soyuz", "soyuz", "closed"),
-        ("bo-sa", "soyuz", "open"),
+        ("usos-rs", "crew", "open"),
+        ("rs-mrm1", "rs", "open"),
+        ("mrm1-soyuz", "crew", "closed"),
+        ("soyuz-bo-sa", "soyuz", "open"),
     ):
         put(
             agg, wire.hatch_topic(ST, node, h), wire.HatchStateMsg(node, h, pos, "operator", t - 60)
@@ -80,7 +80,7 @@ def test_update_takes_queued_messages_and_asks_the_advisor(agg):
     segs = {s.volumes: s for s in up.snapshot.segments}
     soyuz = segs[frozenset({"soyuz_bo", "soyuz_sa"})]
     assert soyuz.mass_rate_kg_day == pytest.approx(15.0) and soyuz.since_s == T0 - 60
-    assert up.assessment.leaking and up.assessment.proposal.hatch == "bo-sa"
+    assert up.assessment.leaking and up.assessment.proposal.hatch == "soyuz-bo-sa"
     # nothing new: no update until a second has passed, then one
     agg.test_clock.t = T0 + 0.5
     assert agg.step(0) is None
@@ -101,10 +101,10 @@ def test_render_fits_80_columns_and_shows_what_matters(agg):
     text = "\n".join(lines)
     assert "station iss" in text and "[soyuz_bo+soyuz_sa]" in text
     assert "15.00+-0.20" in text  # the segment: one group, counted once
-    assert "mrm1-soyuz=CLOSED" in text and "bo-sa=open" in text
+    assert "mrm1-soyuz=CLOSED" in text and "soyuz-bo-sa=open" in text
     assert "CAUT" in text and "1h30m" in text  # the alarm and the Soyuz's reserve
     assert "advisor: SUSPECT 15.0 kg/day in soyuz_bo+soyuz_sa" in text
-    assert "proposal: close bo-sa, hold 10m00s" in text
+    assert "proposal: close soyuz-bo-sa, hold 10m00s" in text
     assert "usos online #2" in text
     assert "soyuz/soyuz_bo CAUTION raised" in text
 
@@ -136,7 +136,10 @@ def test_json_line_per_update_is_strict_json(agg):
     assert d["volumes"]["soyuz_bo"]["alarm"] == "CAUTION"
     seg = next(s for s in d["segments"] if s["volumes"] == ["soyuz_bo", "soyuz_sa"])
     assert seg["mass_rate_kg_day"] == pytest.approx(15.0) and seg["nodes"] == ["soyuz"]
-    assert d["assessment"]["state"] == "suspect" and d["assessment"]["proposal"]["hatch"] == "bo-sa"
+    assert (
+        d["assessment"]["state"] == "suspect"
+        and d["assessment"]["proposal"]["hatch"] == "soyuz-bo-sa"
+    )
     assert d["messages"]["accepted"] == 14 and d["messages"]["bad"] == 0
     # non-finite numbers never reach the line
     assert d["volumes"]["usos"]["regime"] == "orifice"
@@ -172,11 +175,11 @@ def test_sped_up_station_clock_maps_board_times_and_keeps_wall_pacing():
     assert sc() == T0 and sc.from_unix(T0 + 2) == T0 + 20
     wall.t = T0 + 3  # station time T0 + 30
     put(a, wire.node_status_topic(ST, "soyuz"), wire.NodeStatus("soyuz", 1, True, T0), True)
-    hatch = wire.HatchStateMsg("soyuz", "bo-sa", "open", "operator", T0 + 1)  # 1 wall s in
-    put(a, wire.hatch_topic(ST, "soyuz", "bo-sa"), hatch, True)
+    hatch = wire.HatchStateMsg("soyuz", "soyuz-bo-sa", "open", "operator", T0 + 1)  # 1 wall s in
+    put(a, wire.hatch_topic(ST, "soyuz", "soyuz-bo-sa"), hatch, True)
     up = a.step(0)
     assert up is not None and up.snapshot.t_unix == T0 + 30
-    assert {h.name: h.since_s for h in up.snapshot.hatches}["bo-sa"] == T0 + 10
+    assert {h.name: h.since_s for h in up.snapshot.hatches}["soyuz-bo-sa"] == T0 + 10
     seg = next(s for s in up.snapshot.segments if "soyuz_bo" in s.volumes)
     assert seg.since_s == T0 + 10
     assert mod.made.calls[-1][0] == T0 + 30  # the advisor lives on station time
