@@ -191,3 +191,34 @@ def test_sped_up_station_clock_maps_board_times_and_keeps_wall_pacing():
     wall.t = T0 + 5.2
     assert {n.node: n.state.value for n in a.update(sc()).snapshot.nodes}["soyuz"] == "stale"
     a.client.loop_stop()
+
+
+@pytest.mark.timeout(30)
+def test_terminal_display_redraws_in_place_at_most_once_a_period(agg):
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    out = os.fdopen(slave, "w")
+    try:
+        wall = Clock(0.0)
+        disp = StationDisplay(out, period_s=1.0, keys=False, wall_clock=wall)
+        assert disp.tty
+        feed_station(agg)
+        agg.test_clock.t = T0 + 0.1
+        up = agg.step(0)
+        disp.show(up)
+        wall.t = 0.5
+        disp.show(up)  # within the period: not drawn
+        data = b""
+        while True:
+            if not select.select([master], [], [], 0.5)[0]:
+                break
+            data += os.read(master, 65536)
+        text = data.decode()
+        assert text.count("\x1b[H\x1b[2J") == 1
+        assert "station iss" in text and "advisor: SUSPECT" in text
+    finally:
+        out.close()
+        os.close(master)
