@@ -4,9 +4,10 @@ boards; hatches; nodes; the advisor's message and proposal.  80 columns.
 Same conventions as the board's display (``firmware_host.runtime.display``):
 ``render`` is pure (lines, tested without a terminal); ``StationDisplay``
 redraws it in place on a terminal at most every ``period_s``, or writes plain
-lines (a status line per segment every ``plain_period_s``, every alarm event
-and every change of the advisor's message as it happens) when stdout is not a
-terminal.  Keys on a terminal: ``r`` starts the advisor over, ``q`` quits.
+lines (a status line per segment every ``plain_period_s``; every alarm event,
+change of the broker connection, board state and advisor message as it
+happens) when stdout is not a terminal.  Keys on a terminal: ``r`` starts
+the advisor over, ``q`` quits.
 ``to_json`` is the ``--json`` line of an update.  A number the data cannot
 support (no estimate, still settling) is never shown as a fact.
 """
@@ -144,10 +145,11 @@ def plain_lines(up: Update) -> list[str]:
     snap = up.snapshot
     out = []
     for seg in snap.segments:
-        p = None if seg.pressure_pa is None else seg.pressure_pa / 1000
+        p = "-" if seg.pressure_pa is None else f"{seg.pressure_pa / 1000:.3f}kPa"
+        leak = _rate(seg.mass_rate_kg_day, seg.sigma_kg_day)
         out.append(
             f"{time.strftime('%H:%M:%S', time.gmtime(snap.t_unix))} [{_seg_name(seg)}] "
-            f"P={_num(p, '.3f', 0)}kPa leak={_rate(seg.mass_rate_kg_day, seg.sigma_kg_day)}kg/day "
+            f"P={p} leak={leak}{'' if leak == '-' else 'kg/day'} "
             f"{'settled' if seg.settled else 'not settled'} boards={','.join(seg.nodes) or '-'}"
         )
     return out
@@ -263,6 +265,8 @@ class StationDisplay:
         self._last = -math.inf
         self._seen_events: set[tuple] = set()
         self._message = None
+        self._broker = None
+        self._nodes: dict = {}
         self._keys = keys and self.tty and sys.stdin.isatty()
         self._saved_term = None
         if self._keys:
@@ -300,6 +304,15 @@ class StationDisplay:
                     f"{time.strftime('%H:%M:%S', time.gmtime(ev.t_unix))} {ev.node}/{ev.volume} "
                     f"{ev.level} {ev.transition} {ev.kind}: {ev.message}"
                 )
+        if up.broker != self._broker:
+            self._broker = up.broker
+            lines.append(f"broker: {up.broker}")
+        for n in up.snapshot.nodes:
+            if self._nodes.get(n.node) not in (None, n.state) or (
+                n.node not in self._nodes and n.state is not NodeState.UNKNOWN
+            ):
+                lines.append(f"board {n.node}: {n.state.value}")
+            self._nodes[n.node] = n.state
         msg = up.advisor_error or (up.assessment.message if up.assessment is not None else None)
         if msg != self._message:
             self._message = msg

@@ -158,6 +158,9 @@ def test_plain_display_writes_news_and_status_lines(agg):
     agg.test_clock.t = T0 + 1.2
     agg.step(0)
     text = out.getvalue()
+    assert text.count("broker: connecting") == 1
+    assert text.count("board soyuz: online") == 1 and text.count("board crew: online") == 1
+    assert "P=99.000kPa leak=15.00+-0.20kg/day settled boards=soyuz" in text
     assert text.count("soyuz/soyuz_bo CAUTION raised leak") == 1
     assert text.count("advisor: SUSPECT") == 1
     assert text.count("[soyuz_bo+soyuz_sa]") == 1  # the status lines: once per 10 s
