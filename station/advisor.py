@@ -300,7 +300,8 @@ class IsolationAdvisor:
             self._evidence = ev
             self._stuck = "UNRESOLVED two leaks: " + ", ".join(_fmt_side(d) for d in ev)
             return self._out(now_s, AdvisorState.UNRESOLVED, leaking, None, self._stuck)
-        if not loud:
+        total = sum(e.mass_rate_kg_day for e in settled)
+        if not loud and total < SIGNIFICANT_FRACTION * self.caution_kg_day:
             self._evidence = sides
             self._stuck = "UNRESOLVED leak no longer seen on any side: " + ", ".join(
                 _fmt_side(d) for d in sides
