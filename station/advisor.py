@@ -52,8 +52,9 @@ P_LOCATE = 0.99
 P_CANDIDATE = 1e-3
 #: A decision is taken once the most likely side holds this much probability ...
 P_SIDE = 0.99
-#: ... or, failing that, this many hold times after the closure.
-MAX_HOLD_FACTOR = 4.0
+#: A side that should be quiet but shows this many sigmas makes the decision
+#: wait for the boards' next longer window.
+K_QUIET = 2.0
 #: Relative uncertainty allowed on the leak rate between two measurements.
 L_REL = 0.3
 #: Default time for a crew to close or open a hatch (s).
@@ -201,6 +202,7 @@ class IsolationAdvisor:
         self._leak_sigma = 0.0
         self._live = {v: vol.sensors for v, vol in self.graph.volumes.items()}
         self._last_decision_t = -math.inf
+        self._extended_from: float | None = None
         self._decisions = 0
         self._evidence: tuple[dict, ...] = ()
         self._located: str | None = None
@@ -263,37 +265,43 @@ class IsolationAdvisor:
     # -- the hunt ----------------------------------------------------------
 
     def _holding(self, now_s, open_map, blocks, cands, segments, leaking) -> Assessment:
-        """Candidates are split over several segments: decide once held long enough."""
+        """Candidates are split over several segments: decide once held long enough.
+
+        A side without a live sensor is not measured (its volumes keep their
+        odds); the live sides are decided.  The decision waits ``hold`` after
+        the closure; if the split is not yet clear, or a side that should be
+        quiet shows more than ``K_QUIET`` sigmas, it waits for the boards' next
+        longer window (``extended_s``) before deciding."""
         live = self._live
-        dead = [e for e in blocks if sum(live.get(v, 0) for v in e.volumes) == 0]
-        if dead:
-            # a side without a sensor cannot be decided: rejoin it
-            return self._next_action(
-                now_s, open_map, {frozenset(e.volumes): e for e in segments}, cands, leaking
-            )
-        coefs = [self.hold.segment_coef(self.graph, e.volumes, live) for e in blocks]
+        by_seg = {frozenset(e.volumes): e for e in segments}
+        measured = [e for e in blocks if any(live.get(v, 0) for v in e.volumes)]
+        if not measured:
+            return self._next_action(now_s, open_map, by_seg, cands, leaking)
+        coefs = [self.hold.segment_coef(self.graph, e.volumes, live) for e in measured]
         hold = self.hold.hold_s(coefs, self._leak_kg_day)
-        since = max(e.since_s for e in blocks)
+        extended = self.hold.extended_s(hold)
+        since = max(e.since_s for e in measured)
         start = max(since, self._last_decision_t)
         ready = all(
             e.settled and e.mass_rate_kg_day is not None and e.sigma_kg_day is not None
-            for e in blocks
+            for e in measured
         )
         sides = tuple(_side(e.volumes, e.mass_rate_kg_day, e.sigma_kg_day) for e in blocks)
         proposal = self._proposed if self._proposed and self._proposed.close else None
         head = "HOLDING" + (
             f" close {proposal.hatch} {proposal.hold_s:.0f} s" if proposal else f" {hold:.0f} s"
         )
-        if not ready or now_s - start < hold:
-            left = max(hold - (now_s - start), 0.0)
+        held = now_s - start
+        if not ready or held < hold:
+            left = max(hold - held, 0.0)
             msg = f"{head} ({left:.0f} s left): " + ", ".join(_fmt_side(d) for d in sides)
             return self._out(now_s, AdvisorState.HOLDING, leaking, proposal, msg, sides)
-        # two leaks: more than one segment of the station leaks significantly
         settled = [
             e
             for e in segments
             if e.settled and e.mass_rate_kg_day is not None and e.sigma_kg_day is not None
         ]
+        # two leaks: more than one segment of the station leaks significantly
         loud = [e for e in settled if self._significant(e.mass_rate_kg_day, e.sigma_kg_day)]
         if len(loud) >= 2:
             ev = tuple(_side(e.volumes, e.mass_rate_kg_day, e.sigma_kg_day) for e in loud)
@@ -301,7 +309,8 @@ class IsolationAdvisor:
             self._stuck = "UNRESOLVED two leaks: " + ", ".join(_fmt_side(d) for d in ev)
             return self._out(now_s, AdvisorState.UNRESOLVED, leaking, None, self._stuck)
         total = sum(e.mass_rate_kg_day for e in settled)
-        if not loud and total < SIGNIFICANT_FRACTION * self.caution_kg_day:
+        unseen = {v for e in blocks if e not in measured for v in e.volumes}
+        if not loud and not unseen and total < SIGNIFICANT_FRACTION * self.caution_kg_day:
             self._evidence = sides
             self._stuck = "UNRESOLVED leak no longer seen on any side: " + ", ".join(
                 _fmt_side(d) for d in sides
@@ -309,8 +318,20 @@ class IsolationAdvisor:
             return self._out(now_s, AdvisorState.UNRESOLVED, leaking, None, self._stuck)
         new = self._posterior_after(settled)
         side_p = self._side_probabilities(new, blocks)
-        if max(side_p) < P_SIDE and now_s - start < MAX_HOLD_FACTOR * hold:
-            msg = f"{head} (undecided, extending): " + ", ".join(_fmt_side(d) for d in sides)
+        winner = blocks[max(range(len(blocks)), key=side_p.__getitem__)]
+        murky = [
+            e
+            for e in settled
+            if e is not winner and e.mass_rate_kg_day > K_QUIET * e.sigma_kg_day
+        ]
+        if max(side_p) < P_SIDE or murky:
+            self._extended_from = start  # once unclear, wait for the longer window
+        if self._extended_from == start and held < extended:
+            why = "a quiet side is not quiet" if murky else "undecided"
+            msg = (
+                f"{head} ({why}, up to {extended - held:.0f} s more): "
+                + ", ".join(_fmt_side(d) for d in sides)
+            )
             return self._out(now_s, AdvisorState.HOLDING, leaking, proposal, msg, sides)
         self._log_post = new
         self._last_decision_t = now_s
@@ -321,11 +342,16 @@ class IsolationAdvisor:
         self._leak_sigma = math.sqrt(sum(e.sigma_kg_day**2 for e in settled))
         probs = self.probabilities()
         best = max(probs, key=probs.get)
+        if probs[best] >= P_LOCATE and best in unseen:
+            self._stuck = (
+                f"UNRESOLVED {best} by elimination, but it has no live sensor: cannot be "
+                "decided; " + ", ".join(_fmt_side(d) for d in sides)
+            )
+            return self._out(now_s, AdvisorState.UNRESOLVED, leaking, None, self._stuck)
         if probs[best] >= P_LOCATE:
             self._located = best
             return self._after_located(now_s, open_map, segments, leaking)
         cands = {v for v, p in probs.items() if p >= P_CANDIDATE}
-        by_seg = {frozenset(e.volumes): e for e in segments}
         blocks = [e for e in segments if cands & e.volumes]
         if len(blocks) >= 2:  # still split: decide again after another hold
             return self._holding(now_s, open_map, blocks, cands, segments, leaking)
@@ -496,7 +522,8 @@ class IsolationAdvisor:
         segs = self._segments(open_map)
         seg_of = {v: s for s in segs for v in s}
         L = self._leak_kg_day
-        ev_first = bool(cands & self._ev) and bool(cands - self._ev)
+        checkable = {e for e in cands & self._ev if self._live.get(e, 0) > 0}
+        ev_first = bool(checkable) and bool(cands - self._ev)
         out: list[Option] = []
         why: list[str] = []
         for h in g.hatches.values():

@@ -94,6 +94,16 @@ class HoldModel:
         worst = max((self.window_s(self.fit_s(c, leak_kg_day)) for c in coefs), default=0.0)
         return self.settle_s + worst
 
+    def extended_s(self, hold_s: float) -> float:
+        """The hold (s) that reaches the boards' next longer window after the one
+        ``hold_s`` waits for (three more fit lengths without windows): where an
+        unclear decision waits for better data."""
+        fit = hold_s - self.settle_s
+        if self.windows_s is None:
+            return self.settle_s + 4.0 * fit
+        longer = [w for w in self.windows_s if w > fit]
+        return self.settle_s + (longer[0] if longer else 4.0 * fit)
+
     def sigma_after(self, coef: float, held_s: float) -> float | None:
         """Mass-rate sigma (kg/day) of the boards' longest full window ``held_s`` s
         after a hatch moved; None while no window is full."""
