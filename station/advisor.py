@@ -57,6 +57,8 @@ P_SIDE = 0.99
 K_QUIET = 2.0
 #: Relative uncertainty allowed on the leak rate between two measurements.
 L_REL = 0.3
+#: Relative drift of the leak rate allowed between two decisions.
+L_DRIFT = 0.1
 #: Default time for a crew to close or open a hatch (s).
 ACTION_S = 60.0
 #: Default station pressure when no segment reports one (Pa).
@@ -309,8 +311,10 @@ class IsolationAdvisor:
             self._stuck = "UNRESOLVED two leaks: " + ", ".join(_fmt_side(d) for d in ev)
             return self._out(now_s, AdvisorState.UNRESOLVED, leaking, None, self._stuck)
         total = sum(e.mass_rate_kg_day for e in settled)
+        total_s = math.sqrt(sum(e.sigma_kg_day**2 for e in settled))
         unseen = {v for e in blocks if e not in measured for v in e.volumes}
-        if not loud and not unseen and total < SIGNIFICANT_FRACTION * self.caution_kg_day:
+        gone = total + K_DETECT * total_s < SIGNIFICANT_FRACTION * self.caution_kg_day
+        if not loud and not unseen and gone:
             self._evidence = sides
             self._stuck = "UNRESOLVED leak no longer seen on any side: " + ", ".join(
                 _fmt_side(d) for d in sides
@@ -338,8 +342,7 @@ class IsolationAdvisor:
         self._decisions += 1
         self._evidence = sides
         self._proposed = None
-        self._leak_kg_day = sum(e.mass_rate_kg_day for e in settled)
-        self._leak_sigma = math.sqrt(sum(e.sigma_kg_day**2 for e in settled))
+        self._fuse_leak(total, total_s)
         probs = self.probabilities()
         best = max(probs, key=probs.get)
         if probs[best] >= P_LOCATE and best in unseen:
@@ -486,6 +489,15 @@ class IsolationAdvisor:
                     new[v] += ll
         return new
 
+    def _fuse_leak(self, total: float, total_s: float) -> None:
+        """The station's leak rate after a decision: the last one (allowed to have
+        drifted by ``L_DRIFT``) and the sides' sum, weighted by inverse variance."""
+        var_old = self._leak_sigma**2 + (L_DRIFT * self._leak_kg_day) ** 2
+        var_new = max(total_s, 1e-9) ** 2
+        w = var_new / (var_old + var_new) if var_old > 0 else 0.0
+        self._leak_kg_day = w * self._leak_kg_day + (1.0 - w) * total
+        self._leak_sigma = math.sqrt(var_old * var_new / (var_old + var_new))
+
     @staticmethod
     def _side_probabilities(log_post, blocks) -> list[float]:
         top = max(log_post.values())
@@ -571,8 +583,9 @@ class IsolationAdvisor:
                         f"{span:.0f} s > {h.max_open_dp_pa:.0f} Pa"
                     )
                     break
-                if p_now - drop < self.min_pressure_pa:
-                    bad = f"{h.name}: {{{','.join(sorted(y))}}} would fall below the minimum"
+                crew_there = self.crew_volume is not None and self.crew_volume in y
+                if crew_there and p_now - drop < self.min_pressure_pa:
+                    bad = f"{h.name}: {{{','.join(sorted(y))}}} would fall below the minimum with the crew in it"
                     break
             if bad:
                 why.append(bad)
