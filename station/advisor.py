@@ -52,8 +52,8 @@ P_LOCATE = 0.99
 P_CANDIDATE = 1e-3
 #: A decision is taken once the most likely side holds this much probability ...
 P_SIDE = 0.99
-#: A side that should be quiet but shows this many sigmas makes the decision
-#: wait for the boards' next longer window.
+#: A side that should be quiet but shows this many sigmas, or a leaking side
+#: that shows fewer, makes the decision wait for the boards' next longer window.
 K_QUIET = 2.0
 #: Relative uncertainty allowed on the leak rate between two measurements.
 L_REL = 0.3
@@ -328,7 +328,14 @@ class IsolationAdvisor:
             for e in settled
             if e is not winner and e.mass_rate_kg_day > K_QUIET * e.sigma_kg_day
         ]
-        if max(side_p) < P_SIDE or murky:
+        # the leaking side shows little, or less than the station loses (a second
+        # leak elsewhere takes the rest)
+        faint = winner in measured and (
+            winner.mass_rate_kg_day <= K_QUIET * winner.sigma_kg_day
+            or self._leak_kg_day - winner.mass_rate_kg_day
+            > K_QUIET * math.hypot(winner.sigma_kg_day, self._leak_sigma)
+        )
+        if max(side_p) < P_SIDE or murky or faint:
             self._extended_from = start  # once unclear, wait for the longer window
         if self._extended_from == start and held < extended:
             why = "a quiet side is not quiet" if murky else "undecided"

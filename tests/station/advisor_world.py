@@ -104,16 +104,21 @@ def run_hunt(
     dt: float = 2.0,
     crew_delay_s: float = 20.0,
     t_max: float = 6 * 3600.0,
+    tell_sensors: bool = False,
+    after_action=None,
 ) -> Hunt:
     """Update the advisor every ``dt`` s and do what it proposes, until it has
-    located the leak and no hatch is left to reopen, or it is UNRESOLVED."""
+    located the leak and no hatch is left to reopen, or it is UNRESOLVED.
+    ``tell_sensors``: pass the healthy sensors per volume (as the aggregator can);
+    ``after_action(world)``: called after every crew action."""
     history: list[Assessment] = []
     actions: list[tuple[float, str, bool]] = []
     due: tuple[str, bool, float] | None = None
     located_s = None
     a = None
     while world.t < t_max:
-        a = advisor.update(world.t, dict(world.hatches), world.segments())
+        sensors = world.live() if tell_sensors else None
+        a = advisor.update(world.t, dict(world.hatches), world.segments(), sensors=sensors)
         history.append(a)
         check_invariants(a)
         if a.state is AdvisorState.LOCATED and located_s is None:
@@ -129,6 +134,8 @@ def run_hunt(
             elif world.t >= due[2]:
                 world.set_hatch(p.hatch, not p.close)
                 actions.append((world.t, p.hatch, not p.close))
+                if after_action is not None:
+                    after_action(world)
                 due = None
         world.step(dt)
     assert a is not None
