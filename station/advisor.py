@@ -250,7 +250,11 @@ class IsolationAdvisor:
             self._hunt_t0 = now_s
             self._leak_kg_day, self._leak_sigma = total_m, total_s
         self._count_closures(open_map)
-        leaking = total_m is not None and self._leak_seen(total_m, total_s)
+        # hunting: leaking until the estimates say the leak is confidently gone
+        leaking = (
+            total_m is None
+            or total_m + K_DETECT * total_s >= SIGNIFICANT_FRACTION * self.caution_kg_day
+        )
         if self._stuck is not None:
             return self._out(now_s, AdvisorState.UNRESOLVED, leaking, None, self._stuck)
         if self._located is not None:
