@@ -75,7 +75,7 @@ class AdvisorState(enum.Enum):
 
 @dataclass(frozen=True)
 class SegmentEstimate:
-    """What the aggregator knows of one segment (connected volumes under the current hatch states)."""
+    """What the aggregator knows of one segment (volumes joined under the current hatch states)."""
 
     volumes: frozenset[str]
     mass_rate_kg_day: float | None  # leak mass rate of the whole segment (positive = losing air)
@@ -328,9 +328,7 @@ class IsolationAdvisor:
         side_p = self._side_probabilities(new, blocks)
         winner = blocks[max(range(len(blocks)), key=side_p.__getitem__)]
         murky = [
-            e
-            for e in settled
-            if e is not winner and e.mass_rate_kg_day > K_QUIET * e.sigma_kg_day
+            e for e in settled if e is not winner and e.mass_rate_kg_day > K_QUIET * e.sigma_kg_day
         ]
         # the leaking side shows little, or less than the station loses (a second
         # leak elsewhere takes the rest)
@@ -343,9 +341,8 @@ class IsolationAdvisor:
             self._extended_from = start  # once unclear, wait for the longer window
         if self._extended_from == start and held < extended:
             why = "a quiet side is not quiet" if murky else "undecided"
-            msg = (
-                f"{head} ({why}, up to {extended - held:.0f} s more): "
-                + ", ".join(_fmt_side(d) for d in sides)
+            msg = f"{head} ({why}, up to {extended - held:.0f} s more): " + ", ".join(
+                _fmt_side(d) for d in sides
             )
             return self._out(now_s, AdvisorState.HOLDING, leaking, proposal, msg, sides)
         self._log_post = new
@@ -596,7 +593,8 @@ class IsolationAdvisor:
                     break
                 crew_there = self.crew_volume is not None and self.crew_volume in y
                 if crew_there and p_now - drop < self.min_pressure_pa:
-                    bad = f"{h.name}: {{{','.join(sorted(y))}}} would fall below the minimum with the crew in it"
+                    names = ",".join(sorted(y))
+                    bad = f"{h.name}: {{{names}}} would fall below the minimum with the crew in it"
                     break
             if bad:
                 why.append(bad)

@@ -39,9 +39,7 @@ class World:
         return self.graph.segments(self.hatches)
 
     def live(self) -> dict[str, int]:
-        return {
-            v: (0 if v in self.dead else vol.sensors) for v, vol in self.graph.volumes.items()
-        }
+        return {v: (0 if v in self.dead else vol.sensors) for v, vol in self.graph.volumes.items()}
 
     def set_hatch(self, name: str, is_open: bool) -> None:
         self.hatches[name] = is_open

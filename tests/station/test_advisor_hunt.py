@@ -127,9 +127,7 @@ def test_a_segment_without_a_live_sensor_is_never_isolated(dead, leaking):
 
     def check(w):
         live = w.live()
-        isolated_dead.extend(
-            s for s in w.graph.segments(w.hatches) if sum(live[v] for v in s) == 0
-        )
+        isolated_dead.extend(s for s in w.graph.segments(w.hatches) if sum(live[v] for v in s) == 0)
 
     hunt = run_hunt(world, _advisor(graph), tell_sensors=True, after_action=check)
     assert not isolated_dead
@@ -156,7 +154,9 @@ def test_a_lost_sensor_learnt_from_the_segments_never_gives_a_false_location(lea
     # learns it when a closure isolates that volume, and never locates wrongly
     for dead in ("lab", "soyuz"):
         graph = iss_graph()
-        hunt = run_hunt(World(graph, {leaking: 20.0}, seed=6, dead=frozenset({dead})), _advisor(graph))
+        hunt = run_hunt(
+            World(graph, {leaking: 20.0}, seed=6, dead=frozenset({dead})), _advisor(graph)
+        )
         assert all(a.located in (None, leaking) for a in hunt.history)
         if leaking != dead:
             assert hunt.final.located == leaking, hunt.final.message
