@@ -59,6 +59,8 @@ MAX_RETRY_S = 8.0
 CONNECT_TIMEOUT_S = 5.0
 #: The network thread's longest wait (s) for traffic; also the hand-off's latency bound.
 POLL_S = 0.02
+#: QoS 1 messages awaiting their PUBACK whose topic is kept (to name a refusal).
+MAX_TRACKED = 4096
 #: On close, how long (s) the offline status may take to be acknowledged.
 CLOSE_WAIT_S = 0.5
 
@@ -297,12 +299,17 @@ class StationPublisher:
             self._publish_birth()
 
     # -- publishing (network thread) ---------------------------------------------
-    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, props) -> None:
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, props):
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
+            qos and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN  # queued by paho, sent later
+        ):
             self.published += 1
             if qos:
+                if len(self._qos1_topics) >= MAX_TRACKED:
+                    self._qos1_topics.clear()  # only for naming a refused topic
                 self._qos1_topics[info.mid] = topic
+        return info
 
     def _publish_birth(self) -> None:
         self.birth = replace(self.birth, online=True, t_unix=self._unix())
@@ -423,17 +430,14 @@ class StationPublisher:
         if self.state is LinkState.UP:
             death = replace(self.birth, online=False, t_unix=self._unix())
             try:
-                info = self.client.publish(
-                    self.status_topic,
-                    wire.encode(death),
-                    qos=1,
-                    retain=True,
-                    properties=_props(PacketTypes.PUBLISH),
+                info = self._publish(
+                    self.status_topic, wire.encode(death), 1, True, _props(PacketTypes.PUBLISH)
                 )
                 deadline = self._mono() + wait_s
                 while not info.is_published() and self._mono() < deadline:
                     if self.client.loop(timeout=POLL_S) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         break
+                self.state = LinkState.CLOSED
                 self.client.disconnect()
                 self.client.loop(timeout=0)
             except (OSError, ValueError, RuntimeError):
