@@ -271,7 +271,7 @@ class MonitorApp:
             active_alarms=self.core.active_alarms,
             hatch_open=lambda: self.core.hatch_open,
             unix_now=time.time,
-            rate_hz=self.rc.outputs.telemetry_rate_hz,
+            rate_hz=min(self.rc.outputs.telemetry_rate_hz, monitor.rate_hz),
         )
 
     def _clock_s(self) -> float:

@@ -54,7 +54,7 @@ from firmware_host.runtime.stationconfig import StationConfig
 MAX_EVENTS = 1000
 #: First reconnect after this long (s), doubled after each failure up to MAX_RETRY_S.
 FIRST_RETRY_S = 0.25
-MAX_RETRY_S = 8.0
+MAX_RETRY_S = 1.0
 #: A TCP connect or a CONNACK that takes longer than this (s) is a failed attempt.
 CONNECT_TIMEOUT_S = 5.0
 #: The network thread's longest wait (s) for traffic; also the hand-off's latency bound.
