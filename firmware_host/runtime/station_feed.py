@@ -144,7 +144,9 @@ class StationFeed:
                 continue
             self._levels[volume] = key
             if a is None:
-                msg = wire.AlarmStateMsg(self.node, self.session, volume, now_unix, None, None, None)
+                msg = wire.AlarmStateMsg(
+                    self.node, self.session, volume, now_unix, None, None, None
+                )
             else:
                 msg = wire.AlarmStateMsg(
                     node=self.node,

@@ -186,8 +186,10 @@ def test_qos1_alarm_events_survive_a_short_broker_outage(tmp_path, broker, publi
         for seq in range(41, 61):
             pub.handoff.put_event(event(seq))
         wait_until(
-            lambda: {r.msg.seq for r in watch.matching(kind(wire.TopicKind.ALARM_EVENT))}
-            >= set(range(1, 61)),
+            lambda: (
+                {r.msg.seq for r in watch.matching(kind(wire.TopicKind.ALARM_EVENT))}
+                >= set(range(1, 61))
+            ),
             15,
             "all 60 events",
         )
