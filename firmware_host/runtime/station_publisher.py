@@ -278,6 +278,9 @@ class StationPublisher:
             return
         if self.state is LinkState.UP:
             self._fail(f"broker {self.cfg.broker.url}: connection lost ({reason_code})")
+        elif self.state is LinkState.CONNECTING:  # closed before its CONNACK (TLS, garbage)
+            self.connect_failures += 1
+            self._fail(f"cannot connect to {self.cfg.broker.url}: closed by the broker")
         self._down()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

@@ -61,6 +61,9 @@ class Watch:
             c.username_pw_set(username, password)
         c.reconnect_delay_set(0.1, 0.5)
         c.on_message = self._on_message
+        #: the broker's reason code of each QoS 1 publish of this client, by mid
+        self.acks: dict = {}
+        c.on_publish = lambda cl, u, mid, rc, p: self.acks.__setitem__(mid, rc)
         c.on_connect = lambda cl, u, f, rc, p: (
             cl.subscribe(topic, qos=1),
             self.connected.set(),
