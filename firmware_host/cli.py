@@ -33,10 +33,12 @@ COMMANDS = (
     "firmware_host.commands.config",
     "firmware_host.commands.ctl",
     "firmware_host.commands.xtce",
+    "station.command",
 )
 
 
-#: Harness subcommands, imported on first use: module -> (name, one-line help).
+#: Subcommands imported on first use (the harness's, and the station aggregator's,
+#: which needs paho): module -> (name, one-line help).
 HARNESS_COMMANDS = {
     "harness.commands.demo": (
         "demo",
@@ -49,6 +51,10 @@ HARNESS_COMMANDS = {
     "harness.commands.emulate": (
         "emulate",
         "run the HIL emulator (physics + transducers) on a pty, TCP, a port or a file",
+    ),
+    "station.command": (
+        "station",
+        "run the station aggregator: the boards' MQTT picture and the isolation advisor",
     ),
 }
 

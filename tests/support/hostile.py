@@ -501,8 +501,49 @@ def config_number_inputs(draw) -> Input:
     return Input(("config", "check", "{w}/c.toml"), files)
 
 
+def small_station() -> dict:
+    """A small station file (``cabinwatch station``) whose broker refuses at once."""
+    return {
+        "station": {
+            "name": "iss",
+            "broker": "mqtt://127.0.0.1:1",
+            "caution_kg_day": 2.0,
+            "crew_volume": "a",
+            "min_pressure_pa": 66000.0,
+            "offline_after_s": 10.0,
+        },
+        "volumes": [
+            {"name": "a", "volume_m3": 100.0, "sensors": 2, "noise_pa": 2.0, "rate_hz": 1.0},
+            {"name": "b", "volume_m3": 5.0, "escape_vehicle": True},
+        ],
+        "hatches": [
+            {"name": "a-b", "a": "a", "b": "b", "opens_into": "b", "max_open_dp_pa": 500.0}
+        ],
+        "boards": [{"node": "n1", "volumes": ["a", "b"], "hatches": ["a-b"]}],
+    }
+
+
+@st.composite
+def station_inputs(draw) -> Input:
+    """``cabinwatch station``: hostile options and station files; a valid one runs
+    (the broker refuses) for a fraction of a second."""
+    opts = draw(_options(["--broker", "--duration", "--speed"], long={"--duration": 1.0}))
+    if not any(o.startswith("--duration") for o in opts):
+        opts.append("--duration=0.3")
+    pick = draw(st.integers(0, 9))
+    if pick == 0:
+        data = draw(file_bytes())
+    elif pick <= 2:
+        data = _toml(small_station())
+    else:
+        data = _toml(draw(mutated(small_station())))
+    files = (("station.toml", data),)
+    return Input(("station", "--config", "{w}/station.toml", "--no-view", *opts), files)
+
+
 #: Subcommand (or file kind) -> its strategy of inputs.
 CASES = {
+    "station": station_inputs,
     "monitor": monitor_inputs,
     "simulate": simulate_inputs,
     "emulate": emulate_inputs,

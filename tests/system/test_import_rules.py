@@ -1,5 +1,6 @@
-"""Import rules: the board's monitor never loads the emulator, the harness or matplotlib,
-and the emulator never loads the monitor.  Each check runs in a fresh interpreter."""
+"""Import rules: the board's monitor never loads the emulator, the harness, matplotlib,
+the station aggregator or paho; the emulator never loads the monitor.  Each check
+runs in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _under(modules: list[str], *packages: str) -> list[str]:
     return [m for m in modules if m.split(".")[0] in packages]
 
 
-def test_monitor_parser_and_config_load_no_emulator_harness_or_matplotlib():
+def test_monitor_parser_and_config_load_no_emulator_harness_matplotlib_or_station():
     loaded = _loaded(
         """
         import firmware_host.runtime.app
@@ -40,7 +41,22 @@ def test_monitor_parser_and_config_load_no_emulator_harness_or_matplotlib():
         """
     )
     assert "firmware_host.config" in loaded and "firmware_host.commands.monitor" in loaded
-    assert _under(loaded, "hil", "harness", "matplotlib") == []
+    assert _under(loaded, "hil", "harness", "matplotlib", "station", "paho") == []
+
+
+def test_station_subcommand_loads_its_module_only_when_parsed():
+    """Parsing ``station`` imports ``station.command`` (its options), still not paho,
+    the aggregator or the advisor (its run imports them)."""
+    loaded = _loaded(
+        """
+        from firmware_host.cli import build_parser
+
+        build_parser().parse_args(["station", "--config", "x.toml", "--no-view"])
+        """
+    )
+    assert "station.command" in loaded
+    assert _under(loaded, "paho", "hil", "harness", "matplotlib") == []
+    assert "station.advisor" not in loaded and "station.aggregator" not in loaded
 
 
 def test_emulator_imports_nothing_of_the_monitor():
