@@ -183,4 +183,5 @@ class StationFeed:
             settled=bool(v.settled),
             state=v.state.name,
             expiry_s=self.expiry_s,
+            window_s=None if best is None else _f(best.window_s),
         )
