@@ -130,7 +130,10 @@ def test_picture_and_retained_assessment_from_three_boards(broker):
         assert segs[0].mass_rate_kg_day == pytest.approx(20.0)
         # retained, JSON, content type set: a client that comes later gets it
         late = Listener(broker)
-        payload, retain, ctype = late.wait(lambda i: i[0]["leaking"])
+        # (the newest: an earlier one, before every hatch was known, may come first)
+        payload, retain, ctype = late.wait(
+            lambda i: i[0]["leaking"] and (i[0]["proposal"] or {}).get("hatch") == "mrm1-soyuz"
+        )
         assert retain and ctype == wire.CONTENT_TYPE
         msg = wire.decode(wire.TopicKind.ASSESSMENT, json.dumps(payload).encode())
         assert msg.station == ST and msg.proposal["hatch"] == "mrm1-soyuz"
