@@ -234,3 +234,79 @@ def soyuz2018_graph(noise_pa: float = 3.0) -> StationGraph:
         StationHatch("bo-sa", "soyuz_bo", "soyuz_sa", opens_into="soyuz_sa"),
     ]
     return StationGraph(vols, hatches)
+
+
+# -- figures for docs/advisor.md: python -m tests.station.advisor_world ---------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the 2018 case and the hunt grid (docs/advisor.md measures with it)."""
+    import argparse
+    import statistics
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m tests.station.advisor_world")
+    ap.add_argument("--seeds", type=int, default=20)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    print("Soyuz MS-09 2018 class: 21 kg/day in the orbital module (6 m3)")
+    for noise in (3.0, 30.0):
+        g = soyuz2018_graph(noise)
+        adv = IsolationAdvisor(g, caution_kg_day=5.0, min_pressure_pa=69300.0)
+        plan = adv.plan("soyuz_bo", {h: True for h in g.hatches}, leak_kg_day=21.0)
+        hunt = run_hunt(World(g, {"soyuz_bo": 21.0}, seed=2018), adv)
+        holds = plan.planned_s - plan.actions * adv.action_s
+        print(
+            f"  noise {noise:4.0f} Pa: plan {plan.closures} closures {plan.actions} actions "
+            f"{plan.planned_s:.0f} s (holds {holds:.0f} s): {', '.join(plan.steps)}; "
+            f"hunt located {hunt.final.located} at {hunt.located_s:.0f} s"
+        )
+    graphs = {
+        "line": line_graph,
+        "star": star_graph,
+        "iss": iss_graph,
+        "soyuz2018": soyuz2018_graph,
+    }
+    print(f"single leaks, {args.seeds} seeds, crew delay 20 s:")
+    for name, make in graphs.items():
+        g = make()
+        for leak in (8.0, 20.0, 60.0):
+            n = right = wrong = 0
+            closures, times = [], []
+            for v in g.volumes:
+                for seed in range(args.seeds):
+                    h = run_hunt(
+                        World(g, {v: leak}, seed=seed), IsolationAdvisor(g, caution_kg_day=5.0)
+                    )
+                    n += 1
+                    right += h.final.located == v
+                    wrong += any(a.located not in (None, v) for a in h.history)
+                    closures.append(h.closures)
+                    if h.located_s is not None:
+                        times.append(h.located_s)
+            print(
+                f"  {name:9s} {leak:4.0f} kg/day: {right}/{n} located, {wrong} false; closures "
+                f"max {max(closures)}; located s median {statistics.median(times):.0f} "
+                f"max {max(times):.0f}"
+            )
+    print("two leaks at once (ISS-like):")
+    g = iss_graph()
+    for leaks in (
+        {"lab": 20.0, "sm": 10.0},
+        {"node1": 20.0, "node3": 20.0},
+        {"node1": 20.0, "node3": 15.0},
+        {"node1": 20.0, "node3": 8.0},
+        {"soyuz": 20.0, "jem": 15.0},
+    ):
+        said = false = 0
+        for seed in range(args.seeds):
+            h = run_hunt(World(g, leaks, seed=seed), IsolationAdvisor(g, caution_kg_day=5.0))
+            said += h.final.message.startswith("UNRESOLVED two leaks")
+            false += any(a.located is not None for a in h.history)
+        print(f"  {leaks}: 'two leaks' {said}/{args.seeds}, a single location claimed {false}")
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
