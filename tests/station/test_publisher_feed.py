@@ -115,6 +115,9 @@ def test_events_states_hatches_and_estimates_of_a_real_depress(rapid):
         v: len(ms) for v, ms in per_volume.items()
     }
     assert all(m.expiry_s == 3.0 for m in estimates)
+    # each rate carries the span of its window: one of the configured windows
+    windows = {m.window_s for m in estimates if m.mass_rate_kg_day is not None}
+    assert windows and windows <= {10.0, 60.0, 600.0, 1800.0, 7200.0}, windows
     losing = [m for m in per_volume[rapid_ev[0].volume] if m.settled and m.mass_rate_kg_day]
     assert losing and losing[-1].mass_rate_kg_day > 0 and losing[-1].hole_mm > 0
 
