@@ -166,7 +166,9 @@ class VolumeEstimateMsg:
 
     ``settled`` False: rate, hole and reserves are still settling (shown with
     their sigma, never as a fact).  ``reserve_s`` is the orifice-law reserve to
-    the configured minimum pressure (None: not losing pressure).
+    the configured minimum pressure (None: not losing pressure).  ``window_s``
+    the span of the estimation window behind the rate: the rate describes the
+    last ``window_s`` seconds, so it says nothing yet of a change younger than that.
     """
 
     node: str
@@ -187,6 +189,9 @@ class VolumeEstimateMsg:
     settled: bool
     state: str
     expiry_s: float | None = None
+    #: the span (s) of the window the rate comes from (the board's best window);
+    #: None: unknown (an older board) or no window yet
+    window_s: float | None = None
 
 
 @dataclass(frozen=True)

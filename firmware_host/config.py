@@ -3,7 +3,7 @@
 ``load_config(path)`` reads TOML (``tomllib``); ``config_from_dict(data, source)``
 validates a plain dict.  Every mistake raises ``ConfigError(path, dotted key,
 problem)``; unknown keys are rejected, except the top-level tables ``links``,
-``outputs`` and ``display``, which belong to the runtime and are kept verbatim
+``outputs``, ``display`` and ``station``, which belong to the runtime and are kept verbatim
 in ``MonitorConfig.extra``.
 
 Units are in the names: ``_pa`` pascal, ``_s`` seconds, ``_hz`` hertz, ``_m3``
@@ -24,7 +24,7 @@ from firmware_host.sizing import check_sizing
 DEFAULT_P_MIN_PA = 69_300.0
 DEFAULT_WINDOWS_S = (10.0, 60.0, 600.0, 1800.0, 7200.0)
 #: Top-level tables owned by the runtime, passed through untouched.
-PASSTHROUGH_TABLES = ("links", "outputs", "display")
+PASSTHROUGH_TABLES = ("links", "outputs", "display", "station")
 
 
 @dataclass(frozen=True)

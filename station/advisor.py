@@ -237,7 +237,9 @@ class IsolationAdvisor:
         ``sensors``: healthy sensors per volume when the caller knows them."""
         open_map = {h: hatches.get(h) for h in self.graph.hatches}
         self._follow_sensors(segments, sensors)
-        total_m, total_s = self._total(segments)
+        # only settled segments count: a board's start-up or a window that
+        # straddles a hatch move is not evidence (docs/station-loop.md)
+        total_m, total_s = self._total([e for e in segments if e.settled])
         if not self._hunting:
             if not self._leak_seen(total_m, total_s):
                 self._prev_open = dict(open_map)

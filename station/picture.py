@@ -188,6 +188,8 @@ class _Hatch:
     state: bool | None = None
     since_s: float | None = None
     by: wire.HatchStateMsg | None = None
+    #: when it was last seen to move between open and closed (station s; None: never)
+    moved_s: float | None = None
 
 
 def _finite(x) -> float | None:
@@ -389,7 +391,10 @@ class StationPicture:
             elif state != h.state:
                 t = None if best is None else self._bt(best.t_unix)
                 new = t is not None and t > h.since_s
+                was = h.state
                 h.state, h.since_s = state, min(now, t) if new else now
+                if was is not None and state is not None:
+                    h.moved_s = h.since_s
 
     # -- reading -------------------------------------------------------------
 
@@ -454,7 +459,7 @@ class StationPicture:
             )
             for name, h in self._hatches.items()
         )
-        segments = tuple(self._segments(fresh, {v.volume: v for v in volumes}))
+        segments = tuple(self._segments(fresh, {v.volume: v for v in volumes}, now))
         return Snapshot(
             self.station, now, nodes, volumes, hatches, segments, tuple(self._events),
             self.counters,
@@ -515,9 +520,10 @@ class StationPicture:
             t_unix=max((m.t_unix for m in ests), default=None),
         )
 
-    def _units(self, fresh) -> list[tuple[frozenset[str], float | None, float | None, bool, tuple]]:
+    def _units(self, fresh) -> list[tuple]:
         """Board groups with a mass rate, those of equal volumes fused across boards:
-        ``(volumes, mass rate, sigma, settled, nodes)``."""
+        ``(volumes, mass rate, sigma, settled, nodes, window)``, ``window`` the
+        longest estimation window (s) behind it (None: no board said)."""
         per_node: dict[tuple[str, frozenset[str]], wire.VolumeEstimateMsg] = {}
         for (node, vol), m in fresh.items():
             key = (node, frozenset(m.group or (vol,)))
@@ -534,10 +540,18 @@ class StationPicture:
                 [(m.mass_rate_kg_day, _finite(m.mass_rate_sigma_kg_day)) for _, m in items]
             )
             settled = all(m.settled for _, m in items)
-            units.append((group, rate, sigma, settled, tuple(sorted(n for n, _ in items))))
+            windows = [_finite(m.window_s) for _, m in items]
+            window = max((w for w in windows if w is not None), default=None)
+            nodes = tuple(sorted(n for n, _ in items))
+            units.append((group, rate, sigma, settled, nodes, window))
         return units
 
-    def _segments(self, fresh, volumes: dict[str, VolumeView]) -> list[SegmentView]:
+    def _segments(self, fresh, volumes: dict[str, VolumeView], now: float) -> list[SegmentView]:
+        """The segments under the current hatch states.  A segment is settled when
+        every estimate in it is, and every estimate's window (``window_s``) is
+        shorter than the time since a hatch of the segment was last seen to move
+        (open <-> closed): a window that straddles the move still carries the
+        slope from before it.  A hatch's first report is not a move."""
         states = self.hatch_states()
         segs = self.graph.segments({h: bool(st) for h, st in states.items()})
         where = {v: i for i, seg in enumerate(segs) for v in seg}
@@ -550,10 +564,14 @@ class StationPicture:
                 inside[i].append(u)
         since: list[float] = [self.start_s] * len(segs)
         touched = [False] * len(segs)
+        moved: list[float] = [-math.inf] * len(segs)
         for name, h in self._hatches.items():
             if h.since_s is None:
                 continue
             hatch = self.graph.hatches[name]
+            if h.moved_s is not None:
+                for i in {where[hatch.a], where[hatch.b]}:
+                    moved[i] = max(moved[i], h.moved_s)
             for i in {where[hatch.a], where[hatch.b]}:
                 since[i] = h.since_s if not touched[i] else max(since[i], h.since_s)
                 touched[i] = True
@@ -565,9 +583,11 @@ class StationPicture:
             units = sorted(
                 inside[i], key=lambda u: (-len(u[0]), math.inf if u[2] is None else u[2])
             )
-            for group, r, sg, ok, who in units:
+            for group, r, sg, ok, who, window in units:
                 if group & covered:
                     continue
+                if window is not None and window >= now - moved[i]:
+                    ok = False  # the window began before the segment's shape
                 covered |= group
                 rate += r
                 if sg is None:

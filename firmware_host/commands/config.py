@@ -54,6 +54,16 @@ def run(args: argparse.Namespace) -> int:
         f"  archive: {out.archive or 'none'}; telemetry: {out.telemetry or 'none'}; "
         f"capture: {out.capture or 'none'}"
     )
+    st = cfg.station
+    if st is not None:
+        who = f"user {st.username}" if st.username else "anonymous"
+        tls = ""
+        if st.tls:
+            tls = f", TLS CA {st.tls_ca or 'system'}" + (", client cert" if st.tls_cert else "")
+        print(
+            f"  station: {st.broker.url} as {st.station}/{st.node} ({who}{tls}); "
+            f"estimates QoS {st.estimate_qos}; session file {st.session_file}"
+        )
     if out.ccsds:
         print(
             f"  ccsds: {', '.join(out.ccsds)}; HK {out.ccsds_rate_hz:g} Hz, APIDs "

@@ -147,6 +147,9 @@ class MonitorApp:
         self.telemetry = telemetry
         self.ccsds = self._ccsds_writer() if out.ccsds else None
         self.control = ControlServer(out.control_socket) if out.control_socket else None
+        self.station = self.station_feed = None
+        if rc.station is not None:
+            self._station_publisher()
         self.captures: dict[str, RotatingCapture] = {}
         self.drivers: dict[str, TransducerDriver] = {}
         self.budgets: dict[str, int] = {}
@@ -233,6 +236,42 @@ class MonitorApp:
             rate_hz=out.ccsds_rate_hz,
             guards=self.guards,
             loop_health=lambda: self.loop.health(),
+        )
+
+    def _station_publisher(self) -> None:
+        """``[station]``: the MQTT publisher (its own thread) and the loop's feed to it;
+        a publisher that fails is the output ``station`` (docs/runtime.md)."""
+        from common.station_wire import NodeStatus
+        from firmware_host.runtime.station_feed import StationFeed
+        from firmware_host.runtime.station_publisher import StationPublisher
+        from firmware_host.runtime.station_session import next_session
+
+        cfg = self.rc.station
+        monitor = self.rc.monitor
+        number = next_session(cfg.session_file, time.time)
+        if number.problem is not None:
+            _say(f"cabinwatch: station session: {number.problem}; using {number.session}")
+        volumes = [v.name for v in monitor.volumes]
+        birth = NodeStatus(
+            node=cfg.node,
+            session=number.session,
+            online=True,
+            t_unix=time.time(),
+            version=_software_version(),
+            volumes=tuple(volumes),
+            hatches=tuple(h.name for h in monitor.hatches),
+        )
+        self.station = StationPublisher(cfg, birth, guard=self._guard("station"))
+        self.station_feed = StationFeed(
+            self.station.handoff,
+            node=cfg.node,
+            session=number.session,
+            volumes=volumes,
+            sensor_volumes={s.sensor_id: s.volume for s in monitor.sensors},
+            active_alarms=self.core.active_alarms,
+            hatch_open=lambda: self.core.hatch_open,
+            unix_now=time.time,
+            rate_hz=min(self.rc.outputs.telemetry_rate_hz, monitor.rate_hz),
         )
 
     def _clock_s(self) -> float:
@@ -373,6 +412,8 @@ class MonitorApp:
             self._write("telemetry", self.telemetry.record_tick, result)
         if self.ccsds is not None:
             self._write("ccsds", self.ccsds.record_tick, result)
+        if self.station_feed is not None:
+            self._write("station", self.station_feed.record_tick, result)
         self._report_outputs(result.t_s)
         if self.display is not None:
             for ev in result.events:
@@ -423,6 +464,9 @@ class MonitorApp:
             driver.start()
         for manager in self.sessions.values():
             manager.start()
+        if self.station is not None:
+            self._write("station", self.station_feed.start, self._clock_s())
+            self._write("station", self.station.start)
         self.notifier.ready(f"monitoring {len(self.drivers)} link(s)")
 
     def run(self, *, until_s: float | None = None, stop: Callable[[], bool] | None = None):
@@ -484,6 +528,15 @@ class MonitorApp:
             threading.Thread(target=d.stop, name=f"stop-{n}", daemon=True)
             for n, d in self.drivers.items()
         ]
+        if self.station is not None:  # its offline status, beside the links' stop
+            stoppers.append(
+                threading.Thread(
+                    target=self._write,
+                    args=("station", self.station.close),
+                    name="stop-station",
+                    daemon=True,
+                )
+            )
         for t in stoppers:
             t.start()
         for t in stoppers:
@@ -501,6 +554,13 @@ class MonitorApp:
                 "link_health",
                 {n: d.health().to_json_dict() for n, d in self.drivers.items()},
             )
+            if self.station is not None:
+                self._write(
+                    "archive",
+                    archive.write_meta,
+                    "station_health",
+                    self.station.health().to_json_dict(),
+                )
             self._write("archive", archive.close)
             if archive.pending_rows:
                 _say(
@@ -531,6 +591,15 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
+
+
+def _software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cabinwatch")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _ms(x: float) -> str:

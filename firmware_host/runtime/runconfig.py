@@ -70,6 +70,11 @@ TI, P7: PI) must be no longer than its fastest sensor's period.
     [display]
     enabled = true
     period_s = 1.0
+
+    [station]                           # publish to the station's MQTT broker
+    url = "mqtt://192.168.50.1:1883"    # (firmware_host.runtime.stationconfig, docs/runtime.md)
+    station = "iss"
+    node = "board-rs"
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ from common.errors import ConfigError
 from common.tomltable import Table
 from drivers.families import FAMILIES
 from firmware_host.config import MonitorConfig, load_config
+from firmware_host.runtime.stationconfig import StationConfig, station_from_table
 
 DRIVERS = tuple(FAMILIES)
 #: the sensor addresses each driver allows on a link
@@ -139,6 +145,8 @@ class RuntimeConfig:
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     source: str = "<built-in>"
+    #: ``[station]``: publishing to the station's MQTT broker (None: not configured)
+    station: StationConfig | None = None
 
 
 def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) -> RuntimeConfig:
@@ -228,7 +236,15 @@ def runtime_from_monitor(monitor: MonitorConfig, *, require_links: bool = True) 
         raise disp.err("period_s", f"must be <= 2.0 (got {period})")
     display = DisplayConfig(disp.bool("enabled", True), period)
     disp.done()
-    return RuntimeConfig(monitor, links, outputs, display, src)
+    station = None
+    if top.has("station"):
+        station = station_from_table(
+            top,
+            directory,
+            [v.name for v in monitor.volumes],
+            [h.name for h in monitor.hatches],
+        )
+    return RuntimeConfig(monitor, links, outputs, display, src, station)
 
 
 def _ccsds(out: Table) -> dict:

@@ -120,6 +120,18 @@ def test_a_leak_is_seen_above_caution_and_three_sigma(m, s, state):
         assert a.probabilities == {} and a.proposal is None and not a.leaking
 
 
+def test_unsettled_estimates_start_no_hunt():
+    """A board's start-up estimate, or a window that straddles a hatch move, is not
+    evidence: 20 +- 0.5 kg/day unsettled leaves the advisor NOMINAL; settled, it hunts."""
+    adv = IsolationAdvisor(_pair(), caution_kg_day=5.0)
+    noisy = SegmentEstimate(frozenset("ab"), 20.0, 0.5, 101000.0, 3, False, -1e4)
+    a = adv.update(0.0, {"ab": True}, [noisy])
+    assert a.state is AdvisorState.NOMINAL and not a.leaking
+    assert "station ?" in a.message
+    a = adv.update(1.0, {"ab": True}, [_seg("ab", 20.0, 0.5, n=3)])
+    assert a.state is AdvisorState.SUSPECT and a.leaking
+
+
 def test_prior_by_weight_and_bad_arguments():
     g = _pair()
     adv = IsolationAdvisor(g, caution_kg_day=5.0, prior={"a": 3.0, "b": 1.0})

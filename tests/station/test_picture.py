@@ -32,13 +32,13 @@ def status(pic, node, session, online, t=T0, now=None):
 
 
 def est(pic, node, session, volume, t, *, group=None, mass=1.0, sigma=0.5, p=101325.0,
-        healthy=2, settled=True, expiry_s=3.0, now=None):  # fmt: skip
+        healthy=2, settled=True, expiry_s=3.0, window_s=None, now=None):  # fmt: skip
     msg = wire.VolumeEstimateMsg(
         node=node, session=session, volume=volume, t_unix=t, group=tuple(group or (volume,)),
         group_volume_m3=1.0, pressure_pa=p, dpdt_comp_pa_s=None, dpdt_comp_sigma_pa_s=None,
         mass_rate_kg_day=mass, mass_rate_sigma_kg_day=sigma, hole_mm=None, reserve_s=7200.0,
         regime="orifice", healthy_sensors=healthy, settled=settled, state="settled",
-        expiry_s=expiry_s,
+        expiry_s=expiry_s, window_s=window_s,
     )  # fmt: skip
     return pic.feed(
         wire.estimate_topic(ST, node, volume), wire.encode(msg), t if now is None else now
@@ -99,6 +99,46 @@ def test_closed_hatch_splits_segments_since_the_report(pic):
     assert soyuz.mass_rate_kg_day == pytest.approx(14.0) and soyuz.since_s == T0 + 10
     assert station.mass_rate_kg_day == pytest.approx(0.7) and station.since_s == T0 + 10
     assert snap.hatch_states()["mrm1-soyuz"] is False
+
+
+def _estimates(pic, t, window_s, soyuz_window_s=60.0, expiry_s=1000.0):
+    est(pic, "usos", 1, "usos", t, mass=0.1, window_s=window_s, expiry_s=expiry_s)
+    for v in ("rs", "mrm1"):
+        est(pic, "rs", 1, v, t, group=("rs", "mrm1"), mass=0.1, window_s=window_s,
+            expiry_s=expiry_s)  # fmt: skip
+    for v in ("soyuz_bo", "soyuz_sa"):
+        est(pic, "soyuz", 1, v, t, group=("soyuz_bo", "soyuz_sa"), mass=39.0,
+            window_s=soyuz_window_s, expiry_s=expiry_s)  # fmt: skip
+
+
+def test_a_window_older_than_the_hatch_move_leaves_its_segment_unsettled(pic):
+    """A board's 600 s window that began before mrm1-soyuz closed still holds the
+    slope from before the closure: its segment is settled only 600 s after the move."""
+    for node in ("usos", "rs", "soyuz", "crew"):
+        status(pic, node, 1, True, T0)
+    for h, node in ALL_OPEN.items():
+        hatch(pic, node, h, "open", T0)
+    _estimates(pic, T0 + 1, 600.0)
+    # the first reports are not moves: long windows count from the start
+    (seg,) = pic.snapshot(T0 + 2).segments
+    assert seg.settled
+    hatch(pic, "crew", "mrm1-soyuz", "closed", T0 + 1000)
+    _estimates(pic, T0 + 1001, 600.0)
+    station, soyuz = pic.snapshot(T0 + 1002).segments
+    assert station.volumes == {"usos", "rs", "mrm1"} and soyuz.volumes == {"soyuz_bo", "soyuz_sa"}
+    assert not station.settled  # 600 s window, the move 2 s old
+    assert not soyuz.settled  # its 60 s window too began before the move
+    _estimates(pic, T0 + 1070, 600.0)
+    station, soyuz = pic.snapshot(T0 + 1070).segments
+    assert not station.settled and soyuz.settled
+    _estimates(pic, T0 + 1601, 600.0)
+    station, soyuz = pic.snapshot(T0 + 1601).segments
+    assert station.settled and soyuz.settled
+    # a window the board does not report (an older board) is not held against it
+    hatch(pic, "crew", "mrm1-soyuz", "open", T0 + 2000)
+    _estimates(pic, T0 + 2001, None, None)
+    (seg,) = pic.snapshot(T0 + 2001).segments
+    assert seg.settled
 
 
 def test_will_of_current_session_marks_offline_and_its_hatches_unknown(pic):

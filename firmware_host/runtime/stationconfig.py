@@ -1,0 +1,195 @@
+"""The ``[station]`` table: where and as whom a board publishes over MQTT 5.
+
+    [station]
+    url = "mqtts://station-broker.lan:8883"  # mqtt://HOST[:1883] or mqtts://HOST[:8883] (TLS)
+    station = "iss"            # cabinwatch/v1/<station>/...   (1-64 of A-Z a-z 0-9 _ . -)
+    node = "board-rs"          # cabinwatch/v1/<station>/node/<node>/...; the MQTT username
+    credentials = "/etc/cabinwatch/mqtt.toml"   # username = "board-rs", password = "..."
+    tls_ca = "/etc/cabinwatch/station-ca.crt"   # mqtts: the CA that signed the broker
+    tls_cert = "/etc/cabinwatch/board-rs.crt"   # optional client certificate ...
+    tls_key = "/etc/cabinwatch/board-rs.key"    # ... and its key (both or neither)
+    session_file = "station-session"            # the persisted session number
+    estimate_qos = 0           # 0 or 1
+    keepalive_s = 5            # MQTT keep-alive, s (the broker sends the Will after 1.5 x)
+
+Relative paths are taken from ``[outputs] directory`` (as the archive's).  The
+credentials file is read here, once: a missing or unreadable file, a missing
+key, or a username other than the node name (the broker's ACL confines a
+board to ``node/%u/#``) is a ``ConfigError``: one line, exit 2.  So are the
+names (``common.station_wire.check_name``) of the station, the node and every
+volume and hatch of the configuration (each is a topic level).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from common.station_wire import WireError, check_name
+from common.tomltable import Table, read_toml
+
+#: MQTT keep-alive, s: the broker declares a silent board dead after 1.5 x this.
+KEEPALIVE_S = 5
+
+
+class Transport(enum.Enum):
+    """``mqtt://`` (plain TCP) or ``mqtts://`` (TLS)."""
+
+    MQTT = "mqtt"
+    MQTTS = "mqtts"
+
+    @property
+    def default_port(self) -> int:
+        return 8883 if self is Transport.MQTTS else 1883
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    transport: Transport
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport.value}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    """A board's station publishing; see module docstring."""
+
+    broker: BrokerAddress
+    station: str
+    node: str
+    session_file: Path
+    username: str | None = None
+    password: str | None = None
+    credentials: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    estimate_qos: int = 0
+    keepalive_s: int = KEEPALIVE_S
+
+    @property
+    def tls(self) -> bool:
+        return self.broker.transport is Transport.MQTTS
+
+    @property
+    def client_id(self) -> str:
+        """One client id per node: a restarted board takes its old connection over."""
+        return f"cabinwatch-{self.station}-{self.node}"
+
+
+class UrlError(ValueError):
+    """A broker URL that cannot be used (one line)."""
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``; UrlError naming the problem."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad port, an unclosed IPv6 bracket
+        raise UrlError(f"{url!r}: {exc}") from None
+    try:
+        transport = Transport(parts.scheme)
+    except ValueError:
+        raise UrlError(f"{url!r}: must start with mqtt:// or mqtts://") from None
+    if parts.username is not None or parts.password is not None:
+        raise UrlError(f"{url!r}: no user or password in the URL (use credentials = FILE)")
+    if not parts.hostname:
+        raise UrlError(f"{url!r}: no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UrlError(f"{url!r}: only scheme://host:port (no path, query or fragment)")
+    if port == 0:
+        raise UrlError(f"{url!r}: port must be in 1..65535")
+    return BrokerAddress(transport, parts.hostname, port or transport.default_port)
+
+
+def _names(t: Table, what: str, key: str) -> str:
+    name = t.str(key)
+    try:
+        return check_name(what, name)
+    except WireError as exc:
+        raise t.err(key, str(exc)) from None
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """(username, password) of a credentials file (TOML: ``username``, ``password``)."""
+    t = Table(str(path), "", read_toml(path))
+    user = t.ident("username")
+    password = t.str("password")
+    if not password:
+        raise t.err("password", "must not be empty")
+    t.done()
+    return user, password
+
+
+def station_from_table(
+    top: Table, directory: Path, volumes: list[str], hatches: list[str]
+) -> StationConfig:
+    """The ``[station]`` table of ``top``; ``volumes`` and ``hatches`` the
+    configuration's names (each must be a topic level); paths relative to ``directory``."""
+    t = top.sub("station", "a table [station]")
+    url = t.path_str("url")
+    try:
+        broker = parse_broker_url(url)
+    except UrlError as exc:
+        raise t.err("url", str(exc)) from None
+    station = _names(t, "station", "station")
+    node = _names(t, "node", "node")
+    for what, key, values in (("volume", "volumes", volumes), ("hatch", "hatches", hatches)):
+        for i, name in enumerate(values):
+            try:
+                check_name(what, name)
+            except WireError as exc:
+                raise top.err(f"{key}[{i}].name", f"{exc} (a topic level for [station])") from None
+
+    def path(key: str, default: str | None = None) -> Path | None:
+        value = t.path_str(key, default)
+        if not value:
+            return None
+        p = Path(value)
+        return p if p.is_absolute() else directory / p
+
+    credentials = path("credentials")
+    username = password = None
+    if credentials is not None:
+        username, password = read_credentials(credentials)
+        if username != node:
+            raise t.err(
+                "credentials",
+                f"{credentials}: username {username!r} is not the node {node!r} "
+                "(the broker's ACL lets a board write only node/<its username>/)",
+            )
+    tls_ca, tls_cert, tls_key = path("tls_ca"), path("tls_cert"), path("tls_key")
+    for key, p in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)):
+        if p is None:
+            continue
+        if broker.transport is not Transport.MQTTS:
+            raise t.err(key, f"TLS files need an mqtts:// url (got {url!r})")
+        if not p.is_file():
+            raise t.err(key, f"{p}: no such file")
+    if (tls_cert is None) != (tls_key is None):
+        missing = "tls_key" if tls_key is None else "tls_cert"
+        raise t.err(missing, "missing: a client certificate needs both tls_cert and tls_key")
+    cfg = StationConfig(
+        broker=broker,
+        station=station,
+        node=node,
+        session_file=path("session_file", "station-session"),
+        username=username,
+        password=password,
+        credentials=credentials,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        estimate_qos=t.int("estimate_qos", 0, lo=0, hi=1),
+        keepalive_s=t.int("keepalive_s", KEEPALIVE_S, lo=1, hi=3600),
+    )
+    t.done()
+    return cfg
