@@ -87,9 +87,9 @@ def test_clean_close_publishes_offline_with_the_same_session(tmp_path, broker):
     watch = Watch(broker.port)
     try:
         pub = StationPublisher(config(tmp_path, broker.url), birth(session=12)).start()
-        watch.wait(status("b1", online=True, session=12), 5)
+        watch.wait(status("b1", online=True, session=12), 15)
         pub.close()
-        watch.wait(status("b1", online=False), 5)
+        watch.wait(status("b1", online=False), 15)
     finally:
         watch.close()
     late = Watch(broker.port, client_id="late")  # the offline status is retained
