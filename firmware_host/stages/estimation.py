@@ -61,6 +61,9 @@ class EstimateState(enum.IntEnum):
 
 #: Estimations a shortened best window must hold before the estimate is settled.
 BEST_WINDOW_HOLD = 2
+# the codes as plain ints for numpy (an IntEnum member takes numpy's slow path)
+assert (EstimateState.NONE, EstimateState.SETTLING) == (0, 1)
+_SETTLED = int(EstimateState.SETTLED)
 
 
 def estimate_state(
@@ -99,8 +102,8 @@ def estimate_state(
     settled = known & group_settled & precise & ~impossible
     if best_held is not None:
         settled &= best_held >= BEST_WINDOW_HOLD
-    out = np.where(known, EstimateState.SETTLING, EstimateState.NONE).astype(np.int8)
-    out[settled] = EstimateState.SETTLED
+    out = known.astype(np.int8)  # SETTLING (1) where known, else NONE (0)
+    out[settled] = _SETTLED
     return out
 
 
@@ -260,6 +263,20 @@ class VolumeEstimator:
         self._half_w = w * 0.5 + 0.0
         self._half_w_lag = w * 0.5 + lag_s
         self._cols = np.arange(channels.n_volumes)
+        self._crack_key: tuple[Regime, ...] | None = None
+        self._crack = np.zeros(channels.n_volumes, dtype=bool)
+        self._n_crack = 0
+
+    def _crack_of(self, regime) -> tuple[np.ndarray, int]:
+        """Which volumes are in the crack regime ``(V,)`` bool (read-only: made again
+        only when ``regime`` changes) and how many."""
+        key = tuple(regime)
+        if key != self._crack_key:
+            self._crack = np.array([r is Regime.CRACK for r in key])
+            self._crack.flags.writeable = False
+            self._n_crack = int(np.count_nonzero(self._crack))
+            self._crack_key = key
+        return self._crack, self._n_crack
 
     def estimate(
         self,
@@ -305,8 +322,13 @@ class VolumeEstimator:
         cov = fits.n_samples >= self._fill_w * rate_hz[None, :]
         use_w = use & cov  # (nW, C)
         # raw and delayed slopes fused at once (rows 0 and 1)
-        slope2 = np.stack((fits.slope_pa_s, fits.delayed_slope_pa_s))
-        se2 = np.stack((fits.stderr_pa_s, fits.delayed_stderr_pa_s))
+        # (np.stack's bytes, without its per-call overhead)
+        slope2 = np.empty((2,) + use_w.shape)
+        slope2[0] = fits.slope_pa_s
+        slope2[1] = fits.delayed_slope_pa_s
+        se2 = np.empty_like(slope2)
+        se2[0] = fits.stderr_pa_s
+        se2[1] = fits.delayed_stderr_pa_s
         f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
         fp, fpd = f2
         fpse, fpdse = f2se
@@ -398,14 +420,24 @@ class VolumeEstimator:
         # exponent (-6 % for a 25 mm hole in 6 m3).  A few fixed-point steps
         # give P_then = P_now / ratio and the ratio together.
         age = np.where(now_u, self._half_w, self._half_w_lag)
-        crack = np.array([r is Regime.CRACK for r in regime])
+        crack, n_crack = self._crack_of(regime)
         fall = -np.minimum(fq, 0.0)  # Pa/s, >= 0
         q_now = scale * p_now
-        ratio = np.ones_like(fq)  # P_now / P_then
+        ratio = 1.0  # P_now / P_then (a scalar 1.0 multiplies as a row of ones does)
         for _ in range(4):
             x = np.fmin(fall * ratio / q_now * age, 5.0)  # age / tau (orifice)
-            ratio = np.where(crack, 1.0 / (1.0 + x), np.exp(-x))
-        decay = np.where(crack, ratio**2, ratio)
+            if n_crack == 0:  # (np.where's choice, without computing the unused side)
+                ratio = np.exp(-x)
+            elif n_crack == len(crack):
+                ratio = 1.0 / (1.0 + x)
+            else:
+                ratio = np.where(crack, 1.0 / (1.0 + x), np.exp(-x))
+        if n_crack == 0:
+            decay = ratio
+        elif n_crack == len(crack):
+            decay = ratio**2
+        else:
+            decay = np.where(crack, ratio**2, ratio)
         fq = fq * decay
         fse = fse * decay
         decay_c = decay[:, vch]
@@ -415,7 +447,10 @@ class VolumeEstimator:
         # can be empty of temperature samples on a tick; a longer one still tells)
         has_t = np.isfinite(T_eff)
         cols = self._cols
-        temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
+        if has_t[0].all():  # every volume has the shortest window's temperature
+            temp_k = T_eff[0].copy()
+        else:
+            temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
         q_now = p_now * self.config.t_ref_k / temp_k
         best_j, best_s, best_se = self._best_window(fq, fse, filled)
         # how long each volume's best window has held since it last got shorter
