@@ -182,13 +182,14 @@ class MonitorCore:
         fits = self.windows.fits(now_s, self.health.noise_var)
         rate_hz = health.measure_rates(cond.n_total, cond.last_t_us, cond.has_clock)
         ch = self.channels
-        health.check_drift(
-            now_s,
-            fits,
-            groups.group_id[ch.volume_of],
-            groups.settled_from_channel,
-            self._drift_limit_pa_s(),
-        )
+        if health.drift_due(now_s):  # (its arguments cost more than the test's guard)
+            health.check_drift(
+                now_s,
+                fits,
+                groups.group_id[ch.volume_of],
+                groups.settled_from_channel,
+                self._drift_limit_pa_s(),
+            )
         corrupt = health.update(
             now_s,
             fits,

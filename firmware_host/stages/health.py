@@ -270,6 +270,11 @@ class SensorHealth:
         self.state = state
         return corrupt
 
+    def drift_due(self, now_s: float) -> bool:
+        """Whether ``check_drift`` at host time ``now_s`` (s) runs its test (every
+        ``DRIFT_PERIOD_S``); before that it returns at once."""
+        return now_s >= self._next_drift_s
+
     def check_drift(
         self,
         now_s: float,
