@@ -12,6 +12,7 @@ Units: Pa, Pa/s, K, kg/day, mm, s.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -92,13 +93,28 @@ def estimate_state(
     28-35 kg/day on a 10 kg/day leak in 12 m3 under a 1 K swing; -520 kg/day
     in a module of the demo without a leak), is not shown as a fact.
     """
+    with np.errstate(invalid="ignore"):
+        return _estimate_state_raw(
+            best_window,
+            mass_rate_kg_day,
+            sigma_kg_day,
+            raw_slope_pa_s,
+            group_settled,
+            limits,
+            best_held,
+        )
+
+
+def _estimate_state_raw(
+    best_window, mass_rate_kg_day, sigma_kg_day, raw_slope_pa_s, group_settled, limits, best_held
+):
+    """``estimate_state`` without its ``np.errstate`` (the caller sets it)."""
     L = limits
     known = (best_window >= 0) & np.isfinite(mass_rate_kg_day) & np.isfinite(sigma_kg_day)
-    with np.errstate(invalid="ignore"):
-        precise = (sigma_kg_day <= L.caution_leak_kg_day) | (
-            np.abs(mass_rate_kg_day) > L.caution_sigma * sigma_kg_day
-        )
-        impossible = (mass_rate_kg_day < -L.caution_sigma * sigma_kg_day) & (raw_slope_pa_s < 0)
+    precise = (sigma_kg_day <= L.caution_leak_kg_day) | (
+        np.abs(mass_rate_kg_day) > L.caution_sigma * sigma_kg_day
+    )
+    impossible = (mass_rate_kg_day < -L.caution_sigma * sigma_kg_day) & (raw_slope_pa_s < 0)
     settled = known & group_settled & precise & ~impossible
     if best_held is not None:
         settled &= best_held >= BEST_WINDOW_HOLD
@@ -201,6 +217,20 @@ class VolumeFit:
     thermal_window: np.ndarray
     state: np.ndarray
 
+    @classmethod
+    def make(cls, **fields) -> VolumeFit:
+        """The same object as the constructor makes, for every slow tick: a frozen
+        dataclass's ``__init__`` sets each field through ``object.__setattr__``;
+        this fills the instance's dict at once (every field must be given)."""
+        if fields.keys() != _VOLUME_FIT_FIELDS:
+            raise TypeError(f"VolumeFit.make needs exactly the fields {sorted(_VOLUME_FIT_FIELDS)}")
+        r = object.__new__(cls)
+        r.__dict__.update(fields)
+        return r
+
+
+_VOLUME_FIT_FIELDS = frozenset(f.name for f in dataclasses.fields(VolumeFit))
+
 
 def typical_thermal_pa_s(p_pa, t_k) -> np.ndarray:
     """The pressure rate (Pa/s) a typical orbital swing (``THERMAL_RATE_K_S``) drives."""
@@ -226,6 +256,8 @@ def thermal_now(p_now, t_eff_k, dt_eff_k_s, thermal_se_pa_s, windows_s, temp_lag
     var = thermal_se_pa_s**2 + age_se**2
     ok = np.isfinite(rate) & np.isfinite(var)
     j = np.argmin(np.where(ok, var, np.inf), axis=0)
+    if ok[j, cols].all():  # every volume has a window: np.where's choice, made directly
+        return rate[j, cols], np.sqrt(var[j, cols]), j
     found = ok.any(axis=0)
     best = np.where(found, rate[j, cols], 0.0)
     p_typ = np.where(np.isfinite(p_now), p_now, 101325.0)
@@ -330,8 +362,8 @@ class VolumeEstimator:
         se2[0] = fits.stderr_pa_s
         se2[1] = fits.delayed_stderr_pa_s
         f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
-        fp, fpd = f2
-        fpse, fpdse = f2se
+        fp, fpd = f2[0], f2[1]  # (indexing: quicker than unpacking an array)
+        fpse, fpdse = f2se[0], f2se[1]
         # temperatures from the same sensors as the pressures; a volume with none
         # of those borrows from any sensor whose data is not suspect (a sensor left
         # out for its pressure, stale say, still tells its module's temperature)
@@ -475,7 +507,7 @@ class VolumeEstimator:
         th, th_se, th_j = thermal_now(
             p_now, T_eff, dT_eff, np.sqrt(thermal_se2), windows_s, est.temp_lag_s, self._cols
         )
-        return VolumeFit(
+        return VolumeFit.make(
             t_s=now_s,
             slope_pa_s=fp,
             slope_stderr_pa_s=fpse,
@@ -504,7 +536,7 @@ class VolumeEstimator:
             thermal_pa_s=th,
             thermal_sigma_pa_s=th_se,
             thermal_window=th_j,
-            state=estimate_state(
+            state=_estimate_state_raw(
                 best_j,
                 mdot,
                 mdot_se,
