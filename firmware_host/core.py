@@ -139,6 +139,7 @@ class MonitorCore:
     def tick(self, now_s: float) -> TickResult:
         """Process the samples ingested since the last tick; ``now_s`` host time (s)."""
         cond = self.conditioner
+        cond.flush()  # the batches ingested since the last tick, conditioned together
         if math.isnan(self.start_s):
             self.start_s = now_s
             cond.last_arrival[np.isnan(cond.last_arrival)] = now_s
