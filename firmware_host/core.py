@@ -269,13 +269,20 @@ class MonitorCore:
         self._sensor_frame = SensorFrame(
             state=health.state.copy(),
             faults=health.active.copy(),
-            pressure_pa=np.where(cond.has_sample, cond.last_sample[2], np.nan),
-            temperature_c=np.where(cond.has_sample, cond.last_sample[3], np.nan),
+            pressure_pa=self._where_sampled(cond.last_sample[2]),
+            temperature_c=self._where_sampled(cond.last_sample[3]),
             slope_comp_pa_s=fit.sensor_slope_comp_pa_s,
             clock_offset_s=cond.clock_offset.copy(),
             clock_rate_ppm=clock_rate_ppm,
             samples=cond.n_total.copy(),
         )
+
+    def _where_sampled(self, row: np.ndarray) -> np.ndarray:
+        """A copy of ``row`` (per channel), NaN where a channel has no sample yet."""
+        has = self.conditioner.has_sample
+        if np.count_nonzero(has) == len(has):  # (np.where's bytes, without the where)
+            return row.copy()
+        return np.where(has, row, np.nan)
 
     def _clear_history(self, mask: np.ndarray) -> None:
         """Forget the window history of the channels in ``mask`` (a reset, suspect

@@ -584,6 +584,8 @@ class VolumeEstimator:
             best[v] = b
         best_j = np.array(best)
         cols = self._cols
+        if best and min(best) >= 0:  # every volume has one: np.where's choice, made directly
+            return best_j, fq[best_j, cols], fse[best_j, cols]
         bj = np.maximum(best_j, 0)
         found = best_j >= 0
         best_s = np.where(found, fq[bj, cols], np.nan)
