@@ -66,10 +66,12 @@ def fast_batch(rng, channels: int, k: int) -> np.ndarray:
 
 
 def nominal_config():
-    try:  # the harness's home since the core split; before it, the board package's
-        from harness.derive import config_from_scenario
-    except ImportError:
+    # the board package's before the core split, the harness's since; the tree's own
+    # first (an installed checkout's ``harness`` may be importable from any tree)
+    try:
         from firmware_host.runtime.derive import config_from_scenario
+    except ImportError:
+        from harness.derive import config_from_scenario
     from hil.scenario import load_scenario
 
     return config_from_scenario(load_scenario("nominal"))

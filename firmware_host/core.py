@@ -139,6 +139,7 @@ class MonitorCore:
     def tick(self, now_s: float) -> TickResult:
         """Process the samples ingested since the last tick; ``now_s`` host time (s)."""
         cond = self.conditioner
+        cond.flush()  # the batches ingested since the last tick, conditioned together
         if math.isnan(self.start_s):
             self.start_s = now_s
             cond.last_arrival[np.isnan(cond.last_arrival)] = now_s
@@ -182,13 +183,14 @@ class MonitorCore:
         fits = self.windows.fits(now_s, self.health.noise_var)
         rate_hz = health.measure_rates(cond.n_total, cond.last_t_us, cond.has_clock)
         ch = self.channels
-        health.check_drift(
-            now_s,
-            fits,
-            groups.group_id[ch.volume_of],
-            groups.settled_from_channel,
-            self._drift_limit_pa_s(),
-        )
+        if health.drift_due(now_s):  # (its arguments cost more than the test's guard)
+            health.check_drift(
+                now_s,
+                fits,
+                groups.group_id[ch.volume_of],
+                groups.settled_from_channel,
+                self._drift_limit_pa_s(),
+            )
         corrupt = health.update(
             now_s,
             fits,
@@ -267,13 +269,20 @@ class MonitorCore:
         self._sensor_frame = SensorFrame(
             state=health.state.copy(),
             faults=health.active.copy(),
-            pressure_pa=np.where(cond.has_sample, cond.last_sample[2], np.nan),
-            temperature_c=np.where(cond.has_sample, cond.last_sample[3], np.nan),
+            pressure_pa=self._where_sampled(cond.last_sample[2]),
+            temperature_c=self._where_sampled(cond.last_sample[3]),
             slope_comp_pa_s=fit.sensor_slope_comp_pa_s,
             clock_offset_s=cond.clock_offset.copy(),
             clock_rate_ppm=clock_rate_ppm,
             samples=cond.n_total.copy(),
         )
+
+    def _where_sampled(self, row: np.ndarray) -> np.ndarray:
+        """A copy of ``row`` (per channel), NaN where a channel has no sample yet."""
+        has = self.conditioner.has_sample
+        if np.count_nonzero(has) == len(has):  # (np.where's bytes, without the where)
+            return row.copy()
+        return np.where(has, row, np.nan)
 
     def _clear_history(self, mask: np.ndarray) -> None:
         """Forget the window history of the channels in ``mask`` (a reset, suspect

@@ -353,18 +353,24 @@ def volume_conditions(
     n_h = fit.n_healthy
     z = mdot / mse
     signif = z > L.caution_sigma
-    # per-sensor votes on the volume's best window
-    bj = fit.best_window[vch]
-    cidx = np.arange(channels.n_channels)
-    sj = np.where(bj >= 0, sq_c[np.maximum(bj, 0), cidx], np.nan)
-    sej = np.where(bj >= 0, se_c[np.maximum(bj, 0), cidx], np.nan)
-    km = fit.kg_day_per_pa_s[vch]
-    m_c = -km * sj
-    leak_vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (m_c > L.vote_sigma * km * sej)
-    res_c = np.where(sj < 0, np.maximum(level_pa - p_min_pa, 0) / -sj, np.inf)
-    sig_c = -sj > L.vote_sigma * sej
-    warn_vote = sig_c & (res_c < L.warning_reserve_s / L.vote_fraction)
-    crit_vote = sig_c & (res_c < L.emergency_reserve_s / L.vote_fraction)
+    # each raise needs a significant rate: where none is, the votes cannot matter
+    # (x & votes is then all False whatever the votes) and are not taken
+    any_signif = np.count_nonzero(signif) > 0
+    if any_signif:
+        # per-sensor votes on the volume's best window
+        bj = fit.best_window[vch]
+        cidx = np.arange(channels.n_channels)
+        sj = np.where(bj >= 0, sq_c[np.maximum(bj, 0), cidx], np.nan)
+        sej = np.where(bj >= 0, se_c[np.maximum(bj, 0), cidx], np.nan)
+        km = fit.kg_day_per_pa_s[vch]
+        m_c = -km * sj
+        leak_vote = (m_c > L.vote_fraction * L.caution_leak_kg_day) & (
+            m_c > L.vote_sigma * km * sej
+        )
+        res_c = np.where(sj < 0, np.maximum(level_pa - p_min_pa, 0) / -sj, np.inf)
+        sig_c = -sj > L.vote_sigma * sej
+        warn_vote = sig_c & (res_c < L.warning_reserve_s / L.vote_fraction)
+        crit_vote = sig_c & (res_c < L.emergency_reserve_s / L.vote_fraction)
     # clear on evidence: the estimate clear_sigma errors towards the worse
     # side is inside the limit with the hysteresis
     cs = L.clear_sigma
@@ -372,7 +378,15 @@ def volume_conditions(
     fall_hi = -fit.best_slope_pa_s + cs * fit.best_stderr_pa_s
     head = np.maximum(fit.pressure_pa - p_min_pa, 0.0)
     res_lo = np.where(fall_hi > 0, head / fall_hi, np.inf)
-    leak = signif & (mdot > L.caution_leak_kg_day) & voted(leak_vote, usable, channels, n_h)
+    if any_signif:
+        leak = signif & (mdot > L.caution_leak_kg_day) & voted(leak_vote, usable, channels, n_h)
+        warn = settled & signif & (res < L.warning_reserve_s)
+        warn &= voted(warn_vote, usable, channels, n_h)
+        crit = settled & signif & (res < L.emergency_reserve_s)
+        crit &= voted(crit_vote, usable, channels, n_h)
+    else:
+        leak = signif.copy()  # all False
+        warn = crit = signif
     onset, m_onset = onset_leak(fit, usable, channels, limits)
     leak |= onset
     seen = n_h > 0
@@ -388,10 +402,7 @@ def volume_conditions(
         ),
         (
             VolumeFamily.LOW_RESERVE,
-            settled
-            & signif
-            & (res < L.warning_reserve_s)
-            & voted(warn_vote, usable, channels, n_h),
+            warn,
             res_lo > L.warning_reserve_s * (1 + h),
             res,
             L.warning_reserve_s,
@@ -399,10 +410,7 @@ def volume_conditions(
         ),
         (
             VolumeFamily.RESERVE_CRITICAL,
-            settled
-            & signif
-            & (res < L.emergency_reserve_s)
-            & voted(crit_vote, usable, channels, n_h),
+            crit,
             res_lo > L.emergency_reserve_s * (1 + h),
             res,
             L.emergency_reserve_s,

@@ -5,9 +5,15 @@
 channels, maps each sensor clock to host time, detects reboots and
 configuration changes, range/status faults, stuck values and spikes (median of
 a register of the last ``2h+1`` valid samples, ``h`` samples of delay), and
-adds each clean sample to this tick's sums.  ``drain`` hands the sums to the
-window bank once per tick.  Fault evidence seen here is kept as bit flags
-(``FaultKind``) until the health stage takes it.
+adds each clean sample to this tick's sums.  ``ingest`` maps addresses to
+channels, counts the samples and notes their arrival at once, and keeps the
+batch's columns; ``flush`` (called by the core at the start of each tick)
+conditions every batch kept since the last one together: all state is per
+channel and each channel's samples keep their order, so this is the same as
+conditioning each batch as it came, in fewer rounds (one batch per link of one
+sample per channel is one round).  ``drain`` hands the sums to the window bank
+once per tick.  Fault evidence seen here is kept as bit flags (``FaultKind``)
+until the health stage takes it.
 
 Units: sensor time us, host time s, pressure Pa, temperature deg C.
 """
@@ -74,15 +80,16 @@ class SampleConditioner:
         self.last_arrival = np.full(C, np.nan)
         self.n_total = np.zeros(C, dtype=np.int64)
         self.samples_pending = 0
+        # batches ingested since the last flush: (channels, columns, host time s)
+        self._pending: list[tuple[np.ndarray, tuple, float]] = []
 
     # --- per batch --------------------------------------------------------------
     def ingest(self, link: str, records: np.ndarray, host_time_s: float) -> None:
         """Take a batch of SAMPLE records of ``link`` that arrived by ``host_time_s`` (s).
 
-        The batch is cut into rounds holding at most one sample per channel
-        (the r-th of each channel, in stream order), and each round is
-        conditioned for all its channels at once.  A clean batch of one sample
-        per channel is one round.
+        Unknown addresses are counted, the samples counted and their arrival
+        noted now; the batch's columns, sorted by channel (stable), are
+        conditioned at the next ``flush``.
         """
         m = len(records)
         if m == 0:
@@ -114,26 +121,60 @@ class SampleConditioner:
             order = np.argsort(ch, kind="stable")
             chs = ch[order]
         self.last_arrival[chs] = host_time_s
-        cols = (
+        cols = (  # (copies: the caller may reuse its buffer)
             records["t_us"][order].astype(np.int64),
             records["pressure_pa"][order],
             records["temperature_c"][order].astype(np.float64),
             records["status"][order],
         )
+        self._pending.append((chs, cols, host_time_s))
+
+    def flush(self) -> None:
+        """Condition the batches ingested since the last call, together.
+
+        The samples are cut into rounds holding at most one sample per channel
+        (the r-th of each channel, in stream order), and each round is
+        conditioned for all its channels at once; each sample keeps its own
+        batch's host time.  One sample per channel (one batch of every channel,
+        or one batch per link) is one round.
+        """
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        host: float | np.ndarray
+        if len(pending) == 1:
+            chs, cols, host = pending[0]
+        else:
+            # each batch is sorted by channel: a stable sort of them all, one after
+            # the other, keeps each channel's samples in stream order
+            chs = np.concatenate([b[0] for b in pending])
+            host = np.empty(len(chs))
+            i = 0
+            for b in pending:
+                host[i : i + len(b[0])] = b[2]
+                i += len(b[0])
+            order = np.argsort(chs, kind="stable")
+            chs = chs[order]
+            host = host[order]
+            cols = tuple(np.concatenate([b[1][k] for b in pending])[order] for k in range(4))
+        m = len(chs)
         new = chs[1:] != chs[:-1]
         if np.count_nonzero(new) == m - 1:  # one sample per channel: a single round
-            self._ingest_round(chs, *cols, host_time_s)
+            self._ingest_round(chs, *cols, host)
             return
         flag = np.concatenate((_TRUE, new))
         starts = np.flatnonzero(flag)
         rank = np.arange(m) - starts[np.cumsum(flag) - 1]
         for r in range(int(rank.max()) + 1):
             sel = rank == r
-            self._ingest_round(chs[sel], *(c[sel] for c in cols), host_time_s)
+            h = host[sel] if isinstance(host, np.ndarray) else host
+            self._ingest_round(chs[sel], *(c[sel] for c in cols), h)
 
-    def _ingest_round(self, ch, t_us, p, temp, st, host_time_s: float) -> None:
-        """At most one record per channel (``ch`` unique and ascending, as ``ingest``
-        makes it); columns as in the record, sensor time in us, host time in s.
+    def _ingest_round(self, ch, t_us, p, temp, st, host_time_s) -> None:
+        """At most one record per channel (``ch`` unique and ascending, as ``flush``
+        makes it); columns as in the record, sensor time in us, host time in s (one
+        number, or one per record).
 
         Runs every tick for every channel, so it is written for few numpy calls
         (each costs about a microsecond whatever its length): the exceptions a

@@ -12,6 +12,7 @@ Units: Pa, Pa/s, K, kg/day, mm, s.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ class EstimateState(enum.IntEnum):
 
 #: Estimations a shortened best window must hold before the estimate is settled.
 BEST_WINDOW_HOLD = 2
+# the codes as plain ints for numpy (an IntEnum member takes numpy's slow path)
+assert (EstimateState.NONE, EstimateState.SETTLING) == (0, 1)
+_SETTLED = int(EstimateState.SETTLED)
 
 
 def estimate_state(
@@ -89,18 +93,33 @@ def estimate_state(
     28-35 kg/day on a 10 kg/day leak in 12 m3 under a 1 K swing; -520 kg/day
     in a module of the demo without a leak), is not shown as a fact.
     """
+    with np.errstate(invalid="ignore"):
+        return _estimate_state_raw(
+            best_window,
+            mass_rate_kg_day,
+            sigma_kg_day,
+            raw_slope_pa_s,
+            group_settled,
+            limits,
+            best_held,
+        )
+
+
+def _estimate_state_raw(
+    best_window, mass_rate_kg_day, sigma_kg_day, raw_slope_pa_s, group_settled, limits, best_held
+):
+    """``estimate_state`` without its ``np.errstate`` (the caller sets it)."""
     L = limits
     known = (best_window >= 0) & np.isfinite(mass_rate_kg_day) & np.isfinite(sigma_kg_day)
-    with np.errstate(invalid="ignore"):
-        precise = (sigma_kg_day <= L.caution_leak_kg_day) | (
-            np.abs(mass_rate_kg_day) > L.caution_sigma * sigma_kg_day
-        )
-        impossible = (mass_rate_kg_day < -L.caution_sigma * sigma_kg_day) & (raw_slope_pa_s < 0)
+    precise = (sigma_kg_day <= L.caution_leak_kg_day) | (
+        np.abs(mass_rate_kg_day) > L.caution_sigma * sigma_kg_day
+    )
+    impossible = (mass_rate_kg_day < -L.caution_sigma * sigma_kg_day) & (raw_slope_pa_s < 0)
     settled = known & group_settled & precise & ~impossible
     if best_held is not None:
         settled &= best_held >= BEST_WINDOW_HOLD
-    out = np.where(known, EstimateState.SETTLING, EstimateState.NONE).astype(np.int8)
-    out[settled] = EstimateState.SETTLED
+    out = known.astype(np.int8)  # SETTLING (1) where known, else NONE (0)
+    out[settled] = _SETTLED
     return out
 
 
@@ -198,6 +217,20 @@ class VolumeFit:
     thermal_window: np.ndarray
     state: np.ndarray
 
+    @classmethod
+    def make(cls, **fields) -> VolumeFit:
+        """The same object as the constructor makes, for every slow tick: a frozen
+        dataclass's ``__init__`` sets each field through ``object.__setattr__``;
+        this fills the instance's dict at once (every field must be given)."""
+        if fields.keys() != _VOLUME_FIT_FIELDS:
+            raise TypeError(f"VolumeFit.make needs exactly the fields {sorted(_VOLUME_FIT_FIELDS)}")
+        r = object.__new__(cls)
+        r.__dict__.update(fields)
+        return r
+
+
+_VOLUME_FIT_FIELDS = frozenset(f.name for f in dataclasses.fields(VolumeFit))
+
 
 def typical_thermal_pa_s(p_pa, t_k) -> np.ndarray:
     """The pressure rate (Pa/s) a typical orbital swing (``THERMAL_RATE_K_S``) drives."""
@@ -223,6 +256,8 @@ def thermal_now(p_now, t_eff_k, dt_eff_k_s, thermal_se_pa_s, windows_s, temp_lag
     var = thermal_se_pa_s**2 + age_se**2
     ok = np.isfinite(rate) & np.isfinite(var)
     j = np.argmin(np.where(ok, var, np.inf), axis=0)
+    if ok[j, cols].all():  # every volume has a window: np.where's choice, made directly
+        return rate[j, cols], np.sqrt(var[j, cols]), j
     found = ok.any(axis=0)
     best = np.where(found, rate[j, cols], 0.0)
     p_typ = np.where(np.isfinite(p_now), p_now, 101325.0)
@@ -260,6 +295,20 @@ class VolumeEstimator:
         self._half_w = w * 0.5 + 0.0
         self._half_w_lag = w * 0.5 + lag_s
         self._cols = np.arange(channels.n_volumes)
+        self._crack_key: tuple[Regime, ...] | None = None
+        self._crack = np.zeros(channels.n_volumes, dtype=bool)
+        self._n_crack = 0
+
+    def _crack_of(self, regime) -> tuple[np.ndarray, int]:
+        """Which volumes are in the crack regime ``(V,)`` bool (read-only: made again
+        only when ``regime`` changes) and how many."""
+        key = tuple(regime)
+        if key != self._crack_key:
+            self._crack = np.array([r is Regime.CRACK for r in key])
+            self._crack.flags.writeable = False
+            self._n_crack = int(np.count_nonzero(self._crack))
+            self._crack_key = key
+        return self._crack, self._n_crack
 
     def estimate(
         self,
@@ -305,11 +354,16 @@ class VolumeEstimator:
         cov = fits.n_samples >= self._fill_w * rate_hz[None, :]
         use_w = use & cov  # (nW, C)
         # raw and delayed slopes fused at once (rows 0 and 1)
-        slope2 = np.stack((fits.slope_pa_s, fits.delayed_slope_pa_s))
-        se2 = np.stack((fits.stderr_pa_s, fits.delayed_stderr_pa_s))
+        # (np.stack's bytes, without its per-call overhead)
+        slope2 = np.empty((2,) + use_w.shape)
+        slope2[0] = fits.slope_pa_s
+        slope2[1] = fits.delayed_slope_pa_s
+        se2 = np.empty_like(slope2)
+        se2[0] = fits.stderr_pa_s
+        se2[1] = fits.delayed_stderr_pa_s
         f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
-        fp, fpd = f2
-        fpse, fpdse = f2se
+        fp, fpd = f2[0], f2[1]  # (indexing: quicker than unpacking an array)
+        fpse, fpdse = f2se[0], f2se[1]
         # temperatures from the same sensors as the pressures; a volume with none
         # of those borrows from any sensor whose data is not suspect (a sensor left
         # out for its pressure, stale say, still tells its module's temperature)
@@ -398,14 +452,24 @@ class VolumeEstimator:
         # exponent (-6 % for a 25 mm hole in 6 m3).  A few fixed-point steps
         # give P_then = P_now / ratio and the ratio together.
         age = np.where(now_u, self._half_w, self._half_w_lag)
-        crack = np.array([r is Regime.CRACK for r in regime])
+        crack, n_crack = self._crack_of(regime)
         fall = -np.minimum(fq, 0.0)  # Pa/s, >= 0
         q_now = scale * p_now
-        ratio = np.ones_like(fq)  # P_now / P_then
+        ratio = 1.0  # P_now / P_then (a scalar 1.0 multiplies as a row of ones does)
         for _ in range(4):
             x = np.fmin(fall * ratio / q_now * age, 5.0)  # age / tau (orifice)
-            ratio = np.where(crack, 1.0 / (1.0 + x), np.exp(-x))
-        decay = np.where(crack, ratio**2, ratio)
+            if n_crack == 0:  # (np.where's choice, without computing the unused side)
+                ratio = np.exp(-x)
+            elif n_crack == len(crack):
+                ratio = 1.0 / (1.0 + x)
+            else:
+                ratio = np.where(crack, 1.0 / (1.0 + x), np.exp(-x))
+        if n_crack == 0:
+            decay = ratio
+        elif n_crack == len(crack):
+            decay = ratio**2
+        else:
+            decay = np.where(crack, ratio**2, ratio)
         fq = fq * decay
         fse = fse * decay
         decay_c = decay[:, vch]
@@ -415,7 +479,10 @@ class VolumeEstimator:
         # can be empty of temperature samples on a tick; a longer one still tells)
         has_t = np.isfinite(T_eff)
         cols = self._cols
-        temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
+        if has_t[0].all():  # every volume has the shortest window's temperature
+            temp_k = T_eff[0].copy()
+        else:
+            temp_k = np.where(has_t.any(axis=0), T_eff[np.argmax(has_t, axis=0), cols], np.nan)
         q_now = p_now * self.config.t_ref_k / temp_k
         best_j, best_s, best_se = self._best_window(fq, fse, filled)
         # how long each volume's best window has held since it last got shorter
@@ -440,7 +507,7 @@ class VolumeEstimator:
         th, th_se, th_j = thermal_now(
             p_now, T_eff, dT_eff, np.sqrt(thermal_se2), windows_s, est.temp_lag_s, self._cols
         )
-        return VolumeFit(
+        return VolumeFit.make(
             t_s=now_s,
             slope_pa_s=fp,
             slope_stderr_pa_s=fpse,
@@ -469,7 +536,7 @@ class VolumeEstimator:
             thermal_pa_s=th,
             thermal_sigma_pa_s=th_se,
             thermal_window=th_j,
-            state=estimate_state(
+            state=_estimate_state_raw(
                 best_j,
                 mdot,
                 mdot_se,
@@ -517,6 +584,8 @@ class VolumeEstimator:
             best[v] = b
         best_j = np.array(best)
         cols = self._cols
+        if best and min(best) >= 0:  # every volume has one: np.where's choice, made directly
+            return best_j, fq[best_j, cols], fse[best_j, cols]
         bj = np.maximum(best_j, 0)
         found = best_j >= 0
         best_s = np.where(found, fq[bj, cols], np.nan)

@@ -68,6 +68,9 @@ NOISY_COL = column(FaultKind.NOISY)
 DRIFT_COL = column(FaultKind.DRIFT)
 #: fault kinds reported as event flags by the conditioner
 FLAG_KINDS = (FaultKind.OUT_OF_RANGE, FaultKind.STATUS, FaultKind.REBOOT, FaultKind.SPIKE)
+# the flag kinds' columns and bits, as arrays (one broadcast test for all four)
+_FLAG_COLS = np.array([column(k) for k in FLAG_KINDS])
+_FLAG_BITS = np.array([int(k) for k in FLAG_KINDS])
 #: the columns of the faults that are the sensor's own (all but disagreement and
 #: drift, where a pair cannot tell which one is wrong: advisories only)
 OWN_COLS = np.array(
@@ -181,7 +184,9 @@ class SensorHealth:
         # (under the core's np.errstate(invalid="ignore", divide="ignore"))
         inst = dts / dn
         p = self.period_s
-        upd = np.where(np.isfinite(p), p + 0.05 * (np.clip(inst, 0.5 * p, 2.0 * p) - p), inst)
+        # (np.clip's bytes as the min of the max, without np.clip's per-call overhead)
+        clipped = np.minimum(np.maximum(inst, 0.5 * p), 2.0 * p)
+        upd = np.where(np.isfinite(p), p + 0.05 * (clipped - p), inst)
         self.period_s = np.where(ok, upd, p)
         self.rate_hz = np.where(
             np.isfinite(self.period_s), 1.0 / self.period_s, self.channels.rate_hz
@@ -204,8 +209,7 @@ class SensorHealth:
         # stale after a few periods: configured, or measured if the sensor runs slower
         cond[:, STALE_COL] = age > self.stale_limit_s()
         cond[:, STUCK_COL] = stuck_run >= hc.stuck_samples
-        for kind in FLAG_KINDS:
-            cond[:, column(kind)] = (flags & int(kind)) != 0
+        cond[:, _FLAG_COLS] = (flags[:, None] & _FLAG_BITS) != 0
         # disagreement with the volume median (level now, and slope), among sensors
         # not faulted for another reason
         j = self.noise_window
@@ -265,6 +269,11 @@ class SensorHealth:
         state[~has_sample] = int(HealthState.NO_DATA)
         self.state = state
         return corrupt
+
+    def drift_due(self, now_s: float) -> bool:
+        """Whether ``check_drift`` at host time ``now_s`` (s) runs its test (every
+        ``DRIFT_PERIOD_S``); before that it returns at once."""
+        return now_s >= self._next_drift_s
 
     def check_drift(
         self,
@@ -368,7 +377,7 @@ class SensorHealth:
         if not (cnt >= 2).any():
             return flag, excl, flag
         # medians per volume of every quantity, with one sort
-        x = np.vstack((level[None], scatter[None], slope, se))
+        x = np.concatenate((level[None], scatter[None], slope, se))  # (np.vstack, quicker)
         g = np.where(valid, x[:, self._tab_idx], np.nan)
         g.sort(axis=2)
         vi = self._vol_idx
