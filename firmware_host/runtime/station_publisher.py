@@ -292,6 +292,8 @@ class StationPublisher:
     def _on_message(self, client, userdata, message) -> None:
         if message.topic != self.status_topic or self.state is not LinkState.UP:
             return
+        if self._stop.is_set():
+            return  # closing: the offline status echoed back is our own, not a stale Will
         try:
             seen = wire.decode(wire.TopicKind.NODE_STATUS, message.payload)
         except wire.WireError:
