@@ -127,25 +127,41 @@ class Children:
     def __init__(self, out: Path):
         self.out = out
         self.procs: list[Proc] = []
+        self.starting = False  # a child between Popen and ``procs``: Ctrl-C waits
+        self.interrupted = False  # a Ctrl-C/SIGTERM that waited for it
+
+    def interrupt(self) -> None:
+        """The demo's signal handler: KeyboardInterrupt now, or once the child
+        being started is in ``procs`` (else it would be left running)."""
+        if self.starting:
+            self.interrupted = True
+            return
+        raise KeyboardInterrupt
 
     def start(self, name: str, argv: list[str], *, keep_stdout: bool = True, on_line=None) -> Proc:
         err = open(self.out / f"{name}.stderr.log", "w", encoding="utf-8")  # noqa: SIM115
         log = open(self.out / f"{name}.stdout.log", "w", encoding="utf-8") if keep_stdout else None  # noqa: SIM115
+        self.starting = True
         try:
-            popen = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                start_new_session=True,
-            )
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    start_new_session=True,
+                )
+            finally:
+                err.close()  # (the child has its own copy)
+            p = Proc(name, popen, log=log, on_line=on_line)
+            self.procs.append(p)
+            self.record(name, popen.pid)
         finally:
-            err.close()  # (the child has its own copy)
-        self.record(name, popen.pid)
-        p = Proc(name, popen, log=log, on_line=on_line)
+            self.starting = False
+        if self.interrupted:
+            raise KeyboardInterrupt
         threading.Thread(target=p.pump, name=f"pump-{name}", daemon=True).start()
-        self.procs.append(p)
         return p
 
     def record(self, name: str, pid: int) -> None:
@@ -287,10 +303,11 @@ def run_station_demo(opts: StationDemoOptions, stdout: IO[str] = sys.stdout) -> 
 
     def on_signal(signum, frame):
         stop.set()
-        raise KeyboardInterrupt
+        children.interrupt()
 
     with contextlib.suppress(ValueError):  # (not the main thread: a test)
-        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_signal)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, on_signal)
     try:
         broker.start()
         children.record("mosquitto", broker.proc.pid)
