@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from common.errors import CabinwatchError
+from harness.station_split import split_for_station
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
 #: The station's name on the broker.
@@ -49,12 +50,17 @@ class StationDemoOptions:
     """``scenario`` a split scenario (``[[boards]]``); ``speed`` x real time;
     ``duration_s`` simulated s to run at most; ``reaction_s`` the crew's (simulated s);
     ``out`` the folder for configurations, logs, archives and truth; ``join_s`` the
-    simulated time at which the aggregator and the crew join the running boards."""
+    simulated time at which the aggregator and the crew join the running boards;
+    ``start_s`` the scenario time the emulator starts at (fast-forwarded to it),
+    ``duration_s`` counted from there.  A scenario without ``[[boards]]`` gets one
+    board per gas group and its scripted hatch events are left to the crew
+    (``harness.station_split``)."""
 
     scenario: str
     out: Path
     speed: float = 60.0
     duration_s: float | None = None
+    start_s: float = 0.0
     reaction_s: float = 60.0
     join_s: float = 0.0
     caution_kg_day: float = 5.0
@@ -278,13 +284,16 @@ def run_station_demo(opts: StationDemoOptions, stdout: IO[str] = sys.stdout) -> 
     from hil.scenario import load_scenario
 
     scenario = load_scenario(opts.scenario)
-    if not scenario.boards:
-        raise CabinwatchError(
-            f"{scenario.path}: not a split station (no [[boards]] tables): "
-            "use a station scenario such as soyuz-2018-station"
-        )
-    duration = min(opts.duration_s or scenario.duration_s, scenario.duration_s)
     out = opts.out.resolve()
+    split = None
+    if not scenario.boards:
+        split = split_for_station(scenario, out)
+        scenario = load_scenario(str(split.path))
+    if not opts.start_s < scenario.duration_s:
+        raise CabinwatchError(
+            f"--start must be before the scenario's end ({scenario.duration_s:g} s)"
+        )
+    duration = min(opts.start_s + (opts.duration_s or scenario.duration_s), scenario.duration_s)
 
     def emit(obj: dict, text: str) -> None:
         stdout.write((json.dumps(obj) if opts.json else text) + "\n")
@@ -296,6 +305,11 @@ def run_station_demo(opts: StationDemoOptions, stdout: IO[str] = sys.stdout) -> 
             stdout.flush()
 
     say(f"demo --station: {scenario.name}: {scenario.description}")
+    if split is not None:
+        say(
+            f"  one board per gas group: {len(split.boards)} board(s) ({split.path.name}); "
+            f"{split.dropped_hatch_events} scripted hatch event(s) left to the crew"
+        )
     children = Children(out)
     broker = MosquittoBroker()
     stop = threading.Event()
@@ -313,6 +327,9 @@ def run_station_demo(opts: StationDemoOptions, stdout: IO[str] = sys.stdout) -> 
         children.record("mosquitto", broker.proc.pid)
         say(f"  broker: mosquitto at {broker.url}")
         summary = _run(opts, scenario, duration, out, broker, children, emit, say, stop)
+        summary_extra(summary, opts, split)
+        if opts.json:
+            emit(summary, "")
         return summary
     finally:
         stop.set()
@@ -322,8 +339,12 @@ def run_station_demo(opts: StationDemoOptions, stdout: IO[str] = sys.stdout) -> 
             signal.signal(sig, h)
 
 
-def start_emulator(children: Children, scenario, speed: float, duration_s: float, out: Path):
-    """The emulator on ptys with its control path -> (link -> pty path, (host, port))."""
+def start_emulator(
+    children: Children, scenario, speed: float, duration_s: float, out: Path, start_s: float = 0.0
+):
+    """The emulator on ptys with its control path, fast-forwarded to ``start_s``
+    (scenario s) -> (link -> pty path, (host, port))."""
+    start = ["--start", repr(start_s)] if start_s > 0 else []
     emu = children.start(
         "emulator",
         [
@@ -339,9 +360,12 @@ def start_emulator(children: Children, scenario, speed: float, duration_s: float
             str(out / "truth.jsonl"),
             "--control",
             "127.0.0.1:0",
+            *start,
         ],
     )
-    got = emu.wait_for(lambda lines: _endpoints(lines, scenario.link_names), START_TIMEOUT_S)
+    # fast-forwarding takes about a wall second per simulated hour
+    timeout = START_TIMEOUT_S + start_s / 3600.0 * 2.0
+    got = emu.wait_for(lambda lines: _endpoints(lines, scenario.link_names), timeout)
     if got is None:
         raise CabinwatchError(f"the emulator did not start: {children.last_error(emu)}")
     return got
@@ -498,8 +522,13 @@ def _run(opts, scenario, duration, out, broker, children, emit, say, stop) -> di
 
     speed = opts.speed
     # 1. the emulator, with its control path
-    ptys, control = start_emulator(children, scenario, speed, duration + 10 * speed, out)
-    say(f"  emulator: {speed:g}x real time, links on ptys, control on {control[0]}:{control[1]}")
+    ptys, control = start_emulator(
+        children, scenario, speed, duration + 10 * speed, out, opts.start_s
+    )
+    say(
+        f"  emulator: {speed:g}x real time from t={opts.start_s:.0f} s, links on ptys, "
+        f"control on {control[0]}:{control[1]}"
+    )
     # 2. the boards
     boards = write_board_configs(scenario, ptys, out, speed, broker.url)
     start_boards(children, boards, speed)
@@ -597,7 +626,6 @@ def _summary(opts, scenario, broker, boards, hunt, crew, agg, end_s, emit, say) 
         "out": str(opts.out),
     }
     if opts.json:
-        emit(summary, "")
         return summary
     say("")
     say(f"demo --station summary: {scenario.name}")
@@ -615,6 +643,14 @@ def _summary(opts, scenario, broker, boards, hunt, crew, agg, end_s, emit, say) 
     say(f"  hatch actions: {len(crew.actions)}; false locations: {len(false_locations)}")
     say(f"  files: {opts.out} (boards/, station.toml, station.stdout.log, truth.jsonl, *.log)")
     return summary
+
+
+def summary_extra(summary: dict, opts: StationDemoOptions, split) -> None:
+    """The run's start and, for a scenario split here, how (``split``: None or a
+    ``harness.station_split.StationSplit``)."""
+    summary["start_s"] = opts.start_s
+    summary["split_here"] = split is not None
+    summary["dropped_hatch_events"] = split.dropped_hatch_events if split else 0
 
 
 def _t(t: float | None) -> str:

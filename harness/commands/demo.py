@@ -101,11 +101,11 @@ def _run_station(args: argparse.Namespace) -> int:
         ("--duration", args.duration, bounds.DURATION_S),
         ("--reaction", args.reaction, bounds.TIME_S),
         ("--join", args.join, bounds.TIME_S),
+        ("--start", args.start, bounds.TIME_S),
     ):
         if value is not None:
             check_option(option, value, rng)
     for option, given in (
-        ("--start", args.start is not None),
         ("--tcp", args.tcp),
         ("--realtime", args.realtime),
         ("--overwrite", args.overwrite),
@@ -123,6 +123,7 @@ def _run_station(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         reaction_s=args.reaction if args.reaction is not None else 60.0,
         join_s=args.join if args.join is not None else 0.0,
+        start_s=args.start if args.start is not None else 0.0,
         json=args.json,
     )
     run_station_demo(opts)

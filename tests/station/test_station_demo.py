@@ -111,8 +111,10 @@ def test_emulator_and_three_boards_start_take_hatch_commands_and_stop(tmp_path):
 def test_bad_station_demo_options_are_one_line(tmp_path):
     r = run_cli("demo", "--json")
     assert_one_line_error(r, "--json needs --station")
-    r = run_cli("demo", "--station", "--scenario", "soyuz-ms09-2018", "--out", tmp_path / "a")
-    assert_one_line_error(r, "not a split station")
+    r = run_cli("demo", "--station", "--scenario", "heater-steps", "--out", tmp_path / "a")
+    assert_one_line_error(r, "no hatches")
+    r = run_cli("demo", "--station", "--start", "30000", "--out", tmp_path / "a2")
+    assert_one_line_error(r, "--start must be before the scenario's end")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x").write_text("mine")
     r = run_cli("demo", "--station", "--out", tmp_path / "b")

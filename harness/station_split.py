@@ -1,0 +1,123 @@
+"""A scenario without ``[[boards]]`` made a station for ``demo --station``.
+
+``cabinwatch demo --station`` needs a station split across boards and a crew that
+closes hatches itself.  A scenario written for one board (``rapid-depress``,
+``mixed-buses``, ``soyuz-ms09-2018``, ``zvezda-prk``) is turned into one:
+
+* **one board per gas group**: a board must watch every volume its volumes
+  exchange gas with (open hatches at the start), or its own mass rate counts the
+  air that moves between modules of different temperatures as a leak (with the
+  orbital swings of ``mixed-buses`` split one board per module, the node's board
+  raised CAUTION at 19.6 kg/day with no leak: docs/station.md, "One board per gas
+  group"); and every link is read by exactly one board.  So the volumes joined by
+  a shared link or by an open hatch are one board's (a union); a board is named
+  after its first link.  A volume without sensors joins the board of a volume it
+  has a hatch to (else the first board): the station file still lists it, and
+  the advisor knows it has no live sensor.
+* **the crew acts, not the script**: the scenario's ``hatch`` events (what the
+  crew did in the story) are left out; every other event stays.  A hatch's
+  initial state (``open = false``) stays: it is how the station was found.
+
+The result is the scenario's own TOML with ``[[boards]]`` added and the hatch
+events removed, written next to the run's other files so the emulator and the
+boards read the same file.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+from common.errors import CabinwatchError
+from common.tomltable import read_toml
+
+
+@dataclass(frozen=True)
+class StationSplit:
+    """What :func:`split_for_station` made: the file, its boards (node, volumes)
+    and the number of scripted hatch events it left to the crew."""
+
+    path: Path
+    boards: tuple[tuple[str, tuple[str, ...]], ...]
+    dropped_hatch_events: int
+
+
+def boards_by_groups(scenario) -> list[tuple[str, list[str]]]:
+    """``[(node, [volume, ...]), ...]``: one board per group of volumes joined by a
+    shared link or a hatch open at the start, named after the group's first link;
+    volumes in scenario order."""
+    vnames = [v.name for v in scenario.volumes]
+    parent = {v: v for v in vnames}
+
+    def find(v: str) -> str:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    first_on_link: dict[str, str] = {}
+    for s in scenario.sensors:
+        other = first_on_link.setdefault(s.link, s.volume)
+        parent[find(s.volume)] = find(other)
+    for h in scenario.hatches:
+        if h.open:
+            parent[find(h.volume_a)] = find(h.volume_b)
+    sensed = {s.volume for s in scenario.sensors}
+    if not sensed:
+        raise CabinwatchError(f"{scenario.path}: no sensors: nothing for a board to read")
+    # a volume without sensors joins a neighbour's board
+    for v in vnames:
+        if v in sensed:
+            continue
+        nb = next(
+            (
+                h.volume_b if h.volume_a == v else h.volume_a
+                for h in scenario.hatches
+                if v in (h.volume_a, h.volume_b)
+                and (h.volume_b if h.volume_a == v else h.volume_a) in sensed
+            ),
+            next(x for x in vnames if x in sensed),
+        )
+        parent[find(v)] = find(nb)
+    link_order = list(dict.fromkeys(s.link for s in scenario.sensors))
+    groups: dict[str, list[str]] = {}
+    for v in vnames:
+        groups.setdefault(find(v), []).append(v)
+    named = []
+    for members in groups.values():
+        link = next(
+            lk
+            for lk in link_order
+            if any(s.link == lk and s.volume in members for s in scenario.sensors)
+        )
+        named.append((link, members))
+    named.sort(key=lambda nm: link_order.index(nm[0]))
+    return named
+
+
+def split_for_station(scenario, out: Path) -> StationSplit:
+    """Write ``out/scenario.toml``: ``scenario`` (loaded by ``hil.scenario``) with
+    one board per gas group and without its hatch events.  Raises CabinwatchError when it
+    has no hatches (nothing for a crew to close)."""
+    if not scenario.hatches:
+        raise CabinwatchError(f"{scenario.path}: no hatches: a station hunt needs hatches to close")
+    data = copy.deepcopy(read_toml(Path(scenario.path)))
+    boards = boards_by_groups(scenario)
+    data["boards"] = [{"node": node, "volumes": vols} for node, vols in boards]
+    events = data.get("events", [])
+    kept = [e for e in events if e.get("kind") != "hatch"]
+    if kept:
+        data["events"] = kept
+    else:
+        data.pop("events", None)
+    data.setdefault("scenario", {}).setdefault("name", scenario.name)
+    path = out / "scenario.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return StationSplit(
+        path,
+        tuple((node, tuple(vols)) for node, vols in boards),
+        len(events) - len(kept),
+    )
