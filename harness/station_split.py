@@ -8,8 +8,9 @@ closes hatches itself.  A scenario written for one board (``rapid-depress``,
   exchange gas with (open hatches at the start), or its own mass rate counts the
   air that moves between modules of different temperatures as a leak (with the
   orbital swings of ``mixed-buses`` split one board per module, the node's board
-  raised CAUTION at 19.6 kg/day with no leak: docs/station.md, "One board per gas
-  group"); and every link is read by exactly one board.  So the volumes joined by
+  raised CAUTION at 74 s (12.4 kg/day) and the airlock's at 985 s (6.9 kg/day),
+  before the hole opened at 2400 s: docs/station-loop.md, "What a board alone
+  cannot tell"); and every link is read by exactly one board.  So the volumes joined by
   a shared link or by an open hatch are one board's (a union); a board is named
   after its first link.  A volume without sensors joins the board of a volume it
   has a hatch to (else the first board): the station file still lists it, and
