@@ -10,8 +10,10 @@ volume or hatch.
 ``StationPublisher`` owns a paho-mqtt 2.x client (``CallbackAPIVersion.VERSION2``,
 MQTT 5) and runs it in its own thread (``cabinwatch-station``): connect,
 ``client.loop()``, drain the hand-off, publish; reconnect with backoff
-(``FIRST_RETRY_S`` doubling to ``MAX_RETRY_S``) whenever the connection is
-lost or refused.  On every (re)connect it publishes, in this order, its birth
+(``FIRST_RETRY_S`` doubling to ``MAX_RETRY_S``, each wait drawn between half
+and all of it, so that the boards of a station do not all come back in the
+same instant after a broker restart) whenever the connection is lost or
+refused.  On every (re)connect it publishes, in this order, its birth
 (``node/<node>/status``, retained, ``online`` true, this start's session) and
 every retained state it holds (alarm per volume, hatch positions); queued
 alarm events follow (QoS 1; paho resends those in flight at the loss).
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import enum
 import math
+import random
 import ssl
 import threading
 import time
@@ -52,9 +55,11 @@ from firmware_host.runtime.stationconfig import StationConfig
 
 #: Alarm events held while the broker is away (the oldest dropped beyond, counted).
 MAX_EVENTS = 1000
-#: First reconnect after this long (s), doubled after each failure up to MAX_RETRY_S.
+#: First reconnect after this long (s), doubled after each failure up to MAX_RETRY_S;
+#: each wait is drawn uniformly from [RETRY_JITTER x delay, delay].
 FIRST_RETRY_S = 0.25
 MAX_RETRY_S = 1.0
+RETRY_JITTER = 0.5
 #: A TCP connect or a CONNACK that takes longer than this (s) is a failed attempt.
 CONNECT_TIMEOUT_S = 5.0
 #: The network thread's longest wait (s) for traffic; also the hand-off's latency bound.
@@ -175,7 +180,8 @@ class StationPublisher:
     """One board's connection to the station broker; see module docstring.
 
     ``birth`` is this start's online status (its ``t_unix`` is refreshed at
-    every connect from ``unix_now``); ``guard`` the output's failure state.
+    every connect from ``unix_now``); ``guard`` the output's failure state;
+    ``uniform01`` the random source of the reconnect jitter (a test seeds it).
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class StationPublisher:
         monotonic: Callable[[], float] = time.monotonic,
         first_retry_s: float = FIRST_RETRY_S,
         max_retry_s: float = MAX_RETRY_S,
+        uniform01: Callable[[], float] = random.random,
     ):
         self.cfg = cfg
         self.birth = birth
@@ -198,6 +205,7 @@ class StationPublisher:
         self._mono = monotonic
         self.first_retry_s = first_retry_s
         self.max_retry_s = max_retry_s
+        self._uniform01 = uniform01
         self.status_topic = wire.node_status_topic(cfg.station, cfg.node)
         self.state = LinkState.DOWN
         self._stop = threading.Event()
@@ -366,8 +374,12 @@ class StationPublisher:
         self._delay_s = (
             self.first_retry_s if self._delay_s == 0 else min(2 * self._delay_s, self.max_retry_s)
         )
-        self._next_try_s = self._mono() + self._delay_s
+        self._next_try_s = self._mono() + self.retry_wait_s()
         self._deadline_s = math.inf
+
+    def retry_wait_s(self) -> float:
+        """The wait (s) before the next attempt: the backoff delay, jittered."""
+        return self._delay_s * (RETRY_JITTER + (1.0 - RETRY_JITTER) * self._uniform01())
 
     def _try_connect(self) -> None:
         broker = self.cfg.broker
