@@ -6,8 +6,8 @@ Same conventions as the board's display (``firmware_host.runtime.display``):
 redraws it in place on a terminal at most every ``period_s``, or writes plain
 lines (a status line per segment every ``plain_period_s``; every alarm event,
 change of the broker connection, board state and advisor message as it
-happens) when stdout is not a terminal.  Keys on a terminal: ``r`` starts
-the advisor over, ``q`` quits.
+happens) when stdout is not a terminal.  Keys on a terminal (read by
+``common.terminal``, as the board's): ``r`` starts the advisor over, ``q`` quits.
 ``to_json`` is the ``--json`` line of an update.  A number the data cannot
 support (no estimate, still settling) is never shown as a fact.
 """
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import select
 import sys
 import time
 from collections.abc import Callable
 
+from common.terminal import TerminalKeys
 from firmware_host.runtime.display import LEVEL_MARK, WIDTH, fmt_duration
 from station.aggregator import Update
 from station.picture import NodeState, SegmentView, VolumeView
@@ -267,18 +266,7 @@ class StationDisplay:
         self._message = None
         self._broker = None
         self._nodes: dict = {}
-        self._keys = keys and self.tty and sys.stdin.isatty()
-        self._saved_term = None
-        if self._keys:
-            try:
-                import termios
-                import tty
-
-                fd = sys.stdin.fileno()
-                self._saved_term = termios.tcgetattr(fd)
-                tty.setcbreak(fd)
-            except (ImportError, OSError):
-                self._keys = False
+        self._keys = TerminalKeys(enabled=keys and self.tty)
 
     def show(self, up: Update) -> None:
         """Take an update: redraw if due; on a plain stream also write what is new."""
@@ -324,23 +312,11 @@ class StationDisplay:
 
     def read_keys(self) -> str:
         """Keys pressed since the last call (never blocks)."""
-        if not self._keys:
-            return ""
-        keys = ""
-        fd = sys.stdin.fileno()
-        while select.select([fd], [], [], 0)[0]:
-            ch = os.read(fd, 32)
-            if not ch:
-                break
-            keys += ch.decode("ascii", errors="ignore")
-        return keys
+        return self._keys.read()
 
     def close(self) -> None:
-        if self._saved_term is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved_term)
-            self._saved_term = None
+        """Put the terminal back as it was."""
+        self._keys.close()
 
 
 class JsonLines:

@@ -2,7 +2,8 @@
 
 ``render(view)`` is pure (a list of lines, tested without a terminal).
 ``LiveDisplay`` redraws it in place on a terminal (ANSI, at most every
-``period_s``) and reads single keypresses: ``a`` acknowledges every alarm,
+``period_s``) and reads single keypresses (``common.terminal``, as the station
+view does): ``a`` acknowledges every alarm,
 ``1``-``9`` toggle hatch N, ``q`` quits.  When stdout is not a terminal it
 degrades to one plain status line per volume every ``plain_period_s`` and
 every alarm transition as it happens.
@@ -11,12 +12,12 @@ every alarm transition as it happens.
 from __future__ import annotations
 
 import math
-import os
-import select
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from common.terminal import TerminalKeys
 
 MMHG_PA = 133.322
 WIDTH = 80
@@ -226,18 +227,7 @@ class LiveDisplay:
         self.period_s = period_s if self.tty else plain_period_s
         self._wall = wall_clock
         self._last = -math.inf
-        self._keys = keys and self.tty and sys.stdin.isatty()
-        self._saved_term = None
-        if self._keys:
-            try:
-                import termios
-                import tty
-
-                fd = sys.stdin.fileno()
-                self._saved_term = termios.tcgetattr(fd)
-                tty.setcbreak(fd)
-            except (ImportError, OSError):
-                self._keys = False
+        self._keys = TerminalKeys(enabled=keys and self.tty)
 
     def due(self) -> bool:
         return self._wall() - self._last >= self.period_s
@@ -261,20 +251,8 @@ class LiveDisplay:
 
     def read_keys(self) -> str:
         """Keys pressed since the last call (never blocks)."""
-        if not self._keys:
-            return ""
-        keys = ""
-        fd = sys.stdin.fileno()
-        while select.select([fd], [], [], 0)[0]:
-            ch = os.read(fd, 32)
-            if not ch:
-                break
-            keys += ch.decode("ascii", errors="ignore")
-        return keys
+        return self._keys.read()
 
     def close(self) -> None:
-        if self._saved_term is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved_term)
-            self._saved_term = None
+        """Put the terminal back as it was."""
+        self._keys.close()
