@@ -344,6 +344,15 @@ class MonitorRun:
         return json.loads(dict(query(self.db, "SELECT key, value FROM meta"))["link_health"])[link]
 
 
+def write_scenario(folder: Path, text: str):
+    """``text`` as ``folder/scenario.toml``: (its path, the loaded ``hil.scenario`` Scenario)."""
+    from hil.scenario import load_scenario
+
+    path = folder / "scenario.toml"
+    path.write_text(text, encoding="utf-8")
+    return path, load_scenario(str(path))
+
+
 def monitor_against_emulator(
     tmp_path: Path,
     scenario_text: str,
@@ -357,11 +366,7 @@ def monitor_against_emulator(
     ``monitor_s`` seconds; ``edit(data, urls)`` may change the configuration
     first (stale periods are 10 for a loaded machine).  Both processes are
     stopped whatever happens."""
-    from hil.scenario import load_scenario
-
-    path = tmp_path / "scenario.toml"
-    path.write_text(scenario_text, encoding="utf-8")
-    scenario = load_scenario(str(path))
+    path, scenario = write_scenario(tmp_path, scenario_text)
     emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
     monitor = None
     out = tmp_path / "out"

@@ -12,54 +12,18 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.leak_scenario import cabin_leak_scenario
 from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-SCENARIO = """
-[scenario]
-name = "digiquartz-leak"
-seed = 7
-duration = "1h"
-max_step = "1s"
-
-[[volumes]]
-name = "cabin"
-volume_m3 = 70
-temperature_c = 22.0
-
-[[leaks]]
-name = "hole"
-volume = "cabin"
-kind = "orifice"
-onset = "10s"
-diameter_mm = 25.0
-cd = 0.61
-
-[[links]]
-name = "bus0"
-protocol = "digiquartz"
-unit = "psi"
-pressure_integration_ms = 20
-temperature_integration_ms = 10
-
-[sensor_defaults]
-rate_hz = 5.0
-lag_s = 0.2
-boot_s = 0.0
-
-[[sensors]]
-name = "cabin-a"
-addr = 1
-volume = "cabin"
-serial = 123401
-
-[[sensors]]
-name = "cabin-b"
-addr = 2
-volume = "cabin"
-serial = 123402
-"""
+SCENARIO = cabin_leak_scenario(
+    "digiquartz-leak",
+    onset="10s",
+    link='protocol = "digiquartz"\nunit = "psi"\n'
+    "pressure_integration_ms = 20\ntemperature_integration_ms = 10",
+    sensors=("serial = 123401", "serial = 123402"),
+)
 
 
 @pytest.mark.parametrize(

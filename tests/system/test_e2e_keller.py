@@ -11,55 +11,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.leak_scenario import cabin_leak_scenario
 from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-SCENARIO = """
-[scenario]
-name = "keller-leak"
-seed = 7
-duration = "1h"
-max_step = "1s"
-
-[[volumes]]
-name = "cabin"
-volume_m3 = 70
-temperature_c = 22.0
-
-[[leaks]]
-name = "hole"
-volume = "cabin"
-kind = "orifice"
-onset = "12s"
-diameter_mm = 25.0
-cd = 0.61
-
-[[links]]
-name = "bus0"
-protocol = "keller"
-echo = true
-
-[sensor_defaults]
-rate_hz = 5.0
-lag_s = 0.2
-boot_s = 0.0
-
-[[sensors]]
-name = "cabin-a"
-addr = 1
-volume = "cabin"
-
-[[sensors]]
-name = "cabin-b"
-addr = 2
-volume = "cabin"
-
-[[faults]]
-sensor = "cabin-b"
-kind = "reboot"
-start = "6s"
-"""
+SCENARIO = cabin_leak_scenario(
+    "keller-leak",
+    link='protocol = "keller"\necho = true',
+    extra='[[faults]]\nsensor = "cabin-b"\nkind = "reboot"\nstart = "6s"\n',
+)
 
 
 @pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
