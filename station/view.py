@@ -18,9 +18,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 
-from common.terminal import TerminalKeys
+from common.terminal import TerminalScreen
 from firmware_host.runtime.display import LEVEL_MARK, WIDTH, fmt_duration
 from station.aggregator import Update
 from station.picture import NodeState, SegmentView, VolumeView
@@ -245,41 +244,23 @@ def to_json(up: Update) -> str:
     return json.dumps(_clean(d), allow_nan=False, separators=(",", ":"))
 
 
-class StationDisplay:
-    """Draws ``render`` on a terminal, or plain lines elsewhere; reads keys."""
+class StationDisplay(TerminalScreen):
+    """Draws ``render`` on a terminal, or plain lines elsewhere; reads keys
+    (``common.terminal.TerminalScreen``: the periods, the redraw, the keys)."""
 
-    def __init__(
-        self,
-        out=None,
-        *,
-        period_s: float = 1.0,
-        plain_period_s: float = 10.0,
-        keys: bool = True,
-        wall_clock: Callable[[], float] = time.monotonic,
-    ):
-        self.out = out or sys.stdout
-        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.period_s = period_s if self.tty else plain_period_s
-        self._wall = wall_clock
-        self._last = -math.inf
+    def __init__(self, out=None, **screen):
+        super().__init__(out, **screen)
         self._seen_events: set[tuple] = set()
         self._message = None
         self._broker = None
         self._nodes: dict = {}
-        self._keys = TerminalKeys(enabled=keys and self.tty)
 
     def show(self, up: Update) -> None:
         """Take an update: redraw if due; on a plain stream also write what is new."""
         if not self.tty:
             self._plain_news(up)
-        if self._wall() - self._last < self.period_s:
-            return
-        self._last = self._wall()
-        if self.tty:
-            self.out.write("\x1b[H\x1b[2J" + "\n".join(render(up)) + "\n")
-        else:
-            self.out.write("\n".join(plain_lines(up)) + "\n")
-        self.out.flush()
+        if self.due():
+            self.draw(render(up) if self.tty else plain_lines(up))
 
     def _plain_news(self, up: Update) -> None:
         lines = []
@@ -309,14 +290,6 @@ class StationDisplay:
         if lines:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()
-
-    def read_keys(self) -> str:
-        """Keys pressed since the last call (never blocks)."""
-        return self._keys.read()
-
-    def close(self) -> None:
-        """Put the terminal back as it was."""
-        self._keys.close()
 
 
 class JsonLines:

@@ -12,12 +12,9 @@ every alarm transition as it happens.
 from __future__ import annotations
 
 import math
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from common.terminal import TerminalKeys
+from common.terminal import TerminalScreen
 
 MMHG_PA = 133.322
 WIDTH = 80
@@ -210,37 +207,13 @@ def plain_lines(view: View) -> list[str]:
     return out
 
 
-class LiveDisplay:
-    """Draws ``render(view)`` on a terminal, or plain lines elsewhere; reads keys."""
-
-    def __init__(
-        self,
-        out=None,
-        *,
-        period_s: float = 1.0,
-        plain_period_s: float = 10.0,
-        keys: bool = True,
-        wall_clock: Callable[[], float] = time.monotonic,
-    ):
-        self.out = out or sys.stdout
-        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.period_s = period_s if self.tty else plain_period_s
-        self._wall = wall_clock
-        self._last = -math.inf
-        self._keys = TerminalKeys(enabled=keys and self.tty)
-
-    def due(self) -> bool:
-        return self._wall() - self._last >= self.period_s
+class LiveDisplay(TerminalScreen):
+    """Draws ``render(view)`` on a terminal, or plain lines elsewhere; reads keys
+    (``common.terminal.TerminalScreen``: the periods, the redraw, the keys)."""
 
     def show(self, view: View, force: bool = False) -> None:
-        if not (force or self.due()):
-            return
-        self._last = self._wall()
-        if self.tty:
-            self.out.write("\x1b[H\x1b[2J" + "\n".join(render(view)) + "\n")
-        else:
-            self.out.write("\n".join(plain_lines(view)) + "\n")
-        self.out.flush()
+        if force or self.due():
+            self.draw(render(view) if self.tty else plain_lines(view))
 
     def event(self, ev) -> None:
         """Alarm transitions scroll on a plain stream (the terminal view shows them itself)."""
@@ -248,11 +221,3 @@ class LiveDisplay:
             self.out.write(
                 f"t={ev.t_s:.0f}s {ev.level.name} {ev.transition.name} {ev.key}: {ev.message}\n"
             )
-
-    def read_keys(self) -> str:
-        """Keys pressed since the last call (never blocks)."""
-        return self._keys.read()
-
-    def close(self) -> None:
-        """Put the terminal back as it was."""
-        self._keys.close()

@@ -1,6 +1,6 @@
-"""``common.terminal.TerminalKeys`` on a real pseudo-terminal: cbreak while open,
-keys read without blocking, the terminal's modes restored on close; nothing
-done off a terminal."""
+"""``common.terminal``: ``TerminalKeys`` on a real pseudo-terminal (cbreak while open,
+keys read without blocking, the modes restored on close, nothing done off a
+terminal); ``TerminalScreen``'s redraw and periods."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from common.terminal import TerminalKeys
+from common.terminal import TerminalKeys, TerminalScreen
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -71,3 +71,38 @@ def test_off_a_terminal_reads_nothing():
     keys = TerminalKeys(io.StringIO("q\n"))
     assert not keys.active and keys.read() == ""
     keys.close()
+
+
+class _TtyOut(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_screen_redraws_in_place_on_a_terminal_at_most_every_period():
+    wall = [100.0]
+    screen = TerminalScreen(_TtyOut(), period_s=1.0, plain_period_s=10.0, keys=False,
+                            wall_clock=lambda: wall[0])  # fmt: skip
+    assert screen.tty and screen.period_s == 1.0 and screen.due()
+    screen.draw(["a", "b"])
+    assert screen.out.getvalue() == "\x1b[H\x1b[2Ja\nb\n"
+    wall[0] += 0.9
+    assert not screen.due()
+    wall[0] += 0.1
+    assert screen.due()
+    assert screen.read_keys() == ""  # keys=False: stdin left alone
+    screen.close()
+
+
+def test_screen_off_a_terminal_appends_plain_lines_every_plain_period():
+    wall = [0.0]
+    screen = TerminalScreen(io.StringIO(), period_s=1.0, plain_period_s=10.0,
+                            wall_clock=lambda: wall[0])  # fmt: skip
+    assert not screen.tty and screen.period_s == 10.0
+    screen.draw(["x"])
+    wall[0] += 5.0
+    assert not screen.due()
+    wall[0] += 5.0
+    assert screen.due()
+    screen.draw(["y"])
+    assert screen.out.getvalue() == "x\ny\n"  # no escapes on a pipe
+    assert screen.read_keys() == ""
