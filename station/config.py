@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common import bounds
 from common.errors import CabinwatchError, ConfigError
+from common.mqtt_credentials import Credentials, read_credentials
 from common.mqtt_url import BrokerAddress, BrokerUrlError, parse_broker_url
 from common.station_wire import WireError, check_name
 from common.tomltable import Table, read_toml
@@ -27,26 +28,6 @@ def broker_option(url: str) -> BrokerAddress:
         return parse_broker_url(url)
     except BrokerUrlError as exc:
         raise CabinwatchError(f"--broker: {exc}") from None
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A broker account (the board's format: a TOML file with ``username`` and ``password``)."""
-
-    username: str
-    password: str
-
-
-def read_credentials(path: Path) -> Credentials:
-    """The credentials file ``path``: TOML, ``username = "..."`` and ``password = "..."``,
-    nothing else; ``ConfigError`` naming that file and key otherwise."""
-    t = Table(str(path), "", read_toml(path))
-    user = t.ident("username")
-    password = t.str("password")
-    if not password:
-        raise t.err("password", "must not be empty")
-    t.done()
-    return Credentials(user, password)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@
     estimate_qos = 0           # 0 or 1
     keepalive_s = 5            # MQTT keep-alive, s (the broker sends the Will after 1.5 x)
 
-The url is read by ``common.mqtt_url`` (as the aggregator's station file).
-Relative paths are taken from ``[outputs] directory`` (as the archive's).  The
+The url and the credentials file are read by ``common.mqtt_url`` and
+``common.mqtt_credentials`` (as the aggregator's station file).  Relative
+paths are taken from ``[outputs] directory`` (as the archive's).  The
 credentials file is read here, once: a missing or unreadable file, a missing
 key, or a username other than the node name (the broker's ACL confines a
 board to ``node/%u/#``) is a ``ConfigError``: one line, exit 2.  So are the
@@ -26,9 +27,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.mqtt_credentials import read_credentials
 from common.mqtt_url import BrokerAddress, BrokerUrlError, parse_broker_url
 from common.station_wire import WireError, check_name
-from common.tomltable import Table, read_toml
+from common.tomltable import Table
 
 #: MQTT keep-alive, s: the broker declares a silent board dead after 1.5 x this.
 KEEPALIVE_S = 5
@@ -69,17 +71,6 @@ def _names(t: Table, what: str, key: str) -> str:
         raise t.err(key, str(exc)) from None
 
 
-def read_credentials(path: Path) -> tuple[str, str]:
-    """(username, password) of a credentials file (TOML: ``username``, ``password``)."""
-    t = Table(str(path), "", read_toml(path))
-    user = t.ident("username")
-    password = t.str("password")
-    if not password:
-        raise t.err("password", "must not be empty")
-    t.done()
-    return user, password
-
-
 def station_from_table(
     top: Table, directory: Path, volumes: list[str], hatches: list[str]
 ) -> StationConfig:
@@ -110,7 +101,8 @@ def station_from_table(
     credentials = path("credentials")
     username = password = None
     if credentials is not None:
-        username, password = read_credentials(credentials)
+        account = read_credentials(credentials)
+        username, password = account.username, account.password
         if username != node:
             raise t.err(
                 "credentials",
