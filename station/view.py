@@ -20,7 +20,7 @@ import sys
 import time
 
 from common.terminal import TerminalScreen
-from firmware_host.runtime.display import LEVEL_MARK, WIDTH, fmt_duration
+from firmware_host.runtime.display import LEVEL_MARK, WIDTH, fmt_duration, wrap
 from station.aggregator import Update
 from station.picture import NodeState, SegmentView, VolumeView
 
@@ -92,13 +92,13 @@ def render(up: Update, *, title: str = "") -> list[str]:
         for h in snap.hatches:
             pos = "?" if h.open is None else ("open" if h.open else "CLOSED")
             parts.append(f"{h.name}={pos}")
-        lines.extend(_wrap("hatches  ", parts))
+        lines.extend(wrap("hatches  ", parts))
     parts = []
     for n in snap.nodes:
         age = "" if n.age_s is None else f" {n.age_s:.0f}s"
         mark = n.state.value.upper() if n.state is not NodeState.ONLINE else "online"
         parts.append(f"{n.node} {mark}{'' if n.session is None else f' #{n.session}'}{age}")
-    lines.extend(_wrap("boards   ", parts))
+    lines.extend(wrap("boards   ", parts))
     a = up.assessment
     if up.advisor_error:
         lines.append(f"advisor: FAILED {up.advisor_error}"[:WIDTH])
@@ -125,17 +125,6 @@ def render(up: Update, *, title: str = "") -> list[str]:
         )
     lines.append("keys: r=advisor starts over  q=quit")
     return lines
-
-
-def _wrap(head: str, parts: list[str]) -> list[str]:
-    out, cur = [], head
-    for p in parts:
-        if len(cur) + len(p) + 2 > WIDTH and cur.strip():
-            out.append(cur.rstrip())
-            cur = " " * len(head)
-        cur += p + "  "
-    out.append(cur.rstrip()[:WIDTH])
-    return out
 
 
 def plain_lines(up: Update) -> list[str]:

@@ -133,7 +133,7 @@ def render(view: View) -> list[str]:
             f"{i}:{name}={'open' if is_open else 'CLOSED'}"
             for i, (name, is_open) in enumerate(view.hatches.items(), 1)
         ]
-        lines.extend(_wrap("hatches  ", parts))
+        lines.extend(wrap("hatches  ", parts))
     if view.sensors:
         parts = []
         for s in view.sensors:
@@ -142,7 +142,7 @@ def render(view: View) -> list[str]:
             reasons = "/".join(r.name.lower() for r in s.reasons)
             state = s.health.name.lower() + (f"({reasons})" if reasons else "")
             parts.append(f"{s.sensor_id} {state} {age_txt}")
-        lines.extend(_wrap("sensors  ", parts))
+        lines.extend(wrap("sensors  ", parts))
     if view.alarms:
         lines.append("alarms:")
         for a in sorted(view.alarms, key=lambda a: (-int(a.level), a.raised_t_s))[:8]:
@@ -173,14 +173,17 @@ def _quantity(x: float, unit: str) -> str:
     return f"{x:.4g} {unit}".rstrip()
 
 
-def _wrap(head: str, parts: list[str]) -> list[str]:
+def wrap(head: str, parts: list[str]) -> list[str]:
+    """``head`` then ``parts`` two spaces apart, on as many lines as they need, the
+    next lines indented as far as ``head``; each line cut at ``WIDTH`` (one part
+    longer than a line is cut, not wrapped)."""
     out, cur = [], head
     for p in parts:
         if len(cur) + len(p) + 2 > WIDTH and cur.strip():
-            out.append(cur.rstrip())
+            out.append(cur.rstrip()[:WIDTH])
             cur = " " * len(head)
         cur += p + "  "
-    out.append(cur.rstrip())
+    out.append(cur.rstrip()[:WIDTH])
     return out
 
 
