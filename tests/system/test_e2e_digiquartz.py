@@ -33,8 +33,6 @@ SCENARIO = cabin_leak_scenario(
 )
 def test_digiquartz_end_to_end_identifies_and_detects_a_leak(tmp_path, where, mode):
     def edit(data, urls):
-        if where[0] == "--tcp":
-            assert urls["bus0"].startswith("socket://127.0.0.1:")
         assert data["links"]["bus0"] == {
             "url": urls["bus0"],
             "driver": "digiquartz",
@@ -45,11 +43,8 @@ def test_digiquartz_end_to_end_identifies_and_detects_a_leak(tmp_path, where, mo
         data["links"]["bus0"].update(reply_timeout_s=0.2, unit="hPa", mode=mode)
 
     run = monitor_against_emulator(tmp_path, SCENARIO, where, 22, edit)
-    assert run.returncode == 0, run.stderr
-    assert "Traceback" not in run.stderr
+    run.check_estimated()
     db = run.db
-    n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
-    assert n > 0 and n_p > 0
     idents = query(db, "SELECT link, addr, model, serial FROM identities")
     assert sorted((r[0], r[1], r[2], r[3]) for r in idents) == [
         ("bus0", 1, "DQ 6000-16B", 123401),

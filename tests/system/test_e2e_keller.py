@@ -26,17 +26,12 @@ SCENARIO = cabin_leak_scenario(
 @pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
 def test_keller_bus_end_to_end_detects_a_reboot_and_a_leak(tmp_path, where):
     def edit(data, urls):
-        if where[0] == "--tcp":
-            assert urls["bus0"].startswith("socket://127.0.0.1:")
         assert data["links"]["bus0"] == {"url": urls["bus0"], "driver": "keller", "echo": True}
         data["links"]["bus0"]["reply_timeout_s"] = 0.2
 
     run = monitor_against_emulator(tmp_path, SCENARIO, where, 25, edit)
-    assert run.returncode == 0, run.stderr
-    assert "Traceback" not in run.stderr
+    run.check_estimated()
     db = run.db
-    n, n_p = query(db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
-    assert n > 0 and n_p > 0
     idents = query(db, "SELECT link, addr, model, serial FROM identities")
     assert {(r[0], r[1]) for r in idents} == {("bus0", 1), ("bus0", 2)}
     assert all(r[2] == "KELLER 5.20" and r[3] > 0 for r in idents)
