@@ -30,7 +30,7 @@ from harness.yamcs import INSTANCE, YamcsServer
 from tests.ground.test_packets import crc16_ccitt_false
 from tests.ground.test_xtce import split_packets
 from tests.ground.test_yamcs import SEVERITY, corrupted_events, pus_events, require_yamcs
-from tests.support.leak_scenario import cabin_leak_scenario
+from tests.support.cabin_scenarios import cabin_leak_scenario
 from tests.support.runtime_helpers import (
     monitor_against_emulator,
     query,

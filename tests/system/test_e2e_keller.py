@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.leak_scenario import cabin_leak_scenario
+from tests.support.cabin_scenarios import cabin_leak_scenario
 from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

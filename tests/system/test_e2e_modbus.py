@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.cabin_scenarios import cabin_scenario
 from tests.support.runtime_helpers import monitor_against_emulator, query
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-SCENARIO = """
-[scenario]
-name = "modbus-line"
-seed = 7
-duration = "1h"
-max_step = "1s"
-
-[[volumes]]
-name = "cabin"
-volume_m3 = 70
-temperature_c = 22.0
-
+SCENARIO = cabin_scenario(
+    "modbus-line",
+    """
 [[links]]
 name = "bus0"
 protocol = "modbus"
@@ -67,7 +59,8 @@ sensor = "cabin-generic"
 kind = "dropout"
 start = "7s"
 duration = "2s"
-"""
+""",
+)
 
 
 @pytest.mark.parametrize("where", [["--tcp", "127.0.0.1:0"], ["--pty"]], ids=["tcp", "pty"])
