@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     from dataclasses import replace
 
+    from common.mqtt_url import parse_broker_url
     from harness.broker import MosquittoBroker
     from station.aggregator import Aggregator
-    from station.config import load_station_config, parse_broker_url
+    from station.config import load_station_config
     from station.view import render
 
     print(f"machine: {machine()}")

@@ -37,13 +37,14 @@ def _p(xs: list[float], q: float) -> float:
 
 def run_case(scenario: str, loop_hz: float, sim_s: float, speed: float, broker) -> dict:
     """One paced run; ``broker`` None: without the station."""
+    from common.mqtt_url import parse_broker_url
     from common.station_wire import NodeStatus
     from firmware_host.clock import SimClock
     from firmware_host.core import MonitorCore
     from firmware_host.loop import NS, RateLoop
     from firmware_host.runtime.station_feed import StationFeed
     from firmware_host.runtime.station_publisher import LinkState, StationPublisher
-    from firmware_host.runtime.stationconfig import StationConfig, parse_broker_url
+    from firmware_host.runtime.stationconfig import StationConfig
     from harness.derive import config_from_scenario
     from harness.simulate import EmulatorSource
     from hil.emulator import Emulator

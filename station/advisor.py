@@ -38,6 +38,7 @@ from common.gas import SECONDS_PER_DAY, fall_rate_pa_s, mass_kg
 from common.station_wire import AssessmentMsg
 from station.graph import StationGraph
 from station.holdtime import HoldModel
+from station.segment import SegmentEstimate  # its input, one per segment
 
 #: A leak is seen when the station's total mass rate passes the caution level
 #: by this many sigmas.
@@ -71,19 +72,6 @@ class AdvisorState(enum.Enum):
     HOLDING = "holding"  # the proposed hatch is closed; waiting for its hold time to decide
     LOCATED = "located"  # one volume decided (the evidence says which)
     UNRESOLVED = "unresolved"  # cannot go on (no admissible closure, reserve too short, ...)
-
-
-@dataclass(frozen=True)
-class SegmentEstimate:
-    """What the aggregator knows of one segment (volumes joined under the current hatch states)."""
-
-    volumes: frozenset[str]
-    mass_rate_kg_day: float | None  # leak mass rate of the whole segment (positive = losing air)
-    sigma_kg_day: float | None  # its one-sigma
-    pressure_pa: float | None  # mean pressure of the segment
-    healthy_sensors: int  # summed over the segment's volumes
-    settled: bool  # all estimates in it have usable windows
-    since_s: float  # station time (s) since which this segment has had this shape
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ The clock (``clock()``: station time, Unix seconds, or a ``StationClock`` run
 ``speed`` times faster for an HIL bench whose boards run ``--speed``; the
 picture, the advisor and the assessment live on it, while ``min_update_s`` and
 ``period_s`` stay wall seconds) and the advisor (any object with the
-``IsolationAdvisor`` and ``SegmentEstimate`` of ``station.advisor``) are
-injected; the default advisor is imported on first use.
+``IsolationAdvisor`` of ``station.advisor``; it is handed the picture's
+segments, each a ``station.segment.SegmentEstimate``) are injected; the
+default advisor is imported on first use.
 """
 
 from __future__ import annotations
@@ -106,7 +107,6 @@ class Aggregator:
         self.min_update_s = min_update_s
         self.period_s = period_s
         mod = advisor_module if advisor_module is not None else default_advisor_module()
-        self._segment_type = mod.SegmentEstimate
         a = config.advisor
         self.advisor = mod.IsolationAdvisor(
             config.graph,
@@ -269,8 +269,8 @@ class Aggregator:
         error = ""
         assessment = None
         try:
-            segments = [self._segment_type(**s.estimate_fields()) for s in snap.segments]
-            assessment = self.advisor.update(now, snap.hatch_states(), segments)
+            # each segment view is the advisor's SegmentEstimate (station.segment)
+            assessment = self.advisor.update(now, snap.hatch_states(), snap.segments)
         except Exception as exc:  # the advisor's bug must not blind the station view
             error = f"{type(exc).__name__}: {exc}"
         if assessment is not None:

@@ -3,7 +3,8 @@
 The file names the station, its broker, the volumes and hatches (built into a
 ``station.graph.StationGraph``), the boards (which volumes each estimates and
 which hatches it reports) and the advisor's settings.  Paths are relative to
-the file.  Every mistake is one ``ConfigError`` line ``FILE: KEY: PROBLEM``
+the file; the broker URL is read by ``common.mqtt_url`` (as the board's
+``[station] url``).  Every mistake is one ``ConfigError`` line ``FILE: KEY: PROBLEM``
 (``common.tomltable``).  Units: m^3, Pa, Hz, kg/day, s.
 """
 
@@ -11,93 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from common import bounds
 from common.errors import CabinwatchError, ConfigError
+from common.mqtt_credentials import Credentials, read_credentials
+from common.mqtt_url import BrokerAddress, BrokerUrlError, parse_broker_url
 from common.station_wire import WireError, check_name
 from common.tomltable import Table, read_toml
 from station.graph import GraphError, StationGraph, StationHatch, StationVolume
 
-#: URL schemes of the broker and their default ports.
-SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
-
-class BrokerUrlError(ValueError):
-    """A broker URL that names no broker (one line)."""
-
-
-@dataclass(frozen=True)
-class BrokerUrl:
-    """Where the broker listens; ``tls``: mqtts (TLS), else plain TCP."""
-
-    host: str
-    port: int
-    tls: bool
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
-
-
-def parse_broker_url(url: str) -> BrokerUrl:
-    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]`` (1883 / 8883 by default);
-    ``BrokerUrlError`` otherwise.  No user, password, path or query: credentials
-    live in their own file."""
-    if not isinstance(url, str) or not url:
-        raise BrokerUrlError("empty broker URL (mqtt://HOST:PORT or mqtts://HOST:PORT)")
-    if any(c in url for c in "\x00\n\r\t "):
-        raise BrokerUrlError(f"{url!r}: must not contain spaces or control characters")
-    if "://" not in url:
-        raise BrokerUrlError(f"{url!r}: not a URL (mqtt://HOST:PORT or mqtts://HOST:PORT)")
-    try:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        port = parts.port
-    except ValueError as exc:  # a port out of range, an unclosed [IPv6 bracket
-        raise BrokerUrlError(f"{url!r}: {exc}") from None
-    if scheme not in SCHEMES:
-        raise BrokerUrlError(
-            f"{url!r}: unknown scheme {scheme!r} (mqtt://HOST:PORT or mqtts://HOST:PORT)"
-        )
-    if not parts.hostname:
-        raise BrokerUrlError(f"{url!r}: no host")
-    if parts.username is not None or parts.password is not None:
-        raise BrokerUrlError(f"{url!r}: no user or password in the URL (use credentials)")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise BrokerUrlError(f"{url!r}: no path or query after HOST:PORT")
-    if port == 0:
-        raise BrokerUrlError(f"{url!r}: port 0")
-    return BrokerUrl(parts.hostname, SCHEMES[scheme] if port is None else port, scheme == "mqtts")
-
-
-def broker_option(url: str) -> BrokerUrl:
+def broker_option(url: str) -> BrokerAddress:
     """The ``--broker`` option: a bad URL is a one-line ``CabinwatchError``."""
     try:
         return parse_broker_url(url)
     except BrokerUrlError as exc:
         raise CabinwatchError(f"--broker: {exc}") from None
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A broker account (the board's format: a TOML file with ``username`` and ``password``)."""
-
-    username: str
-    password: str
-
-
-def read_credentials(path: Path) -> Credentials:
-    """The credentials file ``path``: TOML, ``username = "..."`` and ``password = "..."``,
-    nothing else; ``ConfigError`` naming that file and key otherwise."""
-    t = Table(str(path), "", read_toml(path))
-    user = t.ident("username")
-    password = t.str("password")
-    if not password:
-        raise t.err("password", "must not be empty")
-    t.done()
-    return Credentials(user, password)
 
 
 @dataclass(frozen=True)
@@ -125,7 +55,7 @@ class StationConfig:
 
     source: str
     name: str
-    broker: BrokerUrl
+    broker: BrokerAddress
     credentials: Credentials | None
     tls_ca: Path | None
     graph: StationGraph
@@ -133,7 +63,7 @@ class StationConfig:
     advisor: AdvisorSettings
     offline_after_s: float
 
-    def with_broker(self, broker: BrokerUrl) -> StationConfig:
+    def with_broker(self, broker: BrokerAddress) -> StationConfig:
         """This station with another broker (``--broker`` overrides the file)."""
         from dataclasses import replace
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, fields
 
 from common import station_wire as wire
 from common.station_wire import HatchPosition, TopicKind, WireError
+from station.segment import SegmentEstimate
 
 #: Alarm levels from lowest to highest (``firmware_host.alarms.Level`` names).
 LEVELS = ("ADVISORY", "CAUTION", "WARNING", "EMERGENCY")
@@ -119,36 +120,17 @@ class HatchView:
 
 
 @dataclass(frozen=True)
-class SegmentView:
-    """A segment (volumes joined by open hatches) and what is known of it.
+class SegmentView(SegmentEstimate):
+    """A segment (volumes joined by open hatches) and what is known of it: the
+    advisor's ``SegmentEstimate`` (handed to it as is) and where its numbers come from.
 
-    The first seven fields are the advisor's ``SegmentEstimate`` (``estimate_fields``).
     ``covered``: the volumes whose boards' numbers are in the sum; the rest of
     the segment is counted at the same loss per m^3 (one segment, one
     pressure).  ``nodes``: the boards that contributed.
     """
 
-    volumes: frozenset[str]
-    mass_rate_kg_day: float | None
-    sigma_kg_day: float | None
-    pressure_pa: float | None
-    healthy_sensors: int
-    settled: bool
-    since_s: float
     covered: frozenset[str]
     nodes: tuple[str, ...]
-
-    def estimate_fields(self) -> dict:
-        """The keyword arguments of ``station.advisor.SegmentEstimate``."""
-        return {
-            "volumes": self.volumes,
-            "mass_rate_kg_day": self.mass_rate_kg_day,
-            "sigma_kg_day": self.sigma_kg_day,
-            "pressure_pa": self.pressure_pa,
-            "healthy_sensors": self.healthy_sensors,
-            "settled": self.settled,
-            "since_s": self.since_s,
-        }
 
 
 @dataclass(frozen=True)

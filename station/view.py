@@ -6,8 +6,8 @@ Same conventions as the board's display (``firmware_host.runtime.display``):
 redraws it in place on a terminal at most every ``period_s``, or writes plain
 lines (a status line per segment every ``plain_period_s``; every alarm event,
 change of the broker connection, board state and advisor message as it
-happens) when stdout is not a terminal.  Keys on a terminal: ``r`` starts
-the advisor over, ``q`` quits.
+happens) when stdout is not a terminal.  Keys on a terminal (read by
+``common.terminal``, as the board's): ``r`` starts the advisor over, ``q`` quits.
 ``to_json`` is the ``--json`` line of an update.  A number the data cannot
 support (no estimate, still settling) is never shown as a fact.
 """
@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import select
 import sys
 import time
-from collections.abc import Callable
 
-from firmware_host.runtime.display import LEVEL_MARK, WIDTH, fmt_duration
+from common.terminal import TerminalScreen
+from firmware_host.runtime.display import LEVEL_MARK, WIDTH, fmt_duration, wrap
 from station.aggregator import Update
 from station.picture import NodeState, SegmentView, VolumeView
 
@@ -94,13 +92,13 @@ def render(up: Update, *, title: str = "") -> list[str]:
         for h in snap.hatches:
             pos = "?" if h.open is None else ("open" if h.open else "CLOSED")
             parts.append(f"{h.name}={pos}")
-        lines.extend(_wrap("hatches  ", parts))
+        lines.extend(wrap("hatches  ", parts))
     parts = []
     for n in snap.nodes:
         age = "" if n.age_s is None else f" {n.age_s:.0f}s"
         mark = n.state.value.upper() if n.state is not NodeState.ONLINE else "online"
         parts.append(f"{n.node} {mark}{'' if n.session is None else f' #{n.session}'}{age}")
-    lines.extend(_wrap("boards   ", parts))
+    lines.extend(wrap("boards   ", parts))
     a = up.assessment
     if up.advisor_error:
         lines.append(f"advisor: FAILED {up.advisor_error}"[:WIDTH])
@@ -127,17 +125,6 @@ def render(up: Update, *, title: str = "") -> list[str]:
         )
     lines.append("keys: r=advisor starts over  q=quit")
     return lines
-
-
-def _wrap(head: str, parts: list[str]) -> list[str]:
-    out, cur = [], head
-    for p in parts:
-        if len(cur) + len(p) + 2 > WIDTH and cur.strip():
-            out.append(cur.rstrip())
-            cur = " " * len(head)
-        cur += p + "  "
-    out.append(cur.rstrip()[:WIDTH])
-    return out
 
 
 def plain_lines(up: Update) -> list[str]:
@@ -246,52 +233,23 @@ def to_json(up: Update) -> str:
     return json.dumps(_clean(d), allow_nan=False, separators=(",", ":"))
 
 
-class StationDisplay:
-    """Draws ``render`` on a terminal, or plain lines elsewhere; reads keys."""
+class StationDisplay(TerminalScreen):
+    """Draws ``render`` on a terminal, or plain lines elsewhere; reads keys
+    (``common.terminal.TerminalScreen``: the periods, the redraw, the keys)."""
 
-    def __init__(
-        self,
-        out=None,
-        *,
-        period_s: float = 1.0,
-        plain_period_s: float = 10.0,
-        keys: bool = True,
-        wall_clock: Callable[[], float] = time.monotonic,
-    ):
-        self.out = out or sys.stdout
-        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.period_s = period_s if self.tty else plain_period_s
-        self._wall = wall_clock
-        self._last = -math.inf
+    def __init__(self, out=None, **screen):
+        super().__init__(out, **screen)
         self._seen_events: set[tuple] = set()
         self._message = None
         self._broker = None
         self._nodes: dict = {}
-        self._keys = keys and self.tty and sys.stdin.isatty()
-        self._saved_term = None
-        if self._keys:
-            try:
-                import termios
-                import tty
-
-                fd = sys.stdin.fileno()
-                self._saved_term = termios.tcgetattr(fd)
-                tty.setcbreak(fd)
-            except (ImportError, OSError):
-                self._keys = False
 
     def show(self, up: Update) -> None:
         """Take an update: redraw if due; on a plain stream also write what is new."""
         if not self.tty:
             self._plain_news(up)
-        if self._wall() - self._last < self.period_s:
-            return
-        self._last = self._wall()
-        if self.tty:
-            self.out.write("\x1b[H\x1b[2J" + "\n".join(render(up)) + "\n")
-        else:
-            self.out.write("\n".join(plain_lines(up)) + "\n")
-        self.out.flush()
+        if self.due():
+            self.draw(render(up) if self.tty else plain_lines(up))
 
     def _plain_news(self, up: Update) -> None:
         lines = []
@@ -321,26 +279,6 @@ class StationDisplay:
         if lines:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()
-
-    def read_keys(self) -> str:
-        """Keys pressed since the last call (never blocks)."""
-        if not self._keys:
-            return ""
-        keys = ""
-        fd = sys.stdin.fileno()
-        while select.select([fd], [], [], 0)[0]:
-            ch = os.read(fd, 32)
-            if not ch:
-                break
-            keys += ch.decode("ascii", errors="ignore")
-        return keys
-
-    def close(self) -> None:
-        if self._saved_term is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved_term)
-            self._saved_term = None
 
 
 class JsonLines:

@@ -2,7 +2,8 @@
 
 ``render(view)`` is pure (a list of lines, tested without a terminal).
 ``LiveDisplay`` redraws it in place on a terminal (ANSI, at most every
-``period_s``) and reads single keypresses: ``a`` acknowledges every alarm,
+``period_s``) and reads single keypresses (``common.terminal``, as the station
+view does): ``a`` acknowledges every alarm,
 ``1``-``9`` toggle hatch N, ``q`` quits.  When stdout is not a terminal it
 degrades to one plain status line per volume every ``plain_period_s`` and
 every alarm transition as it happens.
@@ -11,12 +12,9 @@ every alarm transition as it happens.
 from __future__ import annotations
 
 import math
-import os
-import select
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from common.terminal import TerminalScreen
 
 MMHG_PA = 133.322
 WIDTH = 80
@@ -135,7 +133,7 @@ def render(view: View) -> list[str]:
             f"{i}:{name}={'open' if is_open else 'CLOSED'}"
             for i, (name, is_open) in enumerate(view.hatches.items(), 1)
         ]
-        lines.extend(_wrap("hatches  ", parts))
+        lines.extend(wrap("hatches  ", parts))
     if view.sensors:
         parts = []
         for s in view.sensors:
@@ -144,7 +142,7 @@ def render(view: View) -> list[str]:
             reasons = "/".join(r.name.lower() for r in s.reasons)
             state = s.health.name.lower() + (f"({reasons})" if reasons else "")
             parts.append(f"{s.sensor_id} {state} {age_txt}")
-        lines.extend(_wrap("sensors  ", parts))
+        lines.extend(wrap("sensors  ", parts))
     if view.alarms:
         lines.append("alarms:")
         for a in sorted(view.alarms, key=lambda a: (-int(a.level), a.raised_t_s))[:8]:
@@ -175,14 +173,17 @@ def _quantity(x: float, unit: str) -> str:
     return f"{x:.4g} {unit}".rstrip()
 
 
-def _wrap(head: str, parts: list[str]) -> list[str]:
+def wrap(head: str, parts: list[str]) -> list[str]:
+    """``head`` then ``parts`` two spaces apart, on as many lines as they need, the
+    next lines indented as far as ``head``; each line cut at ``WIDTH`` (one part
+    longer than a line is cut, not wrapped)."""
     out, cur = [], head
     for p in parts:
         if len(cur) + len(p) + 2 > WIDTH and cur.strip():
-            out.append(cur.rstrip())
+            out.append(cur.rstrip()[:WIDTH])
             cur = " " * len(head)
         cur += p + "  "
-    out.append(cur.rstrip())
+    out.append(cur.rstrip()[:WIDTH])
     return out
 
 
@@ -209,48 +210,13 @@ def plain_lines(view: View) -> list[str]:
     return out
 
 
-class LiveDisplay:
-    """Draws ``render(view)`` on a terminal, or plain lines elsewhere; reads keys."""
-
-    def __init__(
-        self,
-        out=None,
-        *,
-        period_s: float = 1.0,
-        plain_period_s: float = 10.0,
-        keys: bool = True,
-        wall_clock: Callable[[], float] = time.monotonic,
-    ):
-        self.out = out or sys.stdout
-        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.period_s = period_s if self.tty else plain_period_s
-        self._wall = wall_clock
-        self._last = -math.inf
-        self._keys = keys and self.tty and sys.stdin.isatty()
-        self._saved_term = None
-        if self._keys:
-            try:
-                import termios
-                import tty
-
-                fd = sys.stdin.fileno()
-                self._saved_term = termios.tcgetattr(fd)
-                tty.setcbreak(fd)
-            except (ImportError, OSError):
-                self._keys = False
-
-    def due(self) -> bool:
-        return self._wall() - self._last >= self.period_s
+class LiveDisplay(TerminalScreen):
+    """Draws ``render(view)`` on a terminal, or plain lines elsewhere; reads keys
+    (``common.terminal.TerminalScreen``: the periods, the redraw, the keys)."""
 
     def show(self, view: View, force: bool = False) -> None:
-        if not (force or self.due()):
-            return
-        self._last = self._wall()
-        if self.tty:
-            self.out.write("\x1b[H\x1b[2J" + "\n".join(render(view)) + "\n")
-        else:
-            self.out.write("\n".join(plain_lines(view)) + "\n")
-        self.out.flush()
+        if force or self.due():
+            self.draw(render(view) if self.tty else plain_lines(view))
 
     def event(self, ev) -> None:
         """Alarm transitions scroll on a plain stream (the terminal view shows them itself)."""
@@ -258,23 +224,3 @@ class LiveDisplay:
             self.out.write(
                 f"t={ev.t_s:.0f}s {ev.level.name} {ev.transition.name} {ev.key}: {ev.message}\n"
             )
-
-    def read_keys(self) -> str:
-        """Keys pressed since the last call (never blocks)."""
-        if not self._keys:
-            return ""
-        keys = ""
-        fd = sys.stdin.fileno()
-        while select.select([fd], [], [], 0)[0]:
-            ch = os.read(fd, 32)
-            if not ch:
-                break
-            keys += ch.decode("ascii", errors="ignore")
-        return keys
-
-    def close(self) -> None:
-        if self._saved_term is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved_term)
-            self._saved_term = None

@@ -12,7 +12,9 @@
     estimate_qos = 0           # 0 or 1
     keepalive_s = 5            # MQTT keep-alive, s (the broker sends the Will after 1.5 x)
 
-Relative paths are taken from ``[outputs] directory`` (as the archive's).  The
+The url and the credentials file are read by ``common.mqtt_url`` and
+``common.mqtt_credentials`` (as the aggregator's station file).  Relative
+paths are taken from ``[outputs] directory`` (as the archive's).  The
 credentials file is read here, once: a missing or unreadable file, a missing
 key, or a username other than the node name (the broker's ACL confines a
 board to ``node/%u/#``) is a ``ConfigError``: one line, exit 2.  So are the
@@ -22,39 +24,16 @@ volume and hatch of the configuration (each is a topic level).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from common.mqtt_credentials import read_credentials
+from common.mqtt_url import BrokerAddress, BrokerUrlError, parse_broker_url
 from common.station_wire import WireError, check_name
-from common.tomltable import Table, read_toml
+from common.tomltable import Table
 
 #: MQTT keep-alive, s: the broker declares a silent board dead after 1.5 x this.
 KEEPALIVE_S = 5
-
-
-class Transport(enum.Enum):
-    """``mqtt://`` (plain TCP) or ``mqtts://`` (TLS)."""
-
-    MQTT = "mqtt"
-    MQTTS = "mqtts"
-
-    @property
-    def default_port(self) -> int:
-        return 8883 if self is Transport.MQTTS else 1883
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    transport: Transport
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport.value}://{host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -76,38 +55,12 @@ class StationConfig:
 
     @property
     def tls(self) -> bool:
-        return self.broker.transport is Transport.MQTTS
+        return self.broker.tls
 
     @property
     def client_id(self) -> str:
         """One client id per node: a restarted board takes its old connection over."""
         return f"cabinwatch-{self.station}-{self.node}"
-
-
-class UrlError(ValueError):
-    """A broker URL that cannot be used (one line)."""
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://HOST[:PORT]`` or ``mqtts://HOST[:PORT]``; UrlError naming the problem."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # a bad port, an unclosed IPv6 bracket
-        raise UrlError(f"{url!r}: {exc}") from None
-    try:
-        transport = Transport(parts.scheme)
-    except ValueError:
-        raise UrlError(f"{url!r}: must start with mqtt:// or mqtts://") from None
-    if parts.username is not None or parts.password is not None:
-        raise UrlError(f"{url!r}: no user or password in the URL (use credentials = FILE)")
-    if not parts.hostname:
-        raise UrlError(f"{url!r}: no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UrlError(f"{url!r}: only scheme://host:port (no path, query or fragment)")
-    if port == 0:
-        raise UrlError(f"{url!r}: port must be in 1..65535")
-    return BrokerAddress(transport, parts.hostname, port or transport.default_port)
 
 
 def _names(t: Table, what: str, key: str) -> str:
@@ -116,17 +69,6 @@ def _names(t: Table, what: str, key: str) -> str:
         return check_name(what, name)
     except WireError as exc:
         raise t.err(key, str(exc)) from None
-
-
-def read_credentials(path: Path) -> tuple[str, str]:
-    """(username, password) of a credentials file (TOML: ``username``, ``password``)."""
-    t = Table(str(path), "", read_toml(path))
-    user = t.ident("username")
-    password = t.str("password")
-    if not password:
-        raise t.err("password", "must not be empty")
-    t.done()
-    return user, password
 
 
 def station_from_table(
@@ -138,7 +80,7 @@ def station_from_table(
     url = t.path_str("url")
     try:
         broker = parse_broker_url(url)
-    except UrlError as exc:
+    except BrokerUrlError as exc:
         raise t.err("url", str(exc)) from None
     station = _names(t, "station", "station")
     node = _names(t, "node", "node")
@@ -159,7 +101,8 @@ def station_from_table(
     credentials = path("credentials")
     username = password = None
     if credentials is not None:
-        username, password = read_credentials(credentials)
+        account = read_credentials(credentials)
+        username, password = account.username, account.password
         if username != node:
             raise t.err(
                 "credentials",
@@ -170,7 +113,7 @@ def station_from_table(
     for key, p in (("tls_ca", tls_ca), ("tls_cert", tls_cert), ("tls_key", tls_key)):
         if p is None:
             continue
-        if broker.transport is not Transport.MQTTS:
+        if not broker.tls:
             raise t.err(key, f"TLS files need an mqtts:// url (got {url!r})")
         if not p.is_file():
             raise t.err(key, f"{p}: no such file")

@@ -30,61 +30,34 @@ from harness.yamcs import INSTANCE, YamcsServer
 from tests.ground.test_packets import crc16_ccitt_false
 from tests.ground.test_xtce import split_packets
 from tests.ground.test_yamcs import SEVERITY, corrupted_events, pus_events, require_yamcs
-from tests.support.runtime_helpers import monitor_against_emulator, query, write_toml
+from tests.support.cabin_scenarios import cabin_leak_scenario
+from tests.support.runtime_helpers import (
+    monitor_against_emulator,
+    query,
+    write_scenario,
+    write_toml,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.yamcs, pytest.mark.timeout(300)]
 
 MONITOR_S = 30
 GPS_EPOCH = datetime(1980, 1, 6, tzinfo=UTC)
 
-SCENARIO = """
-[scenario]
-name = "yamcs-live"
-seed = 11
-duration = "1h"
-max_step = "1s"
-
-[[volumes]]
-name = "cabin"
-volume_m3 = 70
-temperature_c = 22.0
-
+SCENARIO = cabin_leak_scenario(
+    "yamcs-live",
+    seed=11,
+    extra="""
 [[volumes]]
 name = "airlock"
 volume_m3 = 10
 temperature_c = 21.0
 
-[[leaks]]
-name = "hole"
-volume = "cabin"
-kind = "orifice"
-onset = "12s"
-diameter_mm = 25.0
-cd = 0.61
-
-[[links]]
-name = "bus0"
-
-[sensor_defaults]
-rate_hz = 5.0
-lag_s = 0.2
-boot_s = 0.0
-
-[[sensors]]
-name = "cabin-a"
-addr = 1
-volume = "cabin"
-
-[[sensors]]
-name = "cabin-b"
-addr = 2
-volume = "cabin"
-
 [[sensors]]
 name = "airlock-a"
 addr = 3
 volume = "airlock"
-"""
+""",
+)
 
 WATCHED = ("tick", "cabin_pressure_pa", "cabin_alarm_level", "airlock_pressure_pa")
 
@@ -95,13 +68,10 @@ def live(tmp_path_factory):
     from yamcs.client import YamcsClient
 
     from harness.derive import config_from_scenario
-    from hil.scenario import load_scenario
 
     tmp = tmp_path_factory.mktemp("live")
-    (tmp / "scenario.toml").write_text(SCENARIO, encoding="utf-8")
-    layout = GroundLayout.from_config(
-        config_from_scenario(load_scenario(str(tmp / "scenario.toml")))
-    )
+    _, scenario = write_scenario(tmp, SCENARIO)  # monitor_against_emulator writes it again
+    layout = GroundLayout.from_config(config_from_scenario(scenario))
     mdb = tmp / "cabinwatch.xtce.xml"
     mdb.write_text(generate(layout), encoding="utf-8")
     server = YamcsServer(mdb, folder=tmp / "yamcs")
@@ -154,7 +124,7 @@ def _packets(run) -> list[bytes]:
 
 def test_monitor_ran_and_every_packet_reached_yamcs(live):
     server, client, run, _, _, _, _ = live
-    assert run.returncode == 0, run.stderr
+    run.check_estimated()
     packets = _packets(run)
     assert len(packets) > 3 * (MONITOR_S - 10)  # HK of 2 volumes + system at 1 Hz
     assert all(crc16_ccitt_false(p) == 0 for p in packets)

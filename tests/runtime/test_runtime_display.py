@@ -9,7 +9,14 @@ from dataclasses import replace
 import pytest
 
 from firmware_host.alarms import AlarmLevel, Transition
-from firmware_host.runtime.display import MMHG_PA, LiveDisplay, View, fmt_duration, render
+from firmware_host.runtime.display import (
+    MMHG_PA,
+    LiveDisplay,
+    View,
+    fmt_duration,
+    render,
+    wrap,
+)
 from tests.support.runtime_helpers import run_core
 
 LINK_STATUS = "connected 7500 samples 0 errors 0 reconnects 0 gaps"
@@ -118,6 +125,18 @@ def test_render_stays_in_80_columns_with_long_names(tick):
     # the hatches and sensors wrap onto several lines instead of being cut
     text = "\n".join(lines)
     assert "12:hatch-with-a-long-name-11=CLOSED" in text
+
+
+def test_wrap_indents_the_next_lines_and_cuts_an_overlong_part():
+    """The board's display and the station view wrap their hatches, sensors and boards so."""
+    parts = [f"p{i:02d}=open" for i in range(12)]
+    lines = wrap("hatches  ", parts)
+    assert lines[0].startswith("hatches  p00=open  p01=open")
+    assert len(lines) == 2 and lines[1].startswith(" " * 9 + "p")
+    assert " ".join(lines).split() == ["hatches", *parts]
+    long = wrap("boards   ", ["a", "x" * 120, "b"])  # a part alone longer than a line
+    assert [len(ln) <= 80 for ln in long] == [True] * 3
+    assert long[1] == " " * 9 + "x" * 71 and long[2] == " " * 9 + "b"
 
 
 def test_render_without_data():

@@ -14,6 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from common import station_wire as wire
+from station.segment import SegmentEstimate
 
 
 class AdvisorState(enum.Enum):
@@ -22,17 +23,6 @@ class AdvisorState(enum.Enum):
     HOLDING = "holding"
     LOCATED = "located"
     UNRESOLVED = "unresolved"
-
-
-@dataclass(frozen=True)
-class SegmentEstimate:
-    volumes: frozenset[str]
-    mass_rate_kg_day: float | None
-    sigma_kg_day: float | None
-    pressure_pa: float | None
-    healthy_sensors: int
-    settled: bool
-    since_s: float
 
 
 @dataclass(frozen=True)
@@ -118,8 +108,6 @@ class IsolationAdvisor:
 
 class FakeAdvisorModule:
     """What the aggregator takes from ``station.advisor``; ``made`` holds the advisor."""
-
-    SegmentEstimate = SegmentEstimate
 
     def __init__(self):
         self.made: IsolationAdvisor | None = None

@@ -15,9 +15,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common import station_wire as wire
+from common.mqtt_url import parse_broker_url
 from harness.broker import BrokerUser
 from station.aggregator import Aggregator
-from station.config import load_station_config, parse_broker_url
+from station.config import load_station_config
 from station.picture import NodeState
 from tests.station.fakes import FakeAdvisorModule, FakeBoard
 

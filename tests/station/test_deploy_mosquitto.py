@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from common import station_wire as wire
+from common.mqtt_url import parse_broker_url
 from common.outputguard import OutputStatus
 from firmware_host.runtime.station_publisher import LinkState, StationPublisher
-from firmware_host.runtime.stationconfig import StationConfig, parse_broker_url
+from firmware_host.runtime.stationconfig import StationConfig
 from harness.broker import find_mosquitto, find_passwd, free_port
 from tests.station.mqtt_watch import Watch, status
 

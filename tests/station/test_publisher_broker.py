@@ -8,9 +8,10 @@ import time
 import pytest
 
 from common import station_wire as wire
+from common.mqtt_url import parse_broker_url
 from common.outputguard import OutputStatus
 from firmware_host.runtime.station_publisher import Handoff, LinkState, StationPublisher
-from firmware_host.runtime.stationconfig import StationConfig, parse_broker_url
+from firmware_host.runtime.stationconfig import StationConfig
 from harness.broker import BrokerUser
 from tests.station.mqtt_watch import Watch, kind, status
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from common.mqtt_url import Transport
 from firmware_host.runtime.runconfig import load_runtime_config
 from firmware_host.runtime.station_session import next_session, read_session
-from firmware_host.runtime.stationconfig import Transport, parse_broker_url
 from tests.support.runtime_helpers import assert_one_line_error, run_cli, write_toml
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware_host" / "examples" / "monitor.toml"
@@ -51,20 +51,6 @@ def test_good_station_table_is_read_and_shown(tmp_path):
     assert load_runtime_config(config_with(tmp_path, None)).station is None
 
 
-@pytest.mark.parametrize(
-    ("url", "port"),
-    [
-        ("mqtt://10.0.0.5", 1883),
-        ("mqtts://10.0.0.5", 8883),
-        ("mqtt://broker:11883", 11883),
-        ("mqtt://[::1]:1884", 1884),
-    ],
-)
-def test_broker_urls(url, port):
-    a = parse_broker_url(url)
-    assert a.port == port and parse_broker_url(a.url) == a
-
-
 BAD = [
     ({"station": "iss", "node": "b1"}, "station.url: missing"),
     ({**GOOD, "url": "http://x:1"}, "must start with mqtt:// or mqtts://"),
@@ -75,6 +61,7 @@ BAD = [
     ({**GOOD, "url": "mqtt://u:pw@h"}, "no user or password in the URL"),
     ({**GOOD, "url": "mqtt://h/x"}, "no path, query or fragment"),
     ({**GOOD, "url": "mqtt://h\n"}, "must not contain NUL or line breaks"),
+    ({**GOOD, "url": "mqtt://a b"}, "station.url: 'mqtt://a b': must not contain spaces"),
     ({**GOOD, "url": 1883}, "station.url: must be a string"),
     ({**GOOD, "station": "a/b"}, "station.station: station 'a/b': use 1-64 of"),
     ({**GOOD, "node": "+"}, "station.node: node '+'"),

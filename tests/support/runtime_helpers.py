@@ -337,11 +337,27 @@ class MonitorRun:
     def db(self) -> Path:
         return self.out / "archive.sqlite"
 
+    def check_estimated(self) -> None:
+        """The monitor exited 0 without a traceback and archived estimates with a pressure."""
+        assert self.returncode == 0, self.stderr
+        assert "Traceback" not in self.stderr, self.stderr
+        n, n_p = query(self.db, "SELECT count(*), count(pressure_pa) FROM estimates")[0]
+        assert n > 0 and n_p > 0, (n, n_p)
+
     def link_health(self, link: str) -> dict:
         """The link's health as the monitor archived it at exit."""
         import json
 
         return json.loads(dict(query(self.db, "SELECT key, value FROM meta"))["link_health"])[link]
+
+
+def write_scenario(folder: Path, text: str):
+    """``text`` as ``folder/scenario.toml``: (its path, the loaded ``hil.scenario`` Scenario)."""
+    from hil.scenario import load_scenario
+
+    path = folder / "scenario.toml"
+    path.write_text(text, encoding="utf-8")
+    return path, load_scenario(str(path))
 
 
 def monitor_against_emulator(
@@ -355,18 +371,17 @@ def monitor_against_emulator(
     """``cabinwatch emulate`` a scenario at 1x on ``where`` (``--pty`` or ``--tcp
     127.0.0.1:0``) and ``cabinwatch monitor`` its derived configuration for
     ``monitor_s`` seconds; ``edit(data, urls)`` may change the configuration
-    first (stale periods are 10 for a loaded machine).  Both processes are
-    stopped whatever happens."""
-    from hil.scenario import load_scenario
-
-    path = tmp_path / "scenario.toml"
-    path.write_text(scenario_text, encoding="utf-8")
-    scenario = load_scenario(str(path))
+    first (stale periods are 10 for a loaded machine).  With ``--tcp`` every
+    link must be a socket on 127.0.0.1.  Both processes are stopped whatever
+    happens."""
+    path, scenario = write_scenario(tmp_path, scenario_text)
     emu = EmulatorProcess(str(path), *where, "--speed", "1", "--duration", "600")
     monitor = None
     out = tmp_path / "out"
     try:
         urls = emu.endpoints(scenario.link_names)
+        if where[0] == "--tcp":
+            assert all(u.startswith("socket://127.0.0.1:") for u in urls.values()), urls
         data = monitor_config(scenario, urls, out)
         data["health"]["stale_periods"] = 10.0  # a loaded machine: polls can be late
         if edit is not None:
