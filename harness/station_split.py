@@ -33,6 +33,7 @@ from pathlib import Path
 import tomli_w
 
 from common.errors import CabinwatchError
+from common.graph import connected_roots
 from common.tomltable import read_toml
 
 
@@ -51,42 +52,28 @@ def boards_by_groups(scenario) -> list[tuple[str, list[str]]]:
     shared link or a hatch open at the start, named after the group's first link;
     volumes in scenario order."""
     vnames = [v.name for v in scenario.volumes]
-    parent = {v: v for v in vnames}
-
-    def find(v: str) -> str:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    first_on_link: dict[str, str] = {}
-    for s in scenario.sensors:
-        other = first_on_link.setdefault(s.link, s.volume)
-        parent[find(s.volume)] = find(other)
-    for h in scenario.hatches:
-        if h.open:
-            parent[find(h.volume_a)] = find(h.volume_b)
+    index = {v: i for i, v in enumerate(vnames)}
     sensed = {s.volume for s in scenario.sensors}
     if not sensed:
         raise CabinwatchError(f"{scenario.path}: no sensors: nothing for a board to read")
-    # a volume without sensors joins a neighbour's board
+    first_on_link: dict[str, str] = {}
+    edges = [(s.volume, first_on_link.setdefault(s.link, s.volume)) for s in scenario.sensors]
+    edges += [(h.volume_a, h.volume_b) for h in scenario.hatches if h.open]
+    # a volume without sensors joins a neighbour's board (else the first sensed volume's)
     for v in vnames:
-        if v in sensed:
-            continue
-        nb = next(
-            (
+        if v not in sensed:
+            neighbours = [
                 h.volume_b if h.volume_a == v else h.volume_a
                 for h in scenario.hatches
                 if v in (h.volume_a, h.volume_b)
-                and (h.volume_b if h.volume_a == v else h.volume_a) in sensed
-            ),
-            next(x for x in vnames if x in sensed),
-        )
-        parent[find(v)] = find(nb)
+            ]
+            sensed_nb = [n for n in neighbours if n in sensed]
+            edges.append((v, sensed_nb[0] if sensed_nb else next(x for x in vnames if x in sensed)))
+    roots = connected_roots(len(vnames), ((index[a], index[b]) for a, b in edges))
     link_order = list(dict.fromkeys(s.link for s in scenario.sensors))
-    groups: dict[str, list[str]] = {}
-    for v in vnames:
-        groups.setdefault(find(v), []).append(v)
+    groups: dict[int, list[str]] = {}
+    for v, root in zip(vnames, roots, strict=True):
+        groups.setdefault(int(root), []).append(v)
     named = []
     for members in groups.values():
         link = next(
