@@ -21,7 +21,6 @@ import math
 
 from drivers.frames import IdentityFrame
 from drivers.keller import fast
-from drivers.keller.fast import MatchStatus
 from drivers.keller.values import PA_PER_BAR, sample_status
 from drivers.keller.wire import (
     REPLY_SIZE,
@@ -32,6 +31,7 @@ from drivers.keller.wire import (
     Function,
     Stat,
 )
+from drivers.match import MatchStatus
 from drivers.polled import (
     DeviceState,
     PolledDriver,

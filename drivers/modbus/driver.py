@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.frames import IdentityFrame
+from drivers.match import MatchStatus
 from drivers.modbus import fast
-from drivers.modbus.fast import MatchStatus
 from drivers.modbus.layout import KELLER_FIRMWARE, Channel, Layout, Read, layouts_from_options
 from drivers.modbus.values import sample_status
 from drivers.modbus.wire import REQUEST_SIZE, reply_size
