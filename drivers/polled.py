@@ -55,7 +55,7 @@ import numpy as np
 
 from drivers.decoder import DecodeBatch
 from drivers.driver import TransducerDriver
-from drivers.frames import SAMPLE_RECORD_DTYPE, CommandFrame, Frame
+from drivers.frames import SAMPLE_RECORD_DTYPE, CommandFrame, Frame, IdentityFrame
 from drivers.link import LinkDownError, LinkState
 
 log = logging.getLogger(__name__)
@@ -670,6 +670,31 @@ class PolledDriver(TransducerDriver):
     def emit_frame(self, frame: Frame) -> None:
         """Hand a non-SAMPLE frame (an ``IdentityFrame``) to the monitor."""
         self._deliver(DecodeBatch(_EMPTY.samples, [(0, frame)]), self.clock())
+
+    def emit_identity(
+        self,
+        dev: DeviceState,
+        model: str,
+        serial: int,
+        firmware: int,
+        range_pa: tuple[float, float] = (math.nan, math.nan),
+    ) -> None:
+        """Hand ``dev``'s ``IdentityFrame`` to the monitor: ``firmware``
+        major<<8|minor, ``range_pa`` (min, max) in Pa (NaN: not known), the
+        rate its configured one."""
+        self.emit_frame(
+            IdentityFrame(
+                addr=dev.addr,
+                seq=0,
+                flags=0,
+                model=model,
+                serial=serial,
+                firmware=firmware,
+                range_min_pa=range_pa[0],
+                range_max_pa=range_pa[1],
+                rate_mhz=round(dev.target.rate_hz * 1000),
+            )
+        )
 
     def _note_window(self) -> None:
         now = self.clock()

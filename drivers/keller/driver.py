@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 
-from drivers.frames import IdentityFrame
 from drivers.keller import fast
 from drivers.keller.values import PA_PER_BAR, sample_status
 from drivers.keller.wire import (
@@ -149,18 +148,12 @@ class KellerDriver(PolledDriver):
         p_max = fast.f30_value(hi.data) * PA_PER_BAR if hi.ok else math.nan
         year, week = dev.info["firmware"]
         dev.info.update(serial=serial, range_pa=(p_min, p_max), identified=True)
-        self.emit_frame(
-            IdentityFrame(
-                addr=dev.addr,
-                seq=0,
-                flags=0,
-                model=f"KELLER {dev.info['device_class']}.{dev.info['group']}",
-                serial=serial,
-                firmware=(year & 0xFF) << 8 | (week & 0xFF),
-                range_min_pa=p_min,
-                range_max_pa=p_max,
-                rate_mhz=round(dev.target.rate_hz * 1000),
-            )
+        self.emit_identity(
+            dev,
+            model=f"KELLER {dev.info['device_class']}.{dev.info['group']}",
+            serial=serial,
+            firmware=(year & 0xFF) << 8 | (week & 0xFF),
+            range_pa=(p_min, p_max),
         )
         return True
 

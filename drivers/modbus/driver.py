@@ -28,7 +28,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.frames import IdentityFrame
 from drivers.match import MatchStatus
 from drivers.modbus import fast
 from drivers.modbus.layout import KELLER_FIRMWARE, Channel, Layout, Read, layouts_from_options
@@ -247,18 +246,8 @@ class ModbusDriver(PolledDriver):
                 t_c = self._value(results[i].data, plan.temperature)
         if not dev.info.get("announced"):
             dev.info["announced"] = True
-            self.emit_frame(
-                IdentityFrame(
-                    addr=dev.addr,
-                    seq=0,
-                    flags=0,
-                    model=dev.info["model"],
-                    serial=0,
-                    firmware=dev.info["firmware"],
-                    range_min_pa=math.nan,
-                    range_max_pa=math.nan,
-                    rate_mhz=round(dev.target.rate_hz * 1000),
-                )
+            self.emit_identity(
+                dev, model=dev.info["model"], serial=0, firmware=dev.info["firmware"]
             )
         self.emit_sample(dev, p.t_mid_s, p_pa, t_c, sample_status(p_pa, t_c))
         return True
