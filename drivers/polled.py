@@ -57,6 +57,7 @@ from drivers.decoder import DecodeBatch
 from drivers.driver import TransducerDriver
 from drivers.frames import SAMPLE_RECORD_DTYPE, CommandFrame, Frame, IdentityFrame
 from drivers.link import LinkDownError, LinkState
+from drivers.match import Match, MatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,26 @@ class Scan:
     code: int = 0
     size: int = 0
     reason: str = ""
+
+
+_SCAN_NEED_MORE = Scan(ScanStatus.NEED_MORE)
+_SCAN_BAD_CRC = Scan(ScanStatus.BAD, size=1, reason="crc")
+
+
+def scan_of_match(m: Match) -> Scan | None:
+    """The ``Scan`` of a reply matcher's ``Match`` (``drivers.match``): a reply,
+    an exception, more bytes needed or a bad CRC (drop one byte); None for
+    another address or function (the family tells a foreign frame from noise)."""
+    st = m.status
+    if st is MatchStatus.REPLY:
+        return Scan(ScanStatus.REPLY, data=m.data, size=m.size)
+    if st is MatchStatus.EXCEPTION:
+        return Scan(ScanStatus.EXCEPTION, code=m.code, size=m.size)
+    if st is MatchStatus.NEED_MORE:
+        return _SCAN_NEED_MORE
+    if st is MatchStatus.BAD_CRC:
+        return _SCAN_BAD_CRC
+    return None
 
 
 class TxStatus(enum.Enum):

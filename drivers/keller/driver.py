@@ -39,6 +39,7 @@ from drivers.polled import (
     TxResult,
     TxStatus,
     line_budget,
+    scan_of_match,
     wire_s,
 )
 
@@ -75,16 +76,9 @@ class KellerDriver(PolledDriver):
     # -- framing -------------------------------------------------------------
     def _scan(self, buf: bytearray, start: int, expect: object) -> Scan:
         addr, fn = expect  # type: ignore[misc]
-        m = fast.match_reply(buf, addr, fn, start)
-        st = m.status
-        if st is MatchStatus.REPLY:
-            return Scan(ScanStatus.REPLY, data=m.data, size=m.size)
-        if st is MatchStatus.EXCEPTION:
-            return Scan(ScanStatus.EXCEPTION, code=m.code, size=m.size)
-        if st is MatchStatus.NEED_MORE:
-            return Scan(ScanStatus.NEED_MORE)
-        if st is MatchStatus.BAD_CRC:
-            return Scan(ScanStatus.BAD, size=1, reason="crc")
+        scan = scan_of_match(fast.match_reply(buf, addr, fn, start))
+        if scan is not None:
+            return scan
         # another device's (or function's) complete reply: skip it whole
         other = (
             fast.match_reply(buf, buf[start], buf[start + 1] & 0x7F, start)

@@ -41,6 +41,7 @@ from drivers.polled import (
     TxResult,
     TxStatus,
     line_budget,
+    scan_of_match,
     wire_s,
 )
 
@@ -166,17 +167,12 @@ class ModbusDriver(PolledDriver):
     def _scan(self, buf: bytearray, start: int, expect: object) -> Scan:
         addr, fn, count = expect  # type: ignore[misc]
         m = fast.match_reply(buf, addr, fn, count, start)
-        st = m.status
-        if st is MatchStatus.REPLY:
-            if self.use_pymodbus:  # the whole frame: the adapter parses it again
-                return Scan(ScanStatus.REPLY, data=bytes(buf[start : start + m.size]), size=m.size)
-            return Scan(ScanStatus.REPLY, data=m.data, size=m.size)
-        if st is MatchStatus.EXCEPTION:
-            return Scan(ScanStatus.EXCEPTION, code=m.code, size=m.size)
-        if st is MatchStatus.NEED_MORE:
-            return Scan(ScanStatus.NEED_MORE)
-        if st is MatchStatus.BAD_CRC:
-            return Scan(ScanStatus.BAD, size=1, reason="crc")
+        if self.use_pymodbus and m.status is MatchStatus.REPLY:
+            # the whole frame: the adapter parses it again
+            return Scan(ScanStatus.REPLY, data=bytes(buf[start : start + m.size]), size=m.size)
+        scan = scan_of_match(m)
+        if scan is not None:
+            return scan
         n = fast.frame_size(buf, start)  # another device's (or read's) complete frame
         if n:
             return Scan(ScanStatus.BAD, size=n, reason="foreign")
