@@ -53,14 +53,6 @@ class LineCounters:
     bytes_echoed: int = 0
 
 
-@dataclass
-class CrcLineCounters(LineCounters):
-    """A CRC-framed line's counters: also silences and why."""
-
-    bad_frames: int = 0  # bytes dropped without a valid CRC frame (bad CRC, gap)
-    silent_wrong_length: int = 0
-
-
 def _always(addr: int) -> bool:
     return True
 
@@ -96,6 +88,14 @@ class PolledLine:
     def _drop_partial(self, buf: bytearray) -> None:
         """Count what a gap drops (``buf``, cleared after this)."""
         raise NotImplementedError
+
+
+@dataclass
+class CrcLineCounters(LineCounters):
+    """A CRC-framed line's counters: also silences and why."""
+
+    bad_frames: int = 0  # bytes dropped without a valid CRC frame (bad CRC, gap)
+    silent_wrong_length: int = 0
 
 
 class CrcLine(PolledLine):
