@@ -52,7 +52,8 @@ def _words(b: bytes) -> list[int]:
 
 class ModbusDevice(EmulatedDevice):
     """One transmitter at ``addr`` with register ``layout``; ranges in Pa;
-    ``firmware`` ``(class, group, year, week)`` (the keller preset's 0x020E/0x020F)."""
+    ``firmware`` ``(class, group, year, week)`` (the keller preset's 0x020E/0x020F).
+    Modbus keeps no session: a power cycle (the base's ``power_up``) is only counted."""
 
     def __init__(
         self,
@@ -72,8 +73,6 @@ class ModbusDevice(EmulatedDevice):
         self._enc_p = value_encoder(layout.pressure)
         self._enc_t = value_encoder(layout.temperature) if layout.temperature else None
         self._enc_f = value_encoder(_KELLER_BAR)
-
-    # power_up: the base's (Modbus keeps no session: a power cycle is only counted)
 
     # -- the values ------------------------------------------------------------
     def pressure_pa(self) -> float:
