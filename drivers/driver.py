@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import dataclasses
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from drivers.link import (
     LinkEvent,
     LinkEventKind,
     LinkState,
+    LinkStats,
     SerialLink,
 )
 
@@ -58,6 +60,7 @@ RawSink = Callable[[bytes, float], None]
 
 _EMPTY_SAMPLES = np.empty(0, dtype=SAMPLE_RECORD_DTYPE)
 _EMPTY_BATCH_FRAMES: list = []
+_LINK_STATS_FIELDS = tuple(f.name for f in dataclasses.fields(LinkStats))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +84,8 @@ class LinkBatch:
 
 
 @dataclass(frozen=True, slots=True)
-class LinkHealth:
-    """One driver's health: link state, reconnect history, traffic, decoder counters.
+class LinkHealth(LinkStats):
+    """One driver's health: its link's ``LinkStats``, traffic, decoder counters.
 
     ``healthy`` is True when the reader thread runs and the link is connected;
     ``last_rx_s`` (when bytes last came) tells a silent line from a dead one.
@@ -92,31 +95,12 @@ class LinkHealth:
     driver's clock.
     """
 
-    name: str
-    url: str
-    state: LinkState
-    connected_since_s: float | None
-    connects: int
-    reconnects: int
-    disconnects: int
-    gaps: int
-    gap_total_s: float
-    open_failures: int
-    bytes_in: int
-    bytes_out: int
-    last_rx_s: float | None
     samples_in: int
     frames_in: int
     commands_sent: int
     samples_dropped: int
     frames_dropped: int
-    callback_errors: int
     sink_errors: int
-    last_error: str | None
-    last_error_s: float | None
-    reader_alive: bool
-    reader_restarts: int
-    reader_cpu_s: float
     decoder: DecoderCounters | None
     samples_waiting: int = 0
     overflow_pauses: int = 0
@@ -407,32 +391,16 @@ class TransducerDriver(abc.ABC):
         with self._decode_lock:
             dec = self._decoder_counters()
         with self._lock:
+            link = {name: getattr(s, name) for name in _LINK_STATS_FIELDS}
+            link.update(name=self.name, url=self.url)
             return LinkHealth(
-                name=self.name,
-                url=self.url,
-                state=s.state,
-                connected_since_s=s.connected_since_s,
-                connects=s.connects,
-                reconnects=s.reconnects,
-                disconnects=s.disconnects,
-                gaps=s.gaps,
-                gap_total_s=s.gap_total_s,
-                open_failures=s.open_failures,
-                bytes_in=s.bytes_in,
-                bytes_out=s.bytes_out,
-                last_rx_s=s.last_rx_s,
+                **link,
                 samples_in=self._samples_in,
                 frames_in=self._frames_in,
                 commands_sent=self._commands_sent,
                 samples_dropped=self._samples_dropped,
                 frames_dropped=self._frames_dropped,
-                callback_errors=s.callback_errors,
                 sink_errors=self._sink_errors,
-                last_error=s.last_error,
-                last_error_s=s.last_error_s,
-                reader_alive=s.reader_alive,
-                reader_restarts=s.reader_restarts,
-                reader_cpu_s=s.reader_cpu_s,
                 decoder=dec,
                 samples_waiting=self._pending_n,
                 overflow_pauses=self._overflow_pauses,

@@ -55,8 +55,9 @@ import numpy as np
 
 from drivers.decoder import DecodeBatch
 from drivers.driver import TransducerDriver
-from drivers.frames import SAMPLE_RECORD_DTYPE, CommandFrame, Frame
+from drivers.frames import SAMPLE_RECORD_DTYPE, CommandFrame, Frame, IdentityFrame
 from drivers.link import LinkDownError, LinkState
+from drivers.match import Match, MatchStatus
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,26 @@ class Scan:
     code: int = 0
     size: int = 0
     reason: str = ""
+
+
+_SCAN_NEED_MORE = Scan(ScanStatus.NEED_MORE)
+_SCAN_BAD_CRC = Scan(ScanStatus.BAD, size=1, reason="crc")
+
+
+def scan_of_match(m: Match) -> Scan | None:
+    """The ``Scan`` of a reply matcher's ``Match`` (``drivers.match``): a reply,
+    an exception, more bytes needed or a bad CRC (drop one byte); None for
+    another address or function (the family tells a foreign frame from noise)."""
+    st = m.status
+    if st is MatchStatus.REPLY:
+        return Scan(ScanStatus.REPLY, data=m.data, size=m.size)
+    if st is MatchStatus.EXCEPTION:
+        return Scan(ScanStatus.EXCEPTION, code=m.code, size=m.size)
+    if st is MatchStatus.NEED_MORE:
+        return _SCAN_NEED_MORE
+    if st is MatchStatus.BAD_CRC:
+        return _SCAN_BAD_CRC
+    return None
 
 
 class TxStatus(enum.Enum):
@@ -670,6 +691,31 @@ class PolledDriver(TransducerDriver):
     def emit_frame(self, frame: Frame) -> None:
         """Hand a non-SAMPLE frame (an ``IdentityFrame``) to the monitor."""
         self._deliver(DecodeBatch(_EMPTY.samples, [(0, frame)]), self.clock())
+
+    def emit_identity(
+        self,
+        dev: DeviceState,
+        model: str,
+        serial: int,
+        firmware: int,
+        range_pa: tuple[float, float] = (math.nan, math.nan),
+    ) -> None:
+        """Hand ``dev``'s ``IdentityFrame`` to the monitor: ``firmware``
+        major<<8|minor, ``range_pa`` (min, max) in Pa (NaN: not known), the
+        rate its configured one."""
+        self.emit_frame(
+            IdentityFrame(
+                addr=dev.addr,
+                seq=0,
+                flags=0,
+                model=model,
+                serial=serial,
+                firmware=firmware,
+                range_min_pa=range_pa[0],
+                range_max_pa=range_pa[1],
+                rate_mhz=round(dev.target.rate_hz * 1000),
+            )
+        )
 
     def _note_window(self) -> None:
         now = self.clock()

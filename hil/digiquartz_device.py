@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from drivers.digiquartz import wire
 from drivers.digiquartz.values import pa_per_unit
-from hil.keller_device import Conversion
+from hil.polled_base import EmulatedDevice, LineCounters, PolledLine
 
 MAX_COMMAND_LINE = 128
 #: at most this many continuous lines per device and ``emit`` call (a long
@@ -43,7 +43,7 @@ MAX_EMIT_LINES = 10_000
 INTEGRATION_MS = (1, 60_000)
 
 
-class DigiquartzDevice:
+class DigiquartzDevice(EmulatedDevice):
     """One transducer at ``dev_id`` (1..98); ``unit`` a UN code; PI/TI in ms."""
 
     def __init__(
@@ -59,28 +59,25 @@ class DigiquartzDevice:
     ):
         if not wire.MIN_ID <= dev_id <= wire.MAX_ID:
             raise ValueError(f"a device ID is 1..98 (got {dev_id})")
-        self.addr = dev_id
+        super().__init__(dev_id)
         self.serial = serial
         self.unit = unit
         self.pi_ms = pi_ms
         self.ti_ms = ti_ms
         self.model = model
         self.firmware = firmware
-        self.latest = Conversion()
         self.mode: str | None = None  # "P4", "Q4" or "P7" while continuous
         self.next_out_s = math.inf
         self.p7_temperature_sent = False
         self.write_enabled = False
-        self.requests = 0
         self.writes = 0
         self.refused_writes = 0
-        self.power_ups = 1
 
     def power_up(self) -> None:
         """A power cycle: the continuous output stops (UN, PI, TI are in EEPROM)."""
+        super().power_up()
         self.mode = None
         self.write_enabled = False
-        self.power_ups += 1
 
     # -- values
     def pressure(self) -> str | None:
@@ -177,39 +174,30 @@ _ATTR = {"UN": "unit", "PI": "pi_ms", "TI": "ti_ms"}
 
 
 @dataclass
-class LineCounters:
-    """What the emulated line saw."""
+class DigiquartzCounters(LineCounters):
+    """What the emulated line saw (``frames``: commands carried out for at least one device)."""
 
-    frames: int = 0  # commands carried out (for at least one device)
-    replies: int = 0
-    broadcasts: int = 0
     bad_commands: int = 0  # segments that are no ``DDSSCC[=v]``, overlong or cut lines
-    not_for_us: int = 0
     lines_out: int = 0  # continuous lines emitted
 
 
-class DigiquartzLine:
+class DigiquartzLine(PolledLine):
     """The devices on one line; ``feed`` the host's bytes, ``emit`` the continuous output."""
 
+    counters: DigiquartzCounters
+
     def __init__(self, devices: list[DigiquartzDevice], *, echo: bool = False, gap_s: float = 0.5):
-        self.devices = {d.addr: d for d in devices}
+        super().__init__(devices, DigiquartzCounters(), echo=echo, gap_s=gap_s)
         if len(self.devices) != len(devices):
             raise ValueError("two devices at one ID")
-        self.echo = echo
-        self.gap_s = gap_s
-        self.counters = LineCounters()
-        self._buf = bytearray()
-        self._last_t_s = -math.inf
+
+    def _drop_partial(self, buf: bytearray) -> None:
+        self.counters.bad_commands += 1
 
     def feed(self, data: bytes, t_s: float, powered=lambda addr: True) -> list[bytes]:
         """Host bytes at emulator time ``t_s`` -> the reply lines, in order."""
-        out: list[bytes] = [bytes(data)] if self.echo and data else []
-        if t_s - self._last_t_s > self.gap_s and self._buf:
-            self.counters.bad_commands += 1
-            self._buf.clear()
-        self._last_t_s = t_s
+        out = self._receive(data, t_s)
         buf = self._buf
-        buf += data
         while True:
             ends = [i for i in (buf.find(b"\r"), buf.find(b"\n")) if i >= 0]
             if not ends:

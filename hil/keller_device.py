@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
 
 from drivers.keller.fast import crc16, frame
 from drivers.keller.wire import (
@@ -41,6 +40,7 @@ from drivers.keller.wire import (
     Stat,
 )
 from drivers.protocol import Status
+from hil.polled_base import Conversion, CrcLine, CrcLineCounters, EmulatedDevice, frame_end
 
 #: bytes of each function's request, CRC included (the device checks lengths)
 REQUEST_LEN = {
@@ -66,16 +66,10 @@ _CH0, _P1, _TOB1, _TOB2 = (int(c) for c in (Channel.CH0, Channel.P1, Channel.TOB
 _FUNCTIONS = {int(f): f for f in Function}
 
 
-@dataclass
-class Conversion:
-    """The device's latest measurement: pressure in Pa, temperature in deg C, SAMPLE status bits."""
-
-    pressure_pa: float = math.nan
-    temperature_c: float = math.nan
-    status: int = 0
+__all__ = ["Conversion", "KellerDevice", "KellerLine"]
 
 
-class KellerDevice:
+class KellerDevice(EmulatedDevice):
     """One transmitter at ``addr``; ranges in Pa; firmware ``(class, group, year, week)``."""
 
     def __init__(
@@ -88,23 +82,20 @@ class KellerDevice:
         firmware: tuple[int, int, int, int] = (5, 20, 5, 50),
         buf: int = 10,
     ):
-        self.addr = addr
+        super().__init__(addr)
         self.serial = serial
         self.range_min_pa = range_min_pa
         self.range_max_pa = range_max_pa
         self.firmware = firmware
         self.buf = buf
-        self.latest = Conversion()
         self.initialised = False
         self.first_access = True
-        self.requests = 0
-        self.power_ups = 1
 
     def power_up(self) -> None:
         """A power cycle: the initialisation is lost, the next F48 says STAT 0."""
+        super().power_up()
         self.initialised = False
         self.first_access = True
-        self.power_ups += 1
 
     def handle(self, fn: int, params: bytes) -> bytes | None:
         """Reply data (``FN data`` without ADDR and CRC) of one request, or None (silence)."""
@@ -173,63 +164,28 @@ def _exception(fn: int, code: ExceptionCode) -> bytes:
     return bytes((fn | EXCEPTION_BIT, int(code)))
 
 
-@dataclass
-class LineCounters:
-    """What the emulated line saw: frames answered, silences and why, broadcasts."""
-
-    frames: int = 0
-    replies: int = 0
-    broadcasts: int = 0
-    bad_frames: int = 0  # bytes dropped without a valid CRC frame (bad CRC, gap)
-    silent_wrong_length: int = 0
-    not_for_us: int = 0
-    bytes_echoed: int = 0
-
-
-class KellerLine:
+class KellerLine(CrcLine):
     """The devices on one RS-485 line; ``feed`` the host's bytes, get the line's answer."""
 
     def __init__(self, devices: list[KellerDevice], *, echo: bool = False, gap_s: float = 0.05):
-        self.devices = {d.addr: d for d in devices}
-        self.echo = echo
-        self.gap_s = gap_s
-        self.counters = LineCounters()
-        self._buf = bytearray()
-        self._last_t_s = -math.inf
+        super().__init__(devices, CrcLineCounters(), echo=echo, gap_s=gap_s)
 
-    def feed(self, data: bytes, t_s: float, powered=lambda addr: True) -> list[bytes]:
-        """Host bytes at emulator time ``t_s`` -> the chunks the line sends back, in order.
+    def _drop_partial(self, buf: bytearray) -> None:
+        # the gap ends the frame: a good CRC there is a wrong length, else garbage
+        if len(buf) >= 4 and _crc_ok(buf, len(buf)):
+            self.counters.silent_wrong_length += 1
+        else:
+            self.counters.bad_frames += 1
 
-        ``powered(addr)``: whether that device can answer now (booting or a
-        silent fault: it cannot, and does not execute the request either).
-        """
-        out: list[bytes] = []
-        if self.echo and data:
-            out.append(bytes(data))
-            self.counters.bytes_echoed += len(data)
-        if t_s - self._last_t_s > self.gap_s and self._buf:
-            # the gap ends the frame: a good CRC there is a wrong length, else garbage
-            if len(self._buf) >= 4 and _crc_ok(self._buf, len(self._buf)):
-                self.counters.silent_wrong_length += 1
-            else:
-                self.counters.bad_frames += 1
-            self._buf.clear()
-        self._last_t_s = t_s
-        self._buf += data
-        buf = self._buf
-        while len(buf) >= 4:
-            end = _valid_end(buf)
-            if end is None:
-                if len(buf) < MAX_REQUEST:
-                    break  # perhaps more of the frame comes
-                del buf[0]
-                self.counters.bad_frames += 1
-                continue
-            req = bytes(buf[:end])
-            del buf[:end]
-            self.counters.frames += 1
-            out.extend(self._execute(req, powered))
-        return out
+    def _frame_end(self, buf: bytearray) -> int | None:
+        return frame_end(buf, REQUEST_LEN.get(buf[1]), MAX_REQUEST, _crc_ok)
+
+    def _drop_noise(self, buf: bytearray) -> bool:
+        if len(buf) < MAX_REQUEST:
+            return False
+        del buf[0]
+        self.counters.bad_frames += 1
+        return True
 
     def _execute(self, req: bytes, powered) -> list[bytes]:
         addr, fn, params = req[0], req[1], req[2:-2]
@@ -259,19 +215,3 @@ class KellerLine:
 
 def _crc_ok(buf: bytearray, end: int) -> bool:
     return crc16(bytes(buf[: end - 2])) == (buf[end - 2] << 8 | buf[end - 1])
-
-
-def _valid_end(buf: bytearray) -> int | None:
-    """Length of the frame at the start of ``buf``: its function's request length
-    if the CRC is good there, else the shortest prefix (4..10 bytes) with a good
-    CRC (a wrong length, answered with silence); None: no frame (yet)."""
-    n = len(buf)
-    want = REQUEST_LEN.get(buf[1])
-    if want is not None and n >= want and _crc_ok(buf, want):
-        return want
-    for end in range(4, min(n, MAX_REQUEST) + 1):
-        if end != want and _crc_ok(buf, end):
-            if want is not None and end < want and n < want:
-                return None  # perhaps the rest of the expected request is coming
-            return end
-    return None

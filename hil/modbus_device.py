@@ -36,7 +36,7 @@ from drivers.modbus.fast import crc16, frame, value_encoder
 from drivers.modbus.layout import BROADCAST_ADDR, MAX_REGISTERS, Channel, Layout
 from drivers.modbus.wire import EXCEPTION_BIT, ExceptionCode
 from drivers.protocol import Status
-from hil.keller_device import Conversion
+from hil.polled_base import Conversion, CrcLine, CrcLineCounters, EmulatedDevice, frame_end
 
 PA_PER_BAR = 1e5
 #: the longest frame of an unknown function looked for (its CRC is searched up to here)
@@ -50,9 +50,10 @@ def _words(b: bytes) -> list[int]:
     return [b[i] << 8 | b[i + 1] for i in range(0, len(b), 2)]
 
 
-class ModbusDevice:
+class ModbusDevice(EmulatedDevice):
     """One transmitter at ``addr`` with register ``layout``; ranges in Pa;
-    ``firmware`` ``(class, group, year, week)`` (the keller preset's 0x020E/0x020F)."""
+    ``firmware`` ``(class, group, year, week)`` (the keller preset's 0x020E/0x020F).
+    Modbus keeps no session: a power cycle (the base's ``power_up``) is only counted."""
 
     def __init__(
         self,
@@ -63,22 +64,15 @@ class ModbusDevice:
         *,
         firmware: tuple[int, int, int, int] = (5, 20, 5, 50),
     ):
-        self.addr = addr
+        super().__init__(addr)
         self.layout = layout
         self.range_min_pa = range_min_pa
         self.range_max_pa = range_max_pa
         self.firmware = firmware
         self.max_registers = min(layout.max_registers, MAX_REGISTERS)
-        self.latest = Conversion()
-        self.requests = 0
-        self.power_ups = 1
         self._enc_p = value_encoder(layout.pressure)
         self._enc_t = value_encoder(layout.temperature) if layout.temperature else None
         self._enc_f = value_encoder(_KELLER_BAR)
-
-    def power_up(self) -> None:
-        """A power cycle (Modbus keeps no session: only counted)."""
-        self.power_ups += 1
 
     # -- the values ------------------------------------------------------------
     def pressure_pa(self) -> float:
@@ -162,17 +156,10 @@ class ModbusDevice:
 
 
 @dataclass
-class LineCounters:
-    """What the emulated line saw: frames answered, silences and why, broadcasts."""
+class LineCounters(CrcLineCounters):
+    """What the emulated line saw: also the exception replies."""
 
-    frames: int = 0
-    replies: int = 0
     exceptions: int = 0
-    broadcasts: int = 0
-    bad_frames: int = 0  # bytes dropped without a valid CRC frame (bad CRC, gap)
-    silent_wrong_length: int = 0
-    not_for_us: int = 0
-    bytes_echoed: int = 0
 
 
 def _expected_len(buf: bytearray) -> int | None:
@@ -185,19 +172,8 @@ def _expected_len(buf: bytearray) -> int | None:
     return None
 
 
-def _valid_end(buf: bytearray) -> int | None:
-    """Length of the frame at the start of ``buf``: its function's length if the
-    CRC is good there, else the shortest prefix with a good CRC; None: none (yet)."""
-    n = len(buf)
-    want = _expected_len(buf)
-    if want is not None and n >= want and crc16(memoryview(buf)[:want]) == 0:
-        return want
-    for end in range(4, min(n, MAX_UNKNOWN_FRAME) + 1):
-        if end != want and crc16(memoryview(buf)[:end]) == 0:
-            if want is not None and end < want and n < want:
-                return None  # perhaps the rest of the expected request is coming
-            return end
-    return None
+def _crc_zero(buf: bytearray, end: int) -> bool:
+    return crc16(memoryview(buf)[:end]) == 0
 
 
 def _resync(buf: bytearray) -> int:
@@ -206,57 +182,37 @@ def _resync(buf: bytearray) -> int:
     for i in range(1, len(buf) - 3):
         rest = buf[i:]
         want = _expected_len(rest)
-        if want is not None and len(rest) >= want and crc16(memoryview(rest)[:want]) == 0:
+        if want is not None and len(rest) >= want and _crc_zero(rest, want):
             return i
     return 0
 
 
-class ModbusLine:
+class ModbusLine(CrcLine):
     """The devices on one RS-485 line; ``feed`` the host's bytes, get the line's answer."""
 
+    counters: LineCounters
+
     def __init__(self, devices: list[ModbusDevice], *, echo: bool = False, gap_s: float = 0.05):
-        self.devices = {d.addr: d for d in devices}
-        self.echo = echo
-        self.gap_s = gap_s
-        self.counters = LineCounters()
-        self._buf = bytearray()
-        self._last_t_s = -math.inf
+        super().__init__(devices, LineCounters(), echo=echo, gap_s=gap_s)
 
-    def feed(self, data: bytes, t_s: float, powered=lambda addr: True) -> list[bytes]:
-        """Host bytes at emulator time ``t_s`` -> the chunks the line sends back, in order.
+    def _drop_partial(self, buf: bytearray) -> None:
+        self.counters.bad_frames += 1  # the gap ends an incomplete frame
 
-        ``powered(addr)``: whether that device can answer now (booting or a
-        silent fault: it cannot).
-        """
-        out: list[bytes] = []
-        if self.echo and data:
-            out.append(bytes(data))
-            self.counters.bytes_echoed += len(data)
-        if t_s - self._last_t_s > self.gap_s and self._buf:
-            self.counters.bad_frames += 1  # the gap ends an incomplete frame
-            self._buf.clear()
-        self._last_t_s = t_s
-        self._buf += data
-        buf = self._buf
-        while len(buf) >= 4:
-            end = _valid_end(buf)
-            if end is None:
-                skip = _resync(buf)
-                if skip:  # noise before a complete request: drop the noise
-                    del buf[:skip]
-                    self.counters.bad_frames += skip
-                    continue
-                want = _expected_len(buf)
-                if len(buf) < (want if want is not None else MAX_UNKNOWN_FRAME):
-                    break  # perhaps more of the frame comes
-                del buf[0]
-                self.counters.bad_frames += 1
-                continue
-            req = bytes(buf[:end])
-            del buf[:end]
-            self.counters.frames += 1
-            out.extend(self._execute(req, powered))
-        return out
+    def _frame_end(self, buf: bytearray) -> int | None:
+        return frame_end(buf, _expected_len(buf), MAX_UNKNOWN_FRAME, _crc_zero)
+
+    def _drop_noise(self, buf: bytearray) -> bool:
+        skip = _resync(buf)
+        if skip:  # noise before a complete request: drop the noise
+            del buf[:skip]
+            self.counters.bad_frames += skip
+            return True
+        want = _expected_len(buf)
+        if len(buf) < (want if want is not None else MAX_UNKNOWN_FRAME):
+            return False
+        del buf[0]
+        self.counters.bad_frames += 1
+        return True
 
     def _execute(self, req: bytes, powered) -> list[bytes]:
         addr, fn, data = req[0], req[1], req[2:-2]

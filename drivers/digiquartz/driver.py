@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from drivers.digiquartz import wire
 from drivers.digiquartz.values import UNIT_NAMES, pa_per_unit, unit_code, unit_name
 from drivers.digiquartz.wire import LineKind
-from drivers.frames import IdentityFrame
 from drivers.link import LinkDownError
 from drivers.polled import (
     _EMPTY,
@@ -283,18 +282,11 @@ class DigiquartzDriver(PolledDriver):
         model = mn.data.decode("ascii")
         dev.info.update(serial=serial, model=model, firmware=vr.data.decode("ascii"))
         dev.info["identified"] = True
-        self.emit_frame(
-            IdentityFrame(
-                addr=dev.addr,
-                seq=0,
-                flags=0,
-                model=f"DQ {model}"[:16],
-                serial=serial,
-                firmware=_firmware(vr.data.decode("ascii")),
-                range_min_pa=math.nan,
-                range_max_pa=math.nan,
-                rate_mhz=round(dev.target.rate_hz * 1000),
-            )
+        self.emit_identity(
+            dev,
+            model=f"DQ {model}"[:16],
+            serial=serial,
+            firmware=_firmware(vr.data.decode("ascii")),
         )
         return True
 

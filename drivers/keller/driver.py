@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import math
 
-from drivers.frames import IdentityFrame
 from drivers.keller import fast
-from drivers.keller.fast import MatchStatus
 from drivers.keller.values import PA_PER_BAR, sample_status
 from drivers.keller.wire import (
     REPLY_SIZE,
@@ -32,6 +30,7 @@ from drivers.keller.wire import (
     Function,
     Stat,
 )
+from drivers.match import MatchStatus
 from drivers.polled import (
     DeviceState,
     PolledDriver,
@@ -40,6 +39,7 @@ from drivers.polled import (
     TxResult,
     TxStatus,
     line_budget,
+    scan_of_match,
     wire_s,
 )
 
@@ -76,16 +76,9 @@ class KellerDriver(PolledDriver):
     # -- framing -------------------------------------------------------------
     def _scan(self, buf: bytearray, start: int, expect: object) -> Scan:
         addr, fn = expect  # type: ignore[misc]
-        m = fast.match_reply(buf, addr, fn, start)
-        st = m.status
-        if st is MatchStatus.REPLY:
-            return Scan(ScanStatus.REPLY, data=m.data, size=m.size)
-        if st is MatchStatus.EXCEPTION:
-            return Scan(ScanStatus.EXCEPTION, code=m.code, size=m.size)
-        if st is MatchStatus.NEED_MORE:
-            return Scan(ScanStatus.NEED_MORE)
-        if st is MatchStatus.BAD_CRC:
-            return Scan(ScanStatus.BAD, size=1, reason="crc")
+        scan = scan_of_match(fast.match_reply(buf, addr, fn, start))
+        if scan is not None:
+            return scan
         # another device's (or function's) complete reply: skip it whole
         other = (
             fast.match_reply(buf, buf[start], buf[start + 1] & 0x7F, start)
@@ -149,18 +142,12 @@ class KellerDriver(PolledDriver):
         p_max = fast.f30_value(hi.data) * PA_PER_BAR if hi.ok else math.nan
         year, week = dev.info["firmware"]
         dev.info.update(serial=serial, range_pa=(p_min, p_max), identified=True)
-        self.emit_frame(
-            IdentityFrame(
-                addr=dev.addr,
-                seq=0,
-                flags=0,
-                model=f"KELLER {dev.info['device_class']}.{dev.info['group']}",
-                serial=serial,
-                firmware=(year & 0xFF) << 8 | (week & 0xFF),
-                range_min_pa=p_min,
-                range_max_pa=p_max,
-                rate_mhz=round(dev.target.rate_hz * 1000),
-            )
+        self.emit_identity(
+            dev,
+            model=f"KELLER {dev.info['device_class']}.{dev.info['group']}",
+            serial=serial,
+            firmware=(year & 0xFF) << 8 | (week & 0xFF),
+            range_pa=(p_min, p_max),
         )
         return True
 

@@ -3,17 +3,15 @@
 ``request(addr, fn, params)`` returns cached wire bytes (a poll cycle sends the
 same few requests again and again).  ``match_reply(buf, addr, fn)`` looks at
 the start of a receive buffer for the answer to one request and says what it
-found as a ``Match`` (F Prime's frame detector: complete, more bytes needed,
-or bad, in which case the caller drops one byte and looks again).  Tests
+found as a ``drivers.match.Match`` (F Prime's frame detector: complete, more
+bytes needed, or bad, in which case the caller drops one byte and looks again).  Tests
 cross-check both against the construct declarations in ``drivers.keller.wire``.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import struct
-from dataclasses import dataclass
 
 from drivers.keller.wire import (
     CRC_TABLE,
@@ -22,6 +20,7 @@ from drivers.keller.wire import (
     REPLY_SIZE,
     Function,
 )
+from drivers.match import BAD_CRC, NEED_MORE, WRONG_ADDRESS, WRONG_FUNCTION, Match, MatchStatus
 
 _F73 = struct.Struct(">fB")
 _F48 = struct.Struct(">6B")
@@ -51,34 +50,6 @@ def frame(addr: int, fn: int, data: bytes = b"") -> bytes:
     return body + crc16(body).to_bytes(2, "big")
 
 
-class MatchStatus(enum.Enum):
-    """What the start of a receive buffer holds for the request in flight."""
-
-    REPLY = "reply"  # the normal reply, CRC good
-    EXCEPTION = "exception"  # an exception reply, CRC good
-    NEED_MORE = "need_more"  # a plausible start: wait for more bytes
-    WRONG_ADDRESS = "wrong_address"  # not the addressed device: drop one byte
-    WRONG_FUNCTION = "wrong_function"  # the right address, another function: drop one byte
-    BAD_CRC = "bad_crc"  # the right length, CRC wrong (also: low byte first): drop one byte
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """``status``; for REPLY the ``data`` bytes between FN and the CRC, for
-    EXCEPTION the ``code``; ``size`` the bytes the frame takes (0 if none)."""
-
-    status: MatchStatus
-    data: bytes = b""
-    code: int = 0
-    size: int = 0
-
-
-_NEED_MORE = Match(MatchStatus.NEED_MORE)
-_WRONG_ADDRESS = Match(MatchStatus.WRONG_ADDRESS)
-_WRONG_FUNCTION = Match(MatchStatus.WRONG_FUNCTION)
-_BAD_CRC = Match(MatchStatus.BAD_CRC)
-
-
 def match_reply(buf: bytes | bytearray, addr: int, fn: int, start: int = 0) -> Match:
     """The answer of device ``addr`` to function ``fn`` at ``buf[start:]``, if any.
 
@@ -88,23 +59,23 @@ def match_reply(buf: bytes | bytearray, addr: int, fn: int, start: int = 0) -> M
     avail = len(buf) - start
     if avail < 2:
         if avail == 1 and buf[start] != addr:
-            return _WRONG_ADDRESS
-        return _NEED_MORE
+            return WRONG_ADDRESS
+        return NEED_MORE
     if buf[start] != addr:
-        return _WRONG_ADDRESS
+        return WRONG_ADDRESS
     got = buf[start + 1]
     if got == fn:
         size = REPLY_SIZE[Function(fn)]
     elif got == fn | EXCEPTION_BIT:
         size = EXCEPTION_SIZE
     else:
-        return _WRONG_FUNCTION
+        return WRONG_FUNCTION
     if avail < size:
-        return _NEED_MORE
+        return NEED_MORE
     end = start + size
     body = bytes(buf[start : end - 2])
     if crc16(body) != (buf[end - 2] << 8 | buf[end - 1]):
-        return _BAD_CRC
+        return BAD_CRC
     if got == fn:
         return Match(MatchStatus.REPLY, data=body[2:], size=size)
     return Match(MatchStatus.EXCEPTION, code=body[2], size=size)

@@ -28,9 +28,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from drivers.frames import IdentityFrame
+from drivers.match import MatchStatus
 from drivers.modbus import fast
-from drivers.modbus.fast import MatchStatus
 from drivers.modbus.layout import KELLER_FIRMWARE, Channel, Layout, Read, layouts_from_options
 from drivers.modbus.values import sample_status
 from drivers.modbus.wire import REQUEST_SIZE, reply_size
@@ -42,6 +41,7 @@ from drivers.polled import (
     TxResult,
     TxStatus,
     line_budget,
+    scan_of_match,
     wire_s,
 )
 
@@ -167,17 +167,12 @@ class ModbusDriver(PolledDriver):
     def _scan(self, buf: bytearray, start: int, expect: object) -> Scan:
         addr, fn, count = expect  # type: ignore[misc]
         m = fast.match_reply(buf, addr, fn, count, start)
-        st = m.status
-        if st is MatchStatus.REPLY:
-            if self.use_pymodbus:  # the whole frame: the adapter parses it again
-                return Scan(ScanStatus.REPLY, data=bytes(buf[start : start + m.size]), size=m.size)
-            return Scan(ScanStatus.REPLY, data=m.data, size=m.size)
-        if st is MatchStatus.EXCEPTION:
-            return Scan(ScanStatus.EXCEPTION, code=m.code, size=m.size)
-        if st is MatchStatus.NEED_MORE:
-            return Scan(ScanStatus.NEED_MORE)
-        if st is MatchStatus.BAD_CRC:
-            return Scan(ScanStatus.BAD, size=1, reason="crc")
+        if self.use_pymodbus and m.status is MatchStatus.REPLY:
+            # the whole frame: the adapter parses it again
+            return Scan(ScanStatus.REPLY, data=bytes(buf[start : start + m.size]), size=m.size)
+        scan = scan_of_match(m)
+        if scan is not None:
+            return scan
         n = fast.frame_size(buf, start)  # another device's (or read's) complete frame
         if n:
             return Scan(ScanStatus.BAD, size=n, reason="foreign")
@@ -247,18 +242,8 @@ class ModbusDriver(PolledDriver):
                 t_c = self._value(results[i].data, plan.temperature)
         if not dev.info.get("announced"):
             dev.info["announced"] = True
-            self.emit_frame(
-                IdentityFrame(
-                    addr=dev.addr,
-                    seq=0,
-                    flags=0,
-                    model=dev.info["model"],
-                    serial=0,
-                    firmware=dev.info["firmware"],
-                    range_min_pa=math.nan,
-                    range_max_pa=math.nan,
-                    rate_mhz=round(dev.target.rate_hz * 1000),
-                )
+            self.emit_identity(
+                dev, model=dev.info["model"], serial=0, firmware=dev.info["firmware"]
             )
         self.emit_sample(dev, p.t_mid_s, p_pa, t_c, sample_status(p_pa, t_c))
         return True

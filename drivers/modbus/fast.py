@@ -3,8 +3,8 @@
 ``read_request(addr, fn, start, count)`` returns cached wire bytes (a poll cycle
 sends the same request again and again).  ``match_reply(buf, addr, fn, count)``
 looks at the start of a receive buffer for the answer to one read and says
-what it found as a ``Match`` (complete, more bytes needed, or bad: the caller
-drops one byte, or a foreign frame whole, and looks again).
+what it found as a ``drivers.match.Match`` (complete, more bytes needed, or
+bad: the caller drops one byte, or a foreign frame whole, and looks again).
 ``value_decoder(channel, offset)`` precompiles one channel's conversion from
 the reply's register bytes.  Tests cross-check all three against the
 construct declarations (``drivers.modbus.wire``) and pymodbus
@@ -13,13 +13,12 @@ construct declarations (``drivers.modbus.wire``) and pymodbus
 
 from __future__ import annotations
 
-import enum
 import functools
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from drivers.keller.wire import CRC_TABLE
+from drivers.match import BAD_CRC, NEED_MORE, WRONG_ADDRESS, WRONG_FUNCTION, Match, MatchStatus
 from drivers.modbus.layout import TYPES, Channel
 from drivers.modbus.wire import EXCEPTION_BIT, EXCEPTION_SIZE
 
@@ -45,60 +44,32 @@ def read_request(addr: int, fn: int, start: int, count: int) -> bytes:
     return frame(addr, fn, start.to_bytes(2, "big") + count.to_bytes(2, "big"))
 
 
-class MatchStatus(enum.Enum):
-    """What the start of a receive buffer holds for the read in flight."""
-
-    REPLY = "reply"  # the normal reply, CRC good
-    EXCEPTION = "exception"  # an exception reply, CRC good
-    NEED_MORE = "need_more"  # a plausible start: wait for more bytes
-    WRONG_ADDRESS = "wrong_address"  # not the addressed device
-    WRONG_FUNCTION = "wrong_function"  # the right address, another function or byte count
-    BAD_CRC = "bad_crc"  # the right length, CRC wrong (also: high byte first)
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """``status``; for REPLY the register ``data`` bytes, for EXCEPTION the
-    ``code``; ``size`` the bytes the frame takes (0 if none)."""
-
-    status: MatchStatus
-    data: bytes = b""
-    code: int = 0
-    size: int = 0
-
-
-_NEED_MORE = Match(MatchStatus.NEED_MORE)
-_WRONG_ADDRESS = Match(MatchStatus.WRONG_ADDRESS)
-_WRONG_FUNCTION = Match(MatchStatus.WRONG_FUNCTION)
-_BAD_CRC = Match(MatchStatus.BAD_CRC)
-
-
 def match_reply(buf: bytes | bytearray, addr: int, fn: int, count: int, start: int = 0) -> Match:
     """The answer of device ``addr`` to a read (``fn``, ``count`` registers) at
     ``buf[start:]``, if any.  Never raises."""
     avail = len(buf) - start
     if avail < 1:
-        return _NEED_MORE
+        return NEED_MORE
     if buf[start] != addr:
-        return _WRONG_ADDRESS
+        return WRONG_ADDRESS
     if avail < 2:
-        return _NEED_MORE
+        return NEED_MORE
     got = buf[start + 1]
     if got == fn:
         if avail < 3:
-            return _NEED_MORE
+            return NEED_MORE
         if buf[start + 2] != 2 * count:
-            return _WRONG_FUNCTION
+            return WRONG_FUNCTION
         size = 5 + 2 * count
     elif got == fn | EXCEPTION_BIT:
         size = EXCEPTION_SIZE
     else:
-        return _WRONG_FUNCTION
+        return WRONG_FUNCTION
     if avail < size:
-        return _NEED_MORE
+        return NEED_MORE
     end = start + size
     if crc16(memoryview(buf)[start:end]) != 0:
-        return _BAD_CRC
+        return BAD_CRC
     if got == fn:
         return Match(MatchStatus.REPLY, data=bytes(buf[start + 3 : end - 2]), size=size)
     return Match(MatchStatus.EXCEPTION, code=buf[start + 2], size=size)
