@@ -60,7 +60,9 @@ def _devices(*addrs, layout=KELLER, p_pa=101_325.0):
 
 
 def _driver(url, addrs, rate_hz=50.0, **kw):
-    kw.setdefault("reply_timeout_s", 0.1)
+    # generous: a loaded machine must not turn a slow reply into a timeout (the
+    # tests of timeouts give their own short window)
+    kw.setdefault("reply_timeout_s", 0.5)
     return ModbusDriver(
         "bus0", url, targets=[PollTarget(a, rate_hz) for a in addrs], baudrate=115200, **kw
     )
