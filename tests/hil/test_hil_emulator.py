@@ -467,7 +467,9 @@ def test_sped_up_writes_hold_at_most_a_quarter_second_of_samples(speed):
         return advance(t_s)
 
     emu.advance = timed_advance
-    runner.run(emu, {"bus0": ep}, duration_s=20.0, speed=speed)
+    # 60 simulated s (0.6 s of wall time at 100 x): enough writes to judge even when a
+    # loaded machine (make test's workers) stalls the runner for part of it
+    runner.run(emu, {"bus0": ep}, duration_s=60.0, speed=speed)
     called = np.array(calls)
     at = [called[np.searchsorted(called, w, side="right") - 1] for w in ep.wall]
     spans, stalls = [], []
