@@ -3,7 +3,9 @@
 Started on 127.0.0.1 and a free port from a configuration written to a
 temporary folder, with anonymous clients or with per-board passwords and an
 ACL (docs/deploy.md has the station's production configuration).  Stopped
-(and its folder removed) by ``stop()`` or the context manager, always.
+(and its folder removed) by ``stop()`` or the context manager, always; if
+the process that started it is killed outright, the kernel stops it
+(``harness.orphan``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import CabinwatchError
+from harness.orphan import guarded
 
 PACKAGE = "mosquitto"  # the Debian package
 
@@ -133,7 +136,7 @@ class MosquittoBroker:
             self.port = free_port()
         conf = self._write_config()
         self.proc = subprocess.Popen(
-            [exe, "-c", str(conf)],
+            guarded([exe, "-c", str(conf)]),  # ends with us even if we are killed outright
             stdout=subprocess.DEVNULL,
             stderr=open(self.folder / "broker.log", "ab"),  # noqa: SIM115 (the child keeps it)
             start_new_session=True,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from common.errors import CabinwatchError
+from harness.orphan import guarded
 from harness.station_split import split_for_station
 
 CLI = [sys.executable, "-m", "firmware_host.cli"]
@@ -151,7 +152,7 @@ class Children:
         try:
             try:
                 popen = subprocess.Popen(
-                    argv,
+                    guarded(argv),  # ends with the demo even if it is killed outright
                     stdout=subprocess.PIPE,
                     stderr=err,
                     stdin=subprocess.DEVNULL,
