@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import CabinwatchError
+from harness.orphan import guarded
 
 #: The repository's Yamcs configuration and the instance it defines.
 ETC = Path(__file__).resolve().parents[1] / "deploy" / "yamcs" / "etc"
@@ -146,9 +147,9 @@ class YamcsServer:
         try:
             with open(self.log_path, "ab") as log:
                 t0 = time.monotonic()
-                self.proc = subprocess.Popen(
-                    [java, *self.java_opts, "-cp", f"{lib}/*", MAIN_CLASS,
-                     "--etc-dir", str(self.etc)],
+                self.proc = subprocess.Popen(  # (guarded: it ends with us if we are killed)
+                    guarded([java, *self.java_opts, "-cp", f"{lib}/*", MAIN_CLASS,
+                             "--etc-dir", str(self.etc)]),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ from common.bounds import check_option
 from common.errors import CabinwatchError
 from common.outpaths import output_folder
 from firmware_host.runtime.instance import InstanceLock
+from harness.orphan import guarded
 
 #: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
 #: interesting part fits in well under a minute of wall time.
@@ -201,8 +202,12 @@ def run(args: argparse.Namespace) -> int:
         f"demo: emulator at {speed:g}x real time from t={start:.0f} s for {duration:.0f} s "
         f"({duration / speed:.0f} s of wall time), over {'TCP' if args.tcp else 'a pty'}"
     )
-    emu = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    emu = subprocess.Popen(  # (guarded: it ends with us even if we are killed outright)
+        guarded(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         urls = _read_endpoints(emu, scenario.link_names)
