@@ -5,7 +5,7 @@ temporary folder, with anonymous clients or with per-board passwords and an
 ACL (docs/deploy.md has the station's production configuration).  Stopped
 (and its folder removed) by ``stop()`` or the context manager, always; if
 the process that started it is killed outright, the kernel stops it
-(``harness.orphan``).
+(``harness.children``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import CabinwatchError
-from harness.orphan import guarded
+from harness.children import guarded, stop_group
 
 PACKAGE = "mosquitto"  # the Debian package
 
@@ -161,16 +161,8 @@ class MosquittoBroker:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Stop the process (SIGKILL by default: a crash); the folder stays."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_group(self.proc, sig, timeout_s=5.0)
         self.proc = None
 
     def restart(self, down_s: float = 0.0) -> None:

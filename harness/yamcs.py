@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import CabinwatchError
-from harness.orphan import guarded
+from harness.children import guarded, stop_group
 
 #: The repository's Yamcs configuration and the instance it defines.
 ETC = Path(__file__).resolve().parents[1] / "deploy" / "yamcs" / "etc"
@@ -222,17 +221,7 @@ class YamcsServer:
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    pass
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+            stop_group(proc, timeout_s=20.0)
         if self._own_folder and not self.keep and self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None

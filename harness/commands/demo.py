@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ from common.bounds import check_option
 from common.errors import CabinwatchError
 from common.outpaths import output_folder
 from firmware_host.runtime.instance import InstanceLock
-from harness.orphan import guarded
+from harness.children import guarded, stop_group
 
 #: Demo windows per shipped scenario: (start_s, duration_s, speed) so that the
 #: interesting part fits in well under a minute of wall time.
@@ -213,12 +211,7 @@ def run(args: argparse.Namespace) -> int:
         urls = _read_endpoints(emu, scenario.link_names)
         return _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, emu)
     finally:
-        if emu.poll() is None:
-            os.killpg(emu.pid, signal.SIGTERM)
-            try:
-                emu.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(emu.pid, signal.SIGKILL)
+        stop_group(emu)
 
 
 def _read_endpoints(emu: subprocess.Popen, links: list[str]) -> dict[str, str]:
@@ -309,9 +302,7 @@ def _run_monitor(args, scenario, urls, start, duration, speed, out, truth_path, 
         app.close()
     if display is not None:
         display.show(app.view(), force=True)
-    if emu.poll() is None:
-        os.killpg(emu.pid, signal.SIGTERM)
-        emu.wait(timeout=10)
+    stop_group(emu)
     return _summary(scenario, rc, app, events, trace, truth_path, start, duration, out)
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import tomli_w
 
+from harness.children import stop_group
+
 CLI = [sys.executable, "-m", "firmware_host.cli"]
 
 
@@ -142,17 +144,7 @@ class EmulatorProcess:
         return urls
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left in the group
+        stop_group(self.proc, timeout_s=5.0)
         for fh in (self.proc.stdout, self.proc.stderr):
             with contextlib.suppress(Exception):
                 fh.close()

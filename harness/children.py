@@ -1,4 +1,5 @@
-"""Children that end with their parent (Linux): ``guarded(argv)``.
+"""The harness's child processes: started so they end with their parent
+(``guarded``), stopped with everything in their process group (``stop_group``).
 
 The bench harness (``demo``, ``demo --station``, the private Mosquitto, Yamcs)
 starts each child in a process group of its own and stops them all on exit,
@@ -21,8 +22,10 @@ from a thread that lives as long as they should.  Elsewhere than on Linux
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 
 #: ``prctl`` option: the signal a process gets when its parent thread exits.
@@ -50,3 +53,18 @@ def guarded(argv: list[str]) -> list[str]:
     if not sys.platform.startswith("linux"):
         return list(argv)
     return [sys.executable, "-I", "-S", "-c", WRAPPER, str(os.getpid()), *argv]
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> None:
+    """Stop ``proc``, the leader of its own process group (``start_new_session``):
+    ``sig`` to the group, up to ``timeout_s`` s for it to end, then SIGKILL to
+    the group (whatever is left of it too), and reap ``proc``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything left in the group
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)

@@ -1,4 +1,4 @@
-"""``harness.orphan``: the bench's children end with their parent even when it is
+"""``harness.children``: the bench's children end with their parent even when it is
 killed outright (SIGKILL runs no clean-up)."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.orphan import guarded
+from harness.children import guarded, stop_group
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 
 PARENT = """
 import subprocess, sys, time
-from harness.orphan import guarded
+from harness.children import guarded, stop_group
 child = subprocess.Popen(guarded(["sleep", "60"]), start_new_session=True)
 print(child.pid, flush=True)
 time.sleep(60)
@@ -83,3 +83,23 @@ def test_a_missing_command_is_one_line_127_and_a_gone_parent_runs_nothing():
 def test_any_working_directory_will_do(tmp_path):
     r = subprocess.run(guarded(["pwd"]), capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and Path(r.stdout.strip()).resolve() == tmp_path.resolve()
+
+
+@pytest.mark.timeout(30)
+def test_stop_group_kills_a_child_deaf_to_sigterm_and_its_whole_group():
+    """SIGTERM ignored: SIGKILL after the timeout, and the grandchild in its group goes too."""
+    proc = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; sleep 60 & echo $!; wait"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    grandchild = int(proc.stdout.readline())
+    t0 = time.monotonic()
+    stop_group(proc, timeout_s=0.5)
+    assert proc.returncode == -signal.SIGKILL
+    assert 0.4 < time.monotonic() - t0 < 10
+    deadline = time.monotonic() + 10
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the group's other process was left running"
+        time.sleep(0.02)
