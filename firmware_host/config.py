@@ -140,7 +140,11 @@ class EstimatorConfig:
     difference so both describe the same moment.  ``slow_period_s``: period of
     the full estimation (fusion, health, leak alarms), at least the loop's period
     and the fastest sensor's sample period; the raw tier and the
-    rapid-depressurization alarm run every tick.  That alarm looks at the raw-tier
+    rapid-depressurization alarm run every tick.  While every volume is quiet
+    (no leak alarm pending or raised, no hatch settling, no onset being held,
+    every estimated loss below half the CAUTION limit) the full estimation runs
+    every ``quiet_period_s`` instead (rounded to a multiple of the period; 0:
+    never slower).  That alarm looks at the raw-tier
     windows up to ``emergency_max_window_s`` plus an extra short window of
     ``emergency_window_s`` (0: none), each only where a sensor has at least
     ``emergency_min_samples`` samples in it.
@@ -163,6 +167,7 @@ class EstimatorConfig:
     clock_drift_ppm: float = 200.0
     temp_lag_s: float = 20.0
     slow_period_s: float = 1.0
+    quiet_period_s: float = 10.0
     pressure_lag_s: float = 0.5
 
 

@@ -11,7 +11,8 @@ and returns a ``TickResult``.  The work is done by the stages of
 
 Every tick runs the fast path (conditioning, the raw tier, the
 rapid-depressurization test); every ``slow_period_s`` the slow path fits every
-window and runs health, estimation and all alarms.  All per-sample and
+window and runs health, estimation and all alarms, or every ``quiet_period_s``
+while every volume is quiet (``MonitorCore.busy``).  All per-sample and
 per-channel work is vectorized in numpy; Python loops run over windows,
 volumes and the (few) alarms that are not idle.  See docs/monitor.md.
 
@@ -30,12 +31,17 @@ import numpy as np
 from common.gas import kg_day_per_pa_s
 from firmware_host.alarms import ActiveAlarm, AlarmEvent
 from firmware_host.config import Limits, MonitorConfig
-from firmware_host.sizing import check_sizing
+from firmware_host.sizing import check_sizing, quiet_period_s
 from firmware_host.stages import alarm_rules
 from firmware_host.stages.alarm_book import AlarmBook, SensorReadings
 from firmware_host.stages.alarm_rules import VolumeFamily
 from firmware_host.stages.conditioning import SampleConditioner
-from firmware_host.stages.estimation import VolumeEstimator, VolumeFit, typical_thermal_pa_s
+from firmware_host.stages.estimation import (
+    EstimateState,
+    VolumeEstimator,
+    VolumeFit,
+    typical_thermal_pa_s,
+)
 from firmware_host.stages.health import OWN_COLS, FaultKind, HealthState, SensorHealth
 from firmware_host.stages.regime import Regime, RegimeTracker
 from firmware_host.stages.results import (
@@ -60,6 +66,9 @@ __all__ = [
     "VolumeEstimate",
     "WindowSlope",
 ]
+
+
+_SETTLED = int(EstimateState.SETTLED)
 
 
 class MonitorCore:
@@ -97,7 +106,14 @@ class MonitorCore:
             sensor_ids=tuple(self.channels.sensor_ids),
             sensor_volumes=tuple(s.volume for s in config.sensors),
         )
-        self._next_slow_s = -math.inf
+        #: period (s) of the slow path while every volume is quiet
+        self.quiet_period_s = quiet_period_s(config)
+        self._last_slow_s = -math.inf
+        self._next_slow_s = -math.inf  # due while busy
+        self._next_quiet_s = -math.inf  # due while quiet
+        self._busy_until_s = math.inf  # busy until the first estimate
+        self._minute_closed = False  # a 60-s bin closed since the last slow tick
+        self._hatch_settled_s = -math.inf  # when the last hatch change has settled
         self._volume_fit: VolumeFit | None = None
         self._sensor_frame: SensorFrame | None = None
         self._pending_events: list[AlarmEvent] = []
@@ -116,6 +132,7 @@ class MonitorCore:
     def set_hatch(self, name: str, is_open: bool, now_s: float) -> None:
         """Record a hatch's state; the volumes whose group changes get a settling time."""
         self.groups.set_hatch(name, is_open, now_s)
+        self._hatch_settled_s = max(self._hatch_settled_s, now_s + self.groups.settle_s)
 
     def set_limit_set(self, name: str) -> None:
         """Switch the active limit set (``flight``, ``ground-test``, ...)."""
@@ -148,15 +165,26 @@ class MonitorCore:
         self.samples_total += n_samples
         minute_closed = self.windows.push(now_s, sums)
 
+        self._minute_closed |= minute_closed
+
         events = self._pending_events
         self._pending_events = []
-        if now_s >= self._next_slow_s - 1e-9:
-            P = self.slow_period_s
+        due = self._next_slow_s if self.busy(now_s) else self._next_quiet_s
+        if now_s >= due - 1e-9:
+            P, Q = self.slow_period_s, self.quiet_period_s
             self._next_slow_s = (math.floor(now_s / P + 1e-9) + 1) * P
+            self._next_quiet_s = (math.floor(now_s / Q + 1e-9) + 1) * Q
+            # the weight of this estimation in the slow averages: the periods since
+            # the last one (one at the start, at most a quiet period)
+            periods = (now_s - self._last_slow_s) / P
+            n = min(max(round(periods), 1), round(Q / P)) if math.isfinite(periods) else 1
+            step_s = P * n
+            self._last_slow_s = now_s
             # NaN marks missing data throughout: one errstate for the whole slow tick
             # (the stages' slow-tick functions do not set their own)
             with np.errstate(invalid="ignore", divide="ignore"):
-                self._slow_tick(now_s, minute_closed, events)
+                self._slow_tick(now_s, self._minute_closed, events, step_s)
+            self._minute_closed = False
         elif n_samples or self.alarms.family_live(VolumeFamily.RAPID_DEPRESS):
             # a tick without a new sample brings no new evidence of a fall (only old
             # samples leaving the windows): the test waits for data, unless an alarm
@@ -177,8 +205,51 @@ class MonitorCore:
         self.last_result = result
         return result
 
-    def _slow_tick(self, now_s: float, minute_closed: bool, events: list) -> None:
-        """Fits of every window, health, estimation and every alarm."""
+    def busy(self, now_s: float) -> bool:
+        """True while the slow path runs every ``slow_period_s``: until the
+        estimates have settled, while a volume or sensor alarm is pending or raised
+        (or returned to normal and not yet acknowledged), while a sensor shows a
+        fault, while a hatch change settles, while the estimator holds an onset,
+        and while some volume's estimated loss is at least half the CAUTION limit
+        (as of the last estimate).  Otherwise all is quiet and it runs every
+        ``quiet_period_s``."""
+        return (
+            now_s < self._busy_until_s
+            or now_s < self._hatch_settled_s
+            or self.conditioner.flagged
+            or self.alarms.any_volume_live()
+            or self.alarms.any_sensor_live()
+        )
+
+    def _quiet_after(self, now_s: float, fit: VolumeFit) -> float:
+        """Until when (s) the estimate ``fit`` keeps the slow path at its full rate:
+        ``now_s`` if every volume's loss is below half the CAUTION limit (its
+        estimate, and each window's at 2 sigma), no sensor shows a fault and
+        every volume has a settled estimate, else
+        forever (until the next estimate says otherwise); at least while the
+        estimator holds an onset."""
+        held = float(self.estimator.undelayed_until_s.max())
+        half = 0.5 * self.limits.caution_leak_kg_day
+        if np.count_nonzero(np.abs(fit.mass_rate_kg_day) >= half):
+            return math.inf
+        # any window (a short one sees a leak first) with a loss of at least half
+        # the CAUTION limit, at 3 sigma
+        loss = -fit.slope_comp_pa_s  # Pa/s, (windows, volumes)
+        if np.count_nonzero(
+            (loss * fit.kg_day_per_pa_s >= half) & (loss >= 3.0 * fit.slope_comp_stderr_pa_s)
+        ):
+            return math.inf
+        if np.count_nonzero(self.health.active):
+            return math.inf
+        # a volume whose estimate has not settled (at the start while the windows
+        # fill, after a change of the best window, without a usable sensor)
+        if np.count_nonzero(fit.state != _SETTLED):
+            return math.inf
+        return max(now_s, held)
+
+    def _slow_tick(self, now_s: float, minute_closed: bool, events: list, step_s: float) -> None:
+        """Fits of every window, health, estimation and every alarm; ``step_s`` the
+        time (s) since the last slow tick."""
         cond, health, groups = self.conditioner, self.health, self.groups
         fits = self.windows.fits(now_s, self.health.noise_var)
         rate_hz = health.measure_rates(cond.n_total, cond.last_t_us, cond.has_clock)
@@ -198,11 +269,12 @@ class MonitorCore:
             cond.stuck_run,
             cond.last_arrival,
             cond.has_sample,
+            step_s,
         )
         if corrupt.any():
             self._clear_history(corrupt)
             cond.clear_sums(corrupt)
-        health.learn_noise(cond.reg_p, cond.reg_count, self.limits.emergency_drop_sigma)
+        health.learn_noise(cond.reg_p, cond.reg_count, self.limits.emergency_drop_sigma, step_s)
         clock_rate_ppm = cond.clock_rate_ppm()
         trusted = cond.has_sample & ~health.drop
         fit = self.estimator.estimate(
@@ -266,6 +338,7 @@ class MonitorCore:
         )
         self.alarms.step_links(now_s, cond.unknown, hc.recover_s, events)
         self._volume_fit = fit
+        self._busy_until_s = self._quiet_after(now_s, fit)
         self._sensor_frame = SensorFrame(
             state=health.state.copy(),
             faults=health.active.copy(),

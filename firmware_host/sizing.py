@@ -95,6 +95,13 @@ def estimation_period_s(config: MonitorConfig) -> float:
     return max(periods)
 
 
+def quiet_period_s(config: MonitorConfig) -> float:
+    """How often (s) the full estimation runs while every volume is quiet:
+    ``quiet_period_s`` as a whole number of estimation periods (at least one)."""
+    period = estimation_period_s(config)
+    return period * max(1, round(config.estimator.quiet_period_s / period))
+
+
 def lag_periods(config: MonitorConfig) -> int:
     """Estimation periods by which pressure slopes are delayed for temperature
     compensation: the sensors' temperature lag less their pressure lag."""

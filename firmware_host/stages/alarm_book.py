@@ -301,6 +301,14 @@ class AlarmBook:
         a = self._alarms[key] = Alarm(source, level, kind, unit, label)
         return a
 
+    def any_volume_live(self) -> bool:
+        """True if any volume alarm (leak, reserve, rapid depressurization) is not idle."""
+        return any(self._volume_live.values())
+
+    def any_sensor_live(self) -> bool:
+        """True if any sensor advisory is not idle."""
+        return bool(self._sensor_live)
+
     def family_live(self, family: VolumeFamily) -> bool:
         """True if any alarm of ``family`` is not idle."""
         return bool(self._volume_live.get(family))

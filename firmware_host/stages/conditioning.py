@@ -77,6 +77,7 @@ class SampleConditioner:
         self.sums = np.zeros((4, C))  # n, sum t, sum p, sum T of this tick
         self._spare_sums = np.zeros((4, C))
         self.fault_flags = np.zeros(C, dtype=np.int64)
+        self.flagged = False  # some fault_flags may be set (taken since)
         self.last_arrival = np.full(C, np.nan)
         self.n_total = np.zeros(C, dtype=np.int64)
         self.samples_pending = 0
@@ -197,6 +198,7 @@ class SampleConditioner:
                 reset = reboot | (had & ((st & _CONFIG_CHANGED) != 0))
             if any_reboot:
                 self.fault_flags[ch[reboot]] |= int(FaultKind.REBOOT)
+                self.flagged = True
             if reset.any():
                 self.reset_channels(ch[reset])
                 had = self.has_clock[ch]
@@ -232,6 +234,7 @@ class SampleConditioner:
             stat = (st & _STATUS_FAULT_BITS) != 0
             self.fault_flags[ch[oor]] |= int(FaultKind.OUT_OF_RANGE)
             self.fault_flags[ch[stat]] |= int(FaultKind.STATUS)
+            self.flagged = True
             valid = ~(oor | stat)
             if not valid.all():
                 ch, th, p, temp = ch[valid], th[valid], p[valid], temp[valid]
@@ -290,6 +293,7 @@ class SampleConditioner:
             )
             if spike.any():
                 self.fault_flags[ch[spike]] |= int(FaultKind.SPIKE)
+                self.flagged = True
                 emit = judge & ~spike
         n_emit = np.count_nonzero(emit)
         acc = self.sums
@@ -338,6 +342,7 @@ class SampleConditioner:
         """The ``FaultKind`` bits seen since the last call (one int per channel)."""
         flags = self.fault_flags
         self.fault_flags = np.zeros(self.n_channels, dtype=np.int64)
+        self.flagged = False
         return flags
 
     def clock_rate_ppm(self) -> np.ndarray:

@@ -134,6 +134,7 @@ class SensorHealth:
         self.scatter_age = np.zeros(C)
         self.noise_var = np.full(C, np.nan)  # usual per-sample pressure variance (Pa^2)
         self.noise_n = np.zeros(C)  # updates of noise_var so far
+        self.noise_learnt_s = np.zeros(C)  # time (s) those updates covered
         self.drop_threshold = np.full(C, np.inf)  # sudden-drop threshold (Pa)
         self.active = np.zeros((C, K), dtype=bool)
         windows_s = np.asarray(config.windows_s, dtype=float)
@@ -193,10 +194,14 @@ class SensorHealth:
         )
         return self.rate_hz
 
-    def update(self, now_s, fits, flags, stuck_run, last_arrival, has_sample) -> np.ndarray:
+    def update(
+        self, now_s, fits, flags, stuck_run, last_arrival, has_sample, step_s=None
+    ) -> np.ndarray:
         """Judge every sensor at host time ``now_s`` (s) from the window fits
         (``WindowFits``), the conditioner's fault ``flags`` (``FaultKind`` bits),
-        stuck runs, last arrival times (s) and which sensors have a sample.
+        stuck runs, last arrival times (s) and which sensors have a sample;
+        ``step_s``: time (s) since the last update (default ``slow_period_s``),
+        the weight of this update in the slow averages.
 
         Returns the channels whose history has become suspect (to be cleared)."""
         hc = self.hc
@@ -232,11 +237,12 @@ class SensorHealth:
         known = self.scatter_age >= hc.noisy_learn_s
         noisy &= known & (sc > hc.noisy_ratio * base)
         learn = np.isfinite(sc) & self.usable & ~noisy
-        alpha = min(1.0, self.slow_period_s / hc.noisy_learn_s)
+        step = self.slow_period_s if step_s is None else step_s
+        alpha = min(1.0, step / hc.noisy_learn_s)
         self.scatter_base = np.where(
             learn, np.where(np.isfinite(base), base + alpha * (sc - base), sc), base
         )
-        self.scatter_age = self.scatter_age + np.where(learn, self.slow_period_s, 0.0)
+        self.scatter_age = self.scatter_age + np.where(learn, step, 0.0)
         cond[:, DISAGREE_COL] = disagree
         cond[:, NOISY_COL] = noisy
         cond[:, DRIFT_COL] = self.drift
@@ -401,14 +407,17 @@ class SensorHealth:
         excl = flag & (cnt[v] >= 3)
         return flag, excl, noisy
 
-    def learn_noise(self, reg_p: np.ndarray, reg_count: np.ndarray, emergency_drop_sigma) -> None:
+    def learn_noise(
+        self, reg_p: np.ndarray, reg_count: np.ndarray, emergency_drop_sigma, step_s=None
+    ) -> None:
         """Each healthy sensor's usual per-sample pressure variance (Pa^2), slowly.
 
         From the successive differences in its spike-filter register ``reg_p``
         (``(C, W)``, the last ``W`` valid samples, ``reg_count`` written): for
         white noise d ~ N(0, 2 sigma^2), and the median of the d^2 (its mean
         calibrated for white noise) is robust to a step or a spike among them.
-        Averaged over ``noisy_learn_s``; a trend only raises it.  Then the
+        Averaged over ``noisy_learn_s``; a trend only raises it.  ``step_s``: time
+        (s) since the last update (default ``slow_period_s``).  Then the
         sudden-drop threshold is updated with ``emergency_drop_sigma``.
         """
         W = reg_p.shape[1]
@@ -440,7 +449,9 @@ class SensorHealth:
             # a running mean at first, then an average over noisy_learn_s
             k = np.where(ok, self.noise_n + 1.0, self.noise_n)
             self.noise_n = k
-            slow = min(1.0, self.slow_period_s / self.hc.noisy_learn_s)
+            step = self.slow_period_s if step_s is None else step_s
+            self.noise_learnt_s = np.where(ok, self.noise_learnt_s + step, self.noise_learnt_s)
+            slow = min(1.0, step / self.hc.noisy_learn_s)
             alpha = np.maximum(1.0 / k, slow)
             self.noise_var = np.where(ok, base + alpha * (v - base), nv)
         self.update_drop_threshold(emergency_drop_sigma)
@@ -449,7 +460,7 @@ class SensorHealth:
         """The sudden-drop test's threshold per sensor (Pa): ``k`` times its learnt
         noise (at least 1 Pa) once learnt over a minute and while it is healthy,
         else infinite."""
-        ok = self.usable & (self.noise_n >= 60) & np.isfinite(self.noise_var) & (k > 0)
+        ok = self.usable & (self.noise_learnt_s >= 60.0) & np.isfinite(self.noise_var) & (k > 0)
         sig = np.fmax(np.sqrt(np.where(ok, self.noise_var, 1.0)), 1.0)
         self.drop_threshold = np.where(ok, k * sig, np.inf)
 

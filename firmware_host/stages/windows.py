@@ -125,6 +125,7 @@ class WindowBank:
         self.lag_ticks = lag_periods(config)
         self.lag_s = self.lag_ticks * slow_period_s
         self._lag_history = np.full((self.lag_ticks + 1, 2, self.n_windows, C), np.nan)
+        self._lag_t = np.full(self.lag_ticks + 1, np.nan)  # when each entry was fitted (s)
         self._fits_done = 0
         self._cols = np.arange(C)
 
@@ -215,8 +216,14 @@ class WindowBank:
         i = self._fits_done % (L + 1)
         hist[i, 0] = slope_p
         hist[i, 1] = se_p
-        di = max(self._fits_done - L, 0) % (L + 1)
+        self._lag_t[i] = now_s
+        di, dn, w = self._delayed_entries(now_s, i)
         self._fits_done += 1
+        if w > 0.0:  # between two fits of a quiet stretch: interpolated in time
+            delayed_slope = hist[di, 0] + w * (hist[dn, 0] - hist[di, 0])
+            delayed_se = hist[di, 1] + w * (hist[dn, 1] - hist[di, 1])
+        else:
+            delayed_slope, delayed_se = hist[di, 0], hist[di, 1]
         return WindowFits(
             slope_pa_s=slope_p,
             stderr_pa_s=se_p,
@@ -227,9 +234,33 @@ class WindowBank:
             level_now_pa=level_now,
             mean_temp_c=mean_T,
             n_samples=nsamp,
-            delayed_slope_pa_s=hist[di, 0],
-            delayed_stderr_pa_s=hist[di, 1],
+            delayed_slope_pa_s=delayed_slope,
+            delayed_stderr_pa_s=delayed_se,
         )
+
+    def _delayed_entries(self, now_s: float, newest: int) -> tuple[int, int, float]:
+        """Where the lag history holds the fits of a temperature lag before
+        ``now_s``: ``(i, j, w)``, the fit ``lag_s`` old being entry ``i`` where
+        ``w`` is 0 (to half a period), else ``(1 - w) i + w j`` between the two
+        fits around that moment (after a quiet stretch, whose fits are a quiet
+        period apart); while no fit is that old, the oldest.  Fits come every
+        period or every quiet period (a multiple), so the history's
+        ``lag_ticks + 1`` entries always reach back ``lag_s``."""
+        L = self.lag_ticks
+        first = 0 if self._fits_done < L else (newest + 1) % (L + 1)
+        t = self._lag_t
+        target = now_s - self.lag_s
+        tol = 0.5 * self.slow_period_s
+        best = first
+        for k in range(min(self._fits_done, L) + 1):  # oldest to newest
+            j = (first + k) % (L + 1)
+            if t[j] <= target + tol:
+                best = j
+            else:
+                if k and t[best] < target - tol:  # in between two fits
+                    return best, j, (target - t[best]) / (t[j] - t[best])
+                break
+        return best, best, 0.0
 
     def minute_view(self):
         """The 60-s tier's filled slots (``ringbuffer.WindowView``), or None if it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 
 import numpy as np
@@ -161,9 +162,11 @@ def test_tick_result_holds_data_and_says_when_its_estimates_were_computed():
     core = MonitorCore(cfg)
     results = []
     synth.run(core, data, 10.0, 0.0, 20.0, on_tick=results.append)
-    slow = cfg.estimator.slow_period_s
+    # a quiet cabin: the estimates are at most one quiet period old
+    quiet = core.quiet_period_s
+    assert quiet == cfg.estimator.quiet_period_s > cfg.estimator.slow_period_s
     for r in results[-15:]:
-        assert r.estimates_t_s <= r.t_s < r.estimates_t_s + slow + 1e-9
+        assert r.estimates_t_s <= r.t_s < r.estimates_t_s + quiet + 1e-9
     # nothing reachable from a result is the core (a result may outlive it)
     seen, todo = set(), [results[-1]]
     while todo:
@@ -187,7 +190,9 @@ def test_estimation_runs_once_per_sample_of_the_fastest_sensor():
     cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=100.0, t_leak_s=600.0)
     rng = np.random.default_rng(2)
     data = [synth.sensor_data(s, cab, 0, 1800, rng) for s in slow]
-    core = MonitorCore(synth.config_for(slow, 50, rate_hz=1.0))
+    cfg = synth.config_for(slow, 50, rate_hz=1.0)
+    cfg = dataclasses.replace(cfg, estimator=dataclasses.replace(cfg.estimator, quiet_period_s=0))
+    core = MonitorCore(cfg)
     results = []
     synth.run(core, data, 1.0, 0.0, 1800.0, on_tick=results.append)
     stamps = sorted({r.estimates_t_s for r in results[10:]})
@@ -211,3 +216,83 @@ def test_slow_barometers_get_a_pressure_now_and_a_leak_estimate():
     assert v.mass_rate_kg_day == pytest.approx(10.0, rel=0.02)
     caution = [e for e in events if e.level is AlarmLevel.CAUTION]
     assert caution and caution[0].t_s - 600.0 < 300.0
+
+
+def _quiet_run(cab, end_s, *, quiet_period_s=10.0, hatch=None):
+    """Two 1 Hz sensors on a 1 Hz loop: each tick's result, and the core."""
+    sensors = [synth.SynthSensor(addr=a, rate_hz=1.0, noise_pa=2.0) for a in (1, 2)]
+    rng = np.random.default_rng(7)
+    data = [synth.sensor_data(s, cab, 0, end_s + 1, rng) for s in sensors]
+    cfg = synth.config_for(sensors, cab.volume_m3, rate_hz=1.0)
+    cfg = dataclasses.replace(
+        cfg, estimator=dataclasses.replace(cfg.estimator, quiet_period_s=quiet_period_s)
+    )
+    core = MonitorCore(cfg)
+    results = []
+    synth.run(core, data, 1.0, 0.0, end_s, on_tick=results.append)
+    return results, core
+
+
+def _estimation_times(results, t0, t1):
+    return sorted({r.estimates_t_s for r in results if t0 <= r.t_s <= t1})
+
+
+def test_a_quiet_cabin_is_estimated_every_quiet_period_and_a_leak_every_second():
+    """No leak: after the start-up mostly every tenth second (every second for a
+    while where noise takes an estimate near half the CAUTION limit); from a
+    200 kg/day leak's onset in 50 m3 on, every second."""
+    onset = 1200.0
+    cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=200.0, t_leak_s=onset)
+    results, core = _quiet_run(cab, onset + 300)
+    assert core.quiet_period_s == 10.0 and core.slow_period_s == 1.0
+    quiet = _estimation_times(results, onset - 600, onset - 1)
+    steps = np.diff(quiet)
+    assert steps.min() >= 1.0 and steps.max() <= 10.0 and np.count_nonzero(steps == 10.0) >= 45
+    assert len(quiet) <= 150  # against 600 every second
+    busy = _estimation_times(results, onset + 10, onset + 300)
+    assert set(np.diff(busy)) == {1.0}
+    assert any(e.level is AlarmLevel.CAUTION for r in results for e in r.events)
+
+
+def test_quiet_period_zero_estimates_every_period():
+    cab = synth.Cabin(volume_m3=50, leak="none")
+    results, core = _quiet_run(cab, 900.0, quiet_period_s=0.0)
+    assert core.quiet_period_s == 1.0
+    assert set(np.diff(_estimation_times(results, 0.0, 900.0))) == {1.0}
+
+
+def test_quiet_and_busy_give_the_same_leak_estimate():
+    """The slow averages are weighted by the time an estimation covers: a 20 kg/day
+    leak in 50 m3 (above CAUTION) reads the same at the end with or without the
+    quiet period, and the lag history gives the delayed slope of the same moment."""
+    cab = synth.Cabin(volume_m3=50, leak="mass", mdot_kg_day=20.0, t_leak_s=1200.0)
+    a, _ = _quiet_run(cab, 3000.0)
+    b, _ = _quiet_run(cab, 3000.0, quiet_period_s=0.0)
+    va, vb = a[-1].volume("cabin"), b[-1].volume("cabin")
+    assert va.mass_rate_kg_day == pytest.approx(vb.mass_rate_kg_day, rel=0.02)
+    assert va.mass_rate_kg_day == pytest.approx(20.0, rel=0.15)
+
+
+def test_the_lag_history_gives_the_fit_a_temperature_lag_old_at_any_cadence():
+    """Fits every 10 s, then every second: the delayed slope is that of the fit
+    ``lag_s`` (20 s) before, interpolated in time between the two fits around that
+    moment where the quiet fits are 10 s apart, or the oldest kept while none is
+    that old."""
+    cfg = synth.config_for([synth.SynthSensor(addr=1, rate_hz=1.0)], 50, rate_hz=1.0)
+    bank = MonitorCore(cfg).windows
+    assert bank.lag_s == 20.0 and bank.lag_ticks == 20
+    noise = np.full(1, np.nan)
+    times = [float(t) for t in range(0, 101, 10)] + [float(t) for t in range(101, 131)]
+    got = {}
+    for k, t in enumerate(times):
+        with np.errstate(invalid="ignore", divide="ignore"):  # as the core runs it
+            f = bank.fits(t, noise)
+        # mark the entry just recorded by its time: a slope that is its own fit time
+        bank._lag_history[k % (bank.lag_ticks + 1), 0] = t
+        got[t] = float(f.delayed_slope_pa_s[0, 0])
+    # the first 20 s: the first fit; then exactly 20 s before (the marks interpolate
+    # to the moment itself); the fit just recorded is marked after it is read
+    assert got[10.0] == 0.0 and got[20.0] == 0.0 and got[100.0] == 80.0
+    for t in times[2:]:
+        if t != 20.0:
+            assert got[t] == pytest.approx(t - 20.0), (t, got[t])
