@@ -296,3 +296,23 @@ def test_the_lag_history_gives_the_fit_a_temperature_lag_old_at_any_cadence():
     for t in times[2:]:
         if t != 20.0:
             assert got[t] == pytest.approx(t - 20.0), (t, got[t])
+
+
+def test_busy_while_a_hatch_settles_or_a_sensor_is_flagged():
+    """After a quiet start: a hatch move keeps the core busy for its settling time, a
+    conditioner flag (spike, status, reboot) until the next estimation takes it."""
+    cab = synth.Cabin(volume_m3=50, leak="none")
+    results, core = _quiet_run(cab, 1200.0)
+    now = results[-1].t_s
+    assert not core.busy(now)
+    core.conditioner.flagged = True
+    assert core.busy(now)
+    core.conditioner.take_fault_flags()
+    assert not core.busy(now)
+    cfg = _config()
+    core2 = MonitorCore(cfg)
+    core2._busy_until_s = 0.0  # as after a quiet estimate
+    assert not core2.busy(100.0)
+    core2.set_hatch("bc", True, 100.0)
+    settle = cfg.estimator.hatch_settle_s
+    assert core2.busy(100.0 + settle - 0.5) and not core2.busy(100.0 + settle + 0.5)
