@@ -169,8 +169,11 @@ class MonitorCore:
 
         events = self._pending_events
         self._pending_events = []
-        due = self._next_slow_s if self.busy(now_s) else self._next_quiet_s
-        if now_s >= due - 1e-9:
+        # due at a period's boundary while busy, at a quiet period's otherwise (the
+        # quiet periods' boundaries are periods' too: busy is asked once a period)
+        if now_s >= self._next_slow_s - 1e-9 and (
+            now_s >= self._next_quiet_s - 1e-9 or self.busy(now_s)
+        ):
             P, Q = self.slow_period_s, self.quiet_period_s
             self._next_slow_s = (math.floor(now_s / P + 1e-9) + 1) * P
             self._next_quiet_s = (math.floor(now_s / Q + 1e-9) + 1) * Q
@@ -230,7 +233,7 @@ class MonitorCore:
         estimator holds an onset."""
         held = float(self.estimator.undelayed_until_s.max())
         half = 0.5 * self.limits.caution_leak_kg_day
-        if np.count_nonzero(np.abs(fit.mass_rate_kg_day) >= half):
+        if np.count_nonzero(fit.mass_rate_kg_day >= half):
             return math.inf
         # any window (a short one sees a leak first) with a loss of at least half
         # the CAUTION limit, at 3 sigma
