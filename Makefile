@@ -35,10 +35,10 @@ test: $(STAMP) lint mosquitto
 test-ground: $(STAMP) java
 	CABINWATCH_REQUIRE_YAMCS=1 $(BIN)/python -m pytest tests/ground -m "not long"
 
-# Without the real-time and long system tests (marker `slow`): under a minute.
-# A -m given here replaces addopts' -m, so it names `long` again.
+# Without the real-time and long system tests (marker `slow`), one worker per
+# core.  A -m given here replaces addopts' -m, so it names `long` and `yamcs` again.
 test-fast: $(STAMP) lint
-	$(BIN)/python -m pytest -m "not slow and not long"
+	$(BIN)/python -m pytest -n auto -m "not slow and not long and not yamcs"
 
 # The micro-benchmarks (minutes), then the full detection scorecard: the leak
 # sweep, sensor-faults and link-faults for a day each and nominal for 30 days

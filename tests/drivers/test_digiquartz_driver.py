@@ -143,6 +143,7 @@ class _Integrating(DigiquartzLine):
         return super().feed(data, t_s, powered)
 
 
+@pytest.mark.slow
 def test_the_reply_window_follows_the_devices_integration_times():
     devs = _devices(1, pi_ms=80, ti_ms=40)
     with LineServer(_Integrating(devs)) as srv:
@@ -194,6 +195,7 @@ def test_converter_echo_is_stripped(mode):
     assert np.allclose(s["pressure_pa"], P_PA + 1, atol=0.01)
 
 
+@pytest.mark.slow
 def test_a_silent_device_times_out_backs_off_and_the_others_keep_going():
     with LineServer(DigiquartzLine(_devices(1))) as srv:
         with _driver(srv.url, [1, 9], 40.0, reply_timeout_s=0.03, backoff_max_s=0.5) as drv:
@@ -247,6 +249,7 @@ def _hostile(seed):
     return tamper
 
 
+@pytest.mark.slow
 def test_a_hostile_stream_never_crashes_and_is_counted():
     with LineServer(DigiquartzLine(_devices(1)), tamper=_hostile(5)) as srv:
         with _driver(srv.url, [1], 60.0, reply_timeout_s=0.02, backoff_max_s=0.1) as drv:
@@ -286,6 +289,7 @@ def test_receive_side_never_raises_finds_the_reply_and_accounts_every_byte(noise
         assert bus.foreign_replies >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["P4", "P7"])
 def test_continuous_output_is_read_as_it_comes(command):
     devs = _devices(1, 2, pi_ms=25, ti_ms=15)
@@ -307,6 +311,7 @@ def test_continuous_output_is_read_as_it_comes(command):
     assert bus.reinitialisations == 0 and bus.timeouts == 0
 
 
+@pytest.mark.slow
 def test_continuous_output_is_restarted_after_a_silence():
     devs = _devices(1, pi_ms=25, ti_ms=15)
     with LineServer(DigiquartzLine(devs)) as srv:

@@ -87,6 +87,7 @@ def test_identifies_then_samples_flow_with_units_and_counters():
     assert h.to_json_dict()["bus"]["transactions"] == bus.transactions
 
 
+@pytest.mark.slow
 def test_samples_are_polled_at_the_configured_rate():
     with KellerServer(_devices(1)) as srv:
         drv = _driver(srv.url, [1], rate_hz=10.0)
@@ -100,6 +101,7 @@ def test_samples_are_polled_at_the_configured_rate():
     assert 8.0 < rate < 11.0
 
 
+@pytest.mark.slow
 def test_one_transaction_in_flight_and_the_sample_time_is_its_middle():
     with KellerServer(_devices(1, 2), reply_delay_s=0.02) as srv:
         drv = _driver(srv.url, [1, 2], rate_hz=50.0)  # asks more than 20 ms replies allow
@@ -147,6 +149,7 @@ def test_a_dead_poll_thread_is_reported_and_restarted():
     assert len(s) >= 5
 
 
+@pytest.mark.slow
 def test_a_dropped_connection_is_reconnected_and_polling_resumes():
     with KellerServer(_devices(1)) as srv:
         drv = _driver(srv.url, [1])
@@ -186,6 +189,7 @@ def test_converter_echo_is_stripped():
     assert bus.timeouts == 0
 
 
+@pytest.mark.slow
 def test_a_silent_device_times_out_backs_off_and_the_others_keep_going():
     with KellerServer(_devices(1)) as srv:
         drv = _driver(srv.url, [1, 9], reply_timeout_s=0.1, backoff_max_s=0.5)
@@ -245,6 +249,7 @@ def _hostile(seed):
     return tamper
 
 
+@pytest.mark.slow
 def test_a_hostile_stream_never_crashes_and_is_counted():
     with KellerServer(_devices(1), tamper=_hostile(5)) as srv:
         drv = _driver(srv.url, [1], reply_timeout_s=0.05, backoff_max_s=0.2)

@@ -146,6 +146,7 @@ def test_converter_echo_is_stripped():
     assert len(s) >= 10 and bus.echo_errors == 0 and bus.crc_errors == 0 and bus.timeouts == 0
 
 
+@pytest.mark.slow
 def test_a_silent_device_times_out_backs_off_and_the_others_keep_going():
     with ModbusServer(_devices(1)) as srv:
         drv = _driver(srv.url, [1, 9], reply_timeout_s=0.03, backoff_max_s=0.3)
@@ -216,6 +217,7 @@ def _hostile(seed):
     return tamper
 
 
+@pytest.mark.slow
 def test_a_hostile_stream_never_crashes_and_is_counted():
     with ModbusServer(_devices(1), tamper=_hostile(5)) as srv:
         drv = _driver(srv.url, [1], rate_hz=100.0, reply_timeout_s=0.03, backoff_max_s=0.1)

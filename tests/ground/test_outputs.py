@@ -96,6 +96,7 @@ def test_unbindable_tcp_port_is_a_guarded_failure():
     taken.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 def test_monitor_runs_on_with_a_failing_ccsds_output_and_sends_to_udp(tmp_path):
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

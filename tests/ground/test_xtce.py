@@ -135,6 +135,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
+@pytest.mark.slow
 def test_decoded_values_are_exactly_what_the_monitor_put_in(tmp_path):
     """Each HK and event packet of a monitor run, decoded by space-packet-parser from
     the XTCE, equals the estimates and events the packets were built from."""

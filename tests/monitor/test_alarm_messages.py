@@ -169,6 +169,7 @@ def _run(cab, end):
     return synth.run(core, data, 2.0, 0.0, end)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("second", [0.0, 20.0], ids=["one-leak", "second-leak"])
 def test_second_leak_while_caution_is_latched_raises_rate_rose(second):
     cab = TwoLeaks(

@@ -261,6 +261,7 @@ def test_quiet_period_zero_estimates_every_period():
     assert set(np.diff(_estimation_times(results, 0.0, 900.0))) == {1.0}
 
 
+@pytest.mark.slow
 def test_quiet_and_busy_give_the_same_leak_estimate():
     """The slow averages are weighted by the time an estimation covers: a 20 kg/day
     leak in 50 m3 (above CAUTION) reads the same at the end with or without the

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware_host/examples/digiquartz-rs485.toml"
 
 
+@pytest.mark.slow
 def test_monitor_app_polls_a_digiquartz_line_on_a_scaled_clock(tmp_path):
     devices = []
     for a in (1, 2, 3):

@@ -90,6 +90,7 @@ def _keller_scenario(tmp_path, sensors: int = 1, baud: int = 115200):
     return sc
 
 
+@pytest.mark.slow
 def test_simulate_polls_a_keller_scenario(tmp_path):
     proc = run_cli("simulate", _keller_scenario(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -102,6 +103,7 @@ def test_simulate_polls_a_keller_scenario(tmp_path):
     assert "polled link bus0 at 115200 baud: 1204 transactions, 0 timeouts" in text.stdout
 
 
+@pytest.mark.slow
 def test_simulate_protocol_mistakes_are_one_line(tmp_path):
     proc = run_cli("simulate", "soyuz-ms09-2018", "--protocol", "can")
     assert_one_line_error(proc, "--protocol", "unknown protocol 'can'", "keller")

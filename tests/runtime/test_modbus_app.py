@@ -19,6 +19,7 @@ pytestmark = pytest.mark.timeout(60)
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware_host/examples/modbus-rs485.toml"
 
 
+@pytest.mark.slow
 def test_monitor_app_polls_a_modbus_line_on_a_scaled_clock(tmp_path):
     text = EXAMPLE.read_text(encoding="utf-8")
     example = load_runtime_config(str(EXAMPLE))

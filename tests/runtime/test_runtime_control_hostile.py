@@ -155,6 +155,7 @@ def test_an_apply_that_raises_is_an_error_reply(server):
     _still_serving(server.path)
 
 
+@pytest.mark.slow
 def test_a_trickling_client_does_not_block_another_and_is_timed_out(server):
     """One byte every 0.4 s (each within the old per-recv timeout): another client's
     ack is answered at once, and the trickler is cut off after 2 s in all."""
@@ -187,6 +188,7 @@ def test_a_trickling_client_does_not_block_another_and_is_timed_out(server):
         slow.close()
 
 
+@pytest.mark.slow
 def test_many_clients_at_once(server):
     """40 clients at once each get a reply (served, or told the server is busy), and
     16 silent ones hold no slot past their timeout."""
@@ -321,6 +323,7 @@ def _strokes(sock: socket.socket) -> int:
     return n
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_the_watchdog_stops_when_the_control_thread_dies(tmp_path):
     """A monitor whose control thread died stops stroking systemd's watchdog (which

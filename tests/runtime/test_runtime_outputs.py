@@ -294,6 +294,7 @@ def _events(app: MonitorApp, for_s: float) -> list:
     return [e for e in got if e.kind is AlarmKind.OUTPUT_FAILED]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 def test_app_keeps_ticking_through_a_full_archive(tmp_path, flaky_sqlite):
     app = _app(tmp_path)

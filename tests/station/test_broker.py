@@ -35,6 +35,7 @@ def _collect(client, topic: str) -> tuple[list, threading.Event]:
     return got, subscribed
 
 
+@pytest.mark.slow
 def test_acl_confines_a_board_to_its_subtree_and_retained_survives_restart(broker_factory):
     b = broker_factory(
         users=[
@@ -71,6 +72,7 @@ def test_acl_confines_a_board_to_its_subtree_and_retained_survives_restart(broke
     again.disconnect()
 
 
+@pytest.mark.slow
 def test_anonymous_broker_is_on_loopback_only(broker):
     assert broker.url == f"mqtt://127.0.0.1:{broker.port}"
     c = _client(broker)

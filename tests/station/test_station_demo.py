@@ -107,6 +107,7 @@ def test_emulator_and_three_boards_start_take_hatch_commands_and_stop(tmp_path):
             os.killpg(pid, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_bad_station_demo_options_are_one_line(tmp_path):
     r = run_cli("demo", "--json")

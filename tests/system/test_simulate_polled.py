@@ -188,6 +188,7 @@ def test_corrupted_replies_are_crc_errors_and_retried():
     assert bus["samples"] > 0.95 * 600
 
 
+@pytest.mark.slow
 def test_one_seed_one_json(tmp_path):
     path = tmp_path / "k.toml"
     path.write_text(
