@@ -533,7 +533,10 @@ class StationPicture:
         every estimate in it is, and every estimate's window (``window_s``) is
         shorter than the time since a hatch of the segment was last seen to move
         (open <-> closed): a window that straddles the move still carries the
-        slope from before it.  A hatch's first report is not a move."""
+        slope from before it.  A hatch's first report is not a move.  Nor is it
+        settled while a volume of it that no group covers is seen by a board
+        (healthy sensors) that has no rate for it yet: the scaled-up rest is an
+        extrapolation, not a measurement of the whole."""
         states = self.hatch_states()
         segs = self.graph.segments({h: bool(st) for h, st in states.items()})
         where = {v: i for i, seg in enumerate(segs) for v in seg}
@@ -557,6 +560,14 @@ class StationPicture:
             for i in {where[hatch.a], where[hatch.b]}:
                 since[i] = h.since_s if not touched[i] else max(since[i], h.since_s)
                 touched[i] = True
+        # volumes a board sees (healthy sensors) but has no mass rate for yet: the
+        # board's windows are still filling, so the segment's number would be
+        # the rest scaled up to it, not a measurement of the whole
+        filling = {
+            vol
+            for (_, vol), m in fresh.items()
+            if m.healthy_sensors > 0 and _finite(m.mass_rate_kg_day) is None
+        }
         out = []
         for i, seg in enumerate(segs):
             covered: set[str] = set()
@@ -578,6 +589,8 @@ class StationPicture:
                     var += sg * sg
                 settled = settled and ok
                 nodes.update(who)
+            if (seg - covered) & filling:
+                settled = False
             if covered:
                 # the rest of the segment loses air at the same rate per m^3 (one pressure)
                 scale = self._group_volume(seg) / self._group_volume(covered)

@@ -245,6 +245,28 @@ def test_uncovered_volume_counted_at_the_segment_loss_per_m3(pic):
     assert seg.healthy_sensors == 8
 
 
+def test_a_volume_still_filling_its_windows_keeps_the_segment_unsettled(pic):
+    """At start-up one board's small volumes settle first; scaled up to the whole
+    station (6 m3 of 675) one 3-sigma reading looked like a 320 kg/day leak.  While
+    another board sees its volume (healthy sensors) but has no rate yet, the
+    segment's number is an extrapolation, not a measurement: not settled."""
+    whole_station(pic)
+    est(pic, "usos", 1, "usos", T0 + 1, mass=None, sigma=None, settled=False)
+    (seg,) = pic.snapshot(T0 + 1).segments
+    assert seg.covered == {"rs", "mrm1", "soyuz_bo", "soyuz_sa"}
+    assert seg.mass_rate_kg_day == pytest.approx((2.0 + 15.0) * 675 / 275)
+    assert not seg.settled
+    # once the usos board has its rate, the segment settles
+    est(pic, "usos", 1, "usos", T0 + 2, mass=3.0, sigma=1.0)
+    (seg,) = pic.snapshot(T0 + 2).segments
+    assert seg.covered == seg.volumes and seg.settled
+    # a board that sees nothing of its volume (no healthy sensor) cannot add to
+    # it: the rest is counted at the segment's loss per m3, and settled
+    est(pic, "usos", 1, "usos", T0 + 3, mass=None, sigma=None, healthy=0, settled=False)
+    (seg,) = pic.snapshot(T0 + 3).segments
+    assert seg.covered == {"rs", "mrm1", "soyuz_bo", "soyuz_sa"} and seg.settled
+
+
 def test_group_across_segments_is_left_out(pic):
     whole_station(pic)
     # rs says rs-mrm1 is closed now, but its estimates still cover (rs, mrm1)
