@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from firmware_host.cli import main
 from firmware_host.core import Regime
 from harness.derive import config_from_scenario
 from harness.scoring import score
-from harness.simulate import TRACE_FIELDS, EstimateTrace, run_simulation
+from harness.simulate import LOOKAHEAD_S, TRACE_FIELDS, EstimateTrace, run_simulation
 from hil.scenario import load_scenario
 from tests.support.runtime_helpers import assert_one_line_error, query, run_cli
 
@@ -229,12 +228,13 @@ def _assert_same_run(a, b):
     ],
 )
 def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
-    """The emulator running 60 s ahead changes nothing: events, bytes, counters, trace,
-    truth and score are those of advancing it at every tick."""
+    """The emulator running 60 s (chunks end inside the run) or ``LOOKAHEAD_S`` (the
+    default: one chunk, cut at the run's end) ahead changes nothing: events, bytes,
+    counters, trace, truth and score are those of advancing it at every tick."""
     kw = dict(kw)
     stop_after = kw.pop("stop_after", None)
     runs = []
-    for lookahead_s in (0.0, 60.0):
+    for lookahead_s in (0.0, 60.0, LOOKAHEAD_S):
         clock = [0.0]
         extra = {}
         if stop_after is not None:
@@ -243,7 +243,8 @@ def test_look_ahead_gives_the_results_of_tick_by_tick(name, kw):
                 "stop": lambda c=clock: c[0] >= stop_after,
             }
         runs.append(_run(name, lookahead_s, **kw, **extra))
-    _assert_same_run(*runs)
+    _assert_same_run(runs[0], runs[1])
+    _assert_same_run(runs[0], runs[2])
 
 
 @pytest.mark.slow
@@ -265,6 +266,39 @@ def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
     assert calls == [60, 60, 30]  # 1 Hz: 60 ticks a chunk, the last one cut at the end
 
 
+def _assert_trace_is_the_typed_estimates(tr, ticks):
+    """The trace ``run_simulation`` kept (rows from the fit's arrays, built once per
+    fit) against the same ticks' typed estimates, row by row, NaN for NaN."""
+    ref = EstimateTrace(tr.volumes)
+    for t_s, vols in ticks:
+        ref.record_estimates(t_s, vols)
+    assert len(ref) == len(tr)
+    for f in ("t_s", *TRACE_FIELDS):
+        assert np.array_equal(getattr(ref, f), getattr(tr, f), equal_nan=True), f
+    assert list(ref.regime) == list(tr.regime)
+
+
+def test_trace_rows_of_quiet_ticks_from_the_fit_they_share():
+    """Once all is quiet the core computes its estimates every ``quiet_period_s``
+    and hands the same fit to the ticks between: the trace still has every
+    tick's row, equal to each tick's typed estimates."""
+    ticks, fits = [], []
+
+    def on_tick(r):
+        ticks.append((r.t_s, r.volumes))
+        fits.append(r.volume_fit)
+
+    scenario = load_scenario("nominal")
+    result = run_simulation(
+        scenario, config_from_scenario(scenario), duration_s=900.0, on_tick=on_tick
+    )
+    assert len(result.trace) == len(ticks) == 900
+    shared = sum(a is b for a, b in zip(fits[:-1], fits[1:], strict=True))
+    assert shared > 200  # ticks that reused the previous tick's fit
+    assert np.isfinite(result.trace.mass_rate_kg_day[-1]).all()
+    _assert_trace_is_the_typed_estimates(result.trace, ticks)
+
+
 def test_estimate_trace_interface():
     """Arrays grown in blocks behind the list-like interface scoring and plots use."""
     ticks = []  # (t_s, volume estimates) of every tick, as the core gave them
@@ -275,6 +309,7 @@ def test_estimate_trace_interface():
     assert len(tr) == len(tr.t_s) == 160 and tr.t_s[0] == 1.0 and tr.t_s[-1] == 160.0
     assert tr.mass_rate_kg_day.shape == (160, 3) and tr.volumes == ["usos", "node3", "rs"]
     assert tr.at(150.5) == 149 and tr.at(0.5) is None
+    _assert_trace_is_the_typed_estimates(tr, ticks)
     # a row per record, the regime's name per volume; 40 s after the hole opened node3
     # has not decayed enough (regime_min_decay) to tell an orifice from a crack
     assert list(tr.regime) == [[v.regime.name for v in vols] for _, vols in ticks]
@@ -290,7 +325,7 @@ def test_estimate_trace_interface():
     mixed = EstimateTrace(tr.volumes)
     for k, row in enumerate(rows):
         est = [dataclasses.replace(v, regime=r) for v, r in zip(vols, row, strict=True)]
-        mixed.record(SimpleNamespace(t_s=t_s + k, volumes=tuple(est)))
+        mixed.record_estimates(t_s + k, est)
     assert list(mixed.regime) == [[r.name for r in row] for row in rows]
     assert mixed.regime[1:] == [[r.name for r in row] for row in rows[1:]]
     # without a trace (alarm-only runs) the score is the same
