@@ -482,20 +482,14 @@ def run_false_alarms(
         for sid in noise
     }
     panels = _Panels(steps, slopes)
-    period = 1.0 / config.rate_hz
-    now = [period]
     raised = {lvl.name: 0 for lvl in AlarmLevel}
     next_day = [start_s + 86400.0]
-
-    def tap(link: str, data: bytes) -> None:
-        panels.feed(link, data, now[0])
 
     def on_event(ev) -> None:
         if ev.transition == Transition.RAISED:
             raised[ev.level.name] += 1
 
     def on_tick(res) -> None:
-        now[0] = res.t_s + period
         if res.t_s >= next_day[0]:
             next_day[0] += 86400.0
             if progress is not None:
@@ -516,7 +510,7 @@ def run_false_alarms(
         start_s=start_s,
         on_tick=on_tick,
         on_event=on_event,
-        tap=tap,
+        on_samples=panels.feed_samples,  # the samples the monitor's decoders gave
         record_trace=bool(scenario.leaks),
     )
     sc = score(result)
@@ -568,23 +562,17 @@ def merge_segments(fa: list[dict]) -> list[dict]:
 
 
 class _Panels:
-    """Per-sensor panel sets (each panel configured for its sensor) sharing one
-    decoder per link: the records each panel sees are those its own decoder would
-    give (the same bytes at the same times), decoded once."""
+    """Per-sensor panel sets (each panel configured for its sensor) fed the
+    samples the monitor's own decoders gave (``run_simulation``'s
+    ``on_samples``): the same records, at the same ticks, the monitor ingests,
+    decoded once for all."""
 
     def __init__(self, *sets: dict):
-        from drivers.decoder import StreamDecoder
-
         self.sets = sets
-        self.decoders: dict = {}
-        self._dec = StreamDecoder
         self._sids: dict = {}  # (link, addr) -> (sensor id, its panel in each set)
 
-    def feed(self, link: str, data: bytes, now_s: float) -> None:
-        dec = self.decoders.get(link)
-        if dec is None:
-            dec = self.decoders[link] = self._dec()
-        recs = dec.feed(data, now_s).samples
+    def feed_samples(self, link: str, recs, now_s: float) -> None:
+        """Hand SAMPLE records of ``link`` (decoded by ``now_s``, s) to each sensor's panels."""
         if not len(recs):
             return
         sids = self._sids

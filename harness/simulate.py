@@ -308,6 +308,10 @@ class EmulatorSource:
     native link's decoded ones do.  ``targets``: per polled link the devices
     and rates to poll (the monitor configuration's sensors; default the
     scenario's).
+
+    ``tap`` gets each native link's bytes as they reach its decoder, and
+    ``on_samples`` the SAMPLE records (``drivers.wire`` dtype) that decoder
+    gave at the tick, with the tick time (s): what the monitor ingests.
     """
 
     def __init__(
@@ -320,6 +324,7 @@ class EmulatorSource:
         tap: Callable[[str, bytes], None] | None = None,
         lookahead_s: float = LOOKAHEAD_S,
         targets: dict[str, list[PollTarget]] | None = None,
+        on_samples: Callable[[str, np.ndarray, float], None] | None = None,
     ):
         self.emulator = emulator
         #: polled links (KELLER bus, ...): their family's driver on a ``SimulatedLine``
@@ -334,6 +339,7 @@ class EmulatorSource:
         self._on_hatch = on_hatch
         self._on_identity = on_identity
         self._tap = tap
+        self._on_samples = on_samples
         self.lookahead_s = float(lookahead_s)
         self._grid: tuple[int, int, float] | None = None  # start ns, period ns, until s
         self._k = 0  # grid index of the first tick not yet run by the emulator
@@ -424,6 +430,8 @@ class EmulatorSource:
             batch = decoder.feed(data, now_s) if data else decoder.poll(now_s)
             if len(batch.samples):
                 batches.append(SampleBatch(link, batch.samples, now_s))
+                if self._on_samples is not None:
+                    self._on_samples(link, batch.samples, now_s)
             if on_identity is not None:
                 for _, frame in batch.frames:
                     if isinstance(frame, IdentityFrame):
@@ -542,6 +550,7 @@ def run_simulation(
     on_tick: Callable[[TickResult], None] | None = None,
     on_event: Callable[[AlarmEvent], None] | None = None,
     tap: Callable[[str, bytes], None] | None = None,
+    on_samples: Callable[[str, np.ndarray, float], None] | None = None,
     stop: Callable[[], bool] | None = None,
     lookahead_s: float = LOOKAHEAD_S,
     record_trace: bool = True,
@@ -557,7 +566,8 @@ def run_simulation(
     monitor does can change its output (``EmulatorSource``; 0: tick by tick):
     the results are the same either way, bit for bit.  ``record_trace=False``
     keeps no per-second estimates (an empty trace: for runs scored on their
-    alarms only).
+    alarms only).  ``tap`` and ``on_samples``: each native link's bytes and
+    decoded samples, per tick (``EmulatorSource``).
     """
     from hil.emulator import Emulator
     from hil.runner import fast_forward
@@ -587,6 +597,7 @@ def run_simulation(
         lookahead_s=lookahead_s,
         targets=_targets(config),
         on_identity=on_identity,
+        on_samples=on_samples,
     )
     next_trace = [start_s]
 

@@ -332,3 +332,29 @@ def test_estimate_trace_interface():
     bare = run_simulation(result.scenario, result.config, duration_s=160.0, record_trace=False)
     assert len(bare.trace) == 0 and not bare.trace.regime
     assert [e.to_json_dict() for e in bare.events] == [e.to_json_dict() for e in result.events]
+
+
+def test_on_samples_gives_what_the_tapped_bytes_decode_to():
+    """``on_samples`` hands on, per link and tick, the records the link's decoder
+    made of the bytes ``tap`` saw: what a second decoder of those bytes gives."""
+    from drivers.decoder import StreamDecoder
+
+    tapped, got = [], []
+    scenario = load_scenario("rapid-depress")
+    run_simulation(
+        scenario,
+        config_from_scenario(scenario),
+        duration_s=120.0,
+        tap=lambda link, data: tapped.append((link, data)),
+        on_samples=lambda link, recs, t_s: got.append((link, recs.copy(), t_s)),
+    )
+    decoders: dict = {}
+    mine = []
+    for link, data in tapped:
+        recs = decoders.setdefault(link, StreamDecoder()).feed(data).samples
+        if len(recs):
+            mine.append((link, recs))
+    assert len(got) == len(mine) > 100
+    assert [t for _, _, t in got] == sorted(t for _, _, t in got)
+    for (la, ra, _), (lb, rb) in zip(got, mine, strict=True):
+        assert la == lb and ra.dtype == rb.dtype and np.array_equal(ra, rb)
