@@ -43,9 +43,9 @@ TRACE_FIELDS = (
 
 #: How far (simulated s) the emulator runs ahead of the monitor where it may
 #: (``EmulatorSource.look_ahead``).  Each run ahead costs about 3 ms of numpy
-#: calls for 16 sensors whatever its length: 600 s makes that negligible, 60 s
-#: cost 8 % of a run of ``nominal``; the bytes are held until their tick (about
-#: 30 bytes a sample).
+#: calls for 16 sensors whatever its length: at 600 s that is negligible, at 60 s
+#: 8 % of a run of ``nominal``; the bytes are held until their tick (about 30
+#: bytes a sample).
 LOOKAHEAD_S = 600.0
 
 
@@ -99,8 +99,8 @@ class EstimateTrace:
 
     def record(self, result: TickResult) -> None:
         """One row per tick.  Between two slow ticks the core hands out the same
-        ``VolumeFit``, so the row is built once per fit (from its arrays, the
-        values ``TickResult.volumes`` would give) and appended as it is."""
+        ``VolumeFit``, so the row is built once per fit, from its arrays (the
+        values ``TickResult.volumes`` gives), and appended as it is."""
         fit = result.volume_fit
         if fit is not self._fit or result.layout is not self._layout or self._row is None:
             self._fit, self._layout = fit, result.layout
@@ -108,35 +108,6 @@ class EstimateTrace:
         self._t.append(result.t_s)
         self._vals.append(self._row)
         self._regime.append(self._codes)
-
-    def record_estimates(self, t_s: float, volumes) -> None:
-        """One row from typed ``VolumeEstimate``s (any order, missing ones NaN and
-        UNKNOWN): the same row ``record`` takes from the fit's arrays."""
-        by_name = {v.volume: v for v in volumes}
-        row = np.full((len(TRACE_FIELDS), len(self.volumes)), math.nan)
-        codes = []
-        for k, name in enumerate(self.volumes):
-            v = by_name.get(name)
-            if v is None:
-                codes.append(self._code("UNKNOWN"))
-                continue
-            slope = next(
-                (w.dpdt_comp_pa_s for w in v.dpdt if w.window_s == v.best_window_s), math.nan
-            )
-            row[:, k] = (
-                v.mass_rate_kg_day,
-                v.mass_rate_sigma_kg_day,
-                v.hole_mm,
-                v.pressure_pa,
-                slope,
-                min(v.reserve_s_linear, v.reserve_s_orifice),
-                float(v.state),
-            )
-            codes.append(self._code(v.regime.name))
-        self._t.append(t_s)
-        self._vals.append(row)
-        self._regime.append(codes)
-        self._row = None  # the next ``record`` builds its row afresh
 
     def _code(self, name: str) -> int:
         code = self._regime_code.get(name)
@@ -153,23 +124,18 @@ class EstimateTrace:
         row = np.full((len(TRACE_FIELDS), len(self.volumes)), math.nan)
         codes = []
         index = {} if fit is None else {n: i for i, n in enumerate(layout.volume_names)}
-        windows = [float(w) for w in layout.windows_s]
         for k, name in enumerate(self.volumes):
             v = index.get(name)
             if v is None:
                 codes.append(self._code("UNKNOWN"))
                 continue
             bj = int(fit.best_window[v])
-            slope = math.nan
-            if bj >= 0:
-                j = windows.index(windows[bj])  # the first window of that span
-                slope = float(fit.slope_comp_pa_s[j, v])
             row[:, k] = (
                 float(fit.mass_rate_kg_day[v]),
                 float(fit.mass_rate_sigma_kg_day[v]),
                 float(fit.hole_mm[v]),
                 float(fit.pressure_pa[v]),
-                slope,
+                float(fit.slope_comp_pa_s[bj, v]) if bj >= 0 else math.nan,
                 min(float(fit.reserve_linear_s[v]), float(fit.reserve_orifice_s[v])),
                 float(int(fit.state[v])),
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -267,15 +268,32 @@ def test_look_ahead_only_where_nothing_can_change_the_bytes(monkeypatch):
 
 
 def _assert_trace_is_the_typed_estimates(tr, ticks):
-    """The trace ``run_simulation`` kept (rows from the fit's arrays, built once per
-    fit) against the same ticks' typed estimates, row by row, NaN for NaN."""
-    ref = EstimateTrace(tr.volumes)
-    for t_s, vols in ticks:
-        ref.record_estimates(t_s, vols)
-    assert len(ref) == len(tr)
-    for f in ("t_s", *TRACE_FIELDS):
-        assert np.array_equal(getattr(ref, f), getattr(tr, f), equal_nan=True), f
-    assert list(ref.regime) == list(tr.regime)
+    """The trace ``run_simulation`` kept (rows built from the fit's arrays, once per
+    fit) against each tick's typed estimates (``TickResult.volumes``), field by
+    field, NaN for NaN; a volume without an estimate is NaN and UNKNOWN."""
+    assert np.array_equal(tr.t_s, [t for t, _ in ticks])
+    want = np.full((len(ticks), len(TRACE_FIELDS), len(tr.volumes)), np.nan)
+    regimes = []
+    for i, (_, vols) in enumerate(ticks):
+        by_name = {v.volume: v for v in vols}
+        regimes.append([by_name[n].regime.name if n in by_name else "UNKNOWN" for n in tr.volumes])
+        for k, name in enumerate(tr.volumes):
+            v = by_name.get(name)
+            if v is None:
+                continue
+            slope = [w.dpdt_comp_pa_s for w in v.dpdt if w.window_s == v.best_window_s]
+            want[i, :, k] = (
+                v.mass_rate_kg_day,
+                v.mass_rate_sigma_kg_day,
+                v.hole_mm,
+                v.pressure_pa,
+                slope[0] if slope else np.nan,
+                min(v.reserve_s_linear, v.reserve_s_orifice),
+                float(v.state),
+            )
+    for f, col in zip(TRACE_FIELDS, want.transpose(1, 0, 2), strict=True):
+        assert np.array_equal(getattr(tr, f), col, equal_nan=True), f
+    assert list(tr.regime) == regimes
 
 
 def test_trace_rows_of_quiet_ticks_from_the_fit_they_share():
@@ -302,9 +320,13 @@ def test_trace_rows_of_quiet_ticks_from_the_fit_they_share():
 def test_estimate_trace_interface():
     """Arrays grown in blocks behind the list-like interface scoring and plots use."""
     ticks = []  # (t_s, volume estimates) of every tick, as the core gave them
-    result, _ = _run(
-        "rapid-depress", 60.0, duration_s=160.0, on_tick=lambda r: ticks.append((r.t_s, r.volumes))
-    )
+    last = []  # the last tick's result
+
+    def on_tick(r):
+        ticks.append((r.t_s, r.volumes))
+        last[:] = [r]
+
+    result, _ = _run("rapid-depress", 60.0, duration_s=160.0, on_tick=on_tick)
     tr = result.trace
     assert len(tr) == len(tr.t_s) == 160 and tr.t_s[0] == 1.0 and tr.t_s[-1] == 160.0
     assert tr.mass_rate_kg_day.shape == (160, 3) and tr.volumes == ["usos", "node3", "rs"]
@@ -316,7 +338,7 @@ def test_estimate_trace_interface():
     assert tr.regime[-1] == ["UNKNOWN", "UNKNOWN", "UNKNOWN"]
     assert len(tr.regime) == 160 and tr.regime[:2][1] == tr.regime[1]
     # every regime comes back under its own name and volume, whichever appeared first
-    t_s, vols = ticks[-1]
+    (r,) = last
     rows = [
         [Regime.CRACK, Regime.UNKNOWN, Regime.ORIFICE],
         [Regime.ORIFICE, Regime.CRACK, Regime.UNKNOWN],
@@ -324,8 +346,10 @@ def test_estimate_trace_interface():
     ]
     mixed = EstimateTrace(tr.volumes)
     for k, row in enumerate(rows):
-        est = [dataclasses.replace(v, regime=r) for v, r in zip(vols, row, strict=True)]
-        mixed.record_estimates(t_s + k, est)
+        by_name = dict(zip(tr.volumes, row, strict=True))
+        regime = tuple(by_name[n] for n in r.layout.volume_names)
+        fit = dataclasses.replace(r.volume_fit, regime=regime)
+        mixed.record(SimpleNamespace(t_s=r.t_s + k, volume_fit=fit, layout=r.layout))
     assert list(mixed.regime) == [[r.name for r in row] for row in rows]
     assert mixed.regime[1:] == [[r.name for r in row] for row in rows[1:]]
     # without a trace (alarm-only runs) the score is the same
