@@ -7,7 +7,7 @@ and ``i + N``, so the last ``m <= N`` slots are always one contiguous
 ``(m, channels)`` view (``Tier.window``), never a copy.
 
 The windows that live on a tier keep running weighted sums (weight ``n``) of
-``t, p, T, t^2, t p, p^2, t T, T^2``, with ``t`` taken from ``t_ref`` and ``p``
+``t, p, T, t^2, t p, p^2, t T, T^2, p T``, with ``t`` taken from ``t_ref`` and ``p``
 and ``T`` from per-channel references ``p_ref``/``temp_ref`` to keep the
 squares small.  Temperature compensation happens downstream, per group of
 connected volumes (a module's gas temperature is not its neighbour's).  A push adds the new slot and
@@ -34,12 +34,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.gas import KELVIN
+
 #: Indices into the sums axis.
-S0, ST, SP, STT, STP, SPP, SY, STY, SYY, SK = range(10)
-NSUM = 10
-#: (i, j) of v = (1, t, p, T) for each sum S0..SYY: n * v_i * v_j.
-_PI = np.array([0, 0, 0, 1, 1, 2, 0, 1, 3])
-_PJ = np.array([0, 1, 2, 1, 2, 2, 3, 3, 3])
+S0, ST, SP, STT, STP, SPP, SY, STY, SYY, SPY, SK = range(11)
+NSUM = 11
+#: (i, j) of v = (1, t, p, T) for each sum S0..SPY: n * v_i * v_j.
+_PI = np.array([0, 0, 0, 1, 1, 2, 0, 1, 3, 2])
+_PJ = np.array([0, 1, 2, 1, 2, 2, 3, 3, 3, 3])
 #: The same pairs as rows of the flattened (4, 4) outer product n v_i v_j.
 _PAIRS = _PI * 4 + _PJ
 
@@ -65,11 +67,17 @@ class Fit:
     ``slope_pa_s``/``stderr_pa_s`` of pressure, ``slope_temp_k_s``/
     ``stderr_temp_k_s`` of temperature, means at the mean time ``t_mean_s``,
     ``t_span_s`` the equivalent uniform span, ``n`` samples and ``k`` non-empty
-    slots.  NaN where a window has fewer than 3 slots.
+    slots.  ``stderr_comp_pa_s`` is the standard error of the slope of the
+    channel's own temperature-compensated pressure ``p - (P/T) T`` (``P/T``:
+    its window means, T in K): the scatter a thermal swing's curvature leaves
+    about a straight pressure line is followed by the temperature and cancels
+    there, the two channels' noise does not.  NaN where a window has fewer
+    than 3 slots.
     """
 
     slope_pa_s: np.ndarray
     stderr_pa_s: np.ndarray
+    stderr_comp_pa_s: np.ndarray
     slope_temp_k_s: np.ndarray
     stderr_temp_k_s: np.ndarray
     mean_pa: np.ndarray
@@ -112,10 +120,22 @@ def fit_sums_raw(sums: np.ndarray, t_ref, p_ref, temp_ref) -> Fit:
     slope_y = sxt / sxx
     sse_y = np.maximum(sums[:, SYY] - sums[:, SY] * yb - slope_y * sxt, 0.0)
     se_y = np.sqrt(sse_y / dof / sxx)
+    # z = p - c T, c = P / T (K) at the window means: centred second moments of z
+    c = (pb + p_ref) / (yb + temp_ref + KELVIN)
+    szz = (
+        sums[:, SPP]
+        - sums[:, SP] * pb
+        - 2.0 * c * (sums[:, SPY] - sums[:, SP] * yb)
+        + c * c * (sums[:, SYY] - sums[:, SY] * yb)
+    )
+    stz = sxy - c * sxt
+    sse_z = np.maximum(szz - stz * stz / sxx, 0.0)
+    se_z = np.sqrt(sse_z / dof / sxx)
     span = np.sqrt(12.0 * sxx / s0)
     return Fit(
         slope_pa_s=slope,
         stderr_pa_s=se,
+        stderr_comp_pa_s=se_z,
         slope_temp_k_s=slope_y,
         stderr_temp_k_s=se_y,
         mean_pa=pb + p_ref,
@@ -431,7 +451,7 @@ class Tier:
             sse /= sxx
             np.sqrt(sse, out=se)
             noise_se = None if noise_var is None else np.sqrt(noise_var / sxx)
-        # NaN where s0 < min_samples or k < 3 (s[S0::SK] is the pair S0, SK: 0 and 9 = NSUM - 1)
+        # NaN where s0 < min_samples or k < 3 (s[S0::SK] is the pair S0, SK: 0 and NSUM - 1)
         thr = self._low_thr.get(min_samples)
         if thr is None:
             thr = self._low_thr[min_samples] = np.array([[[min_samples]], [[3.0]]], dtype=float)

@@ -43,6 +43,10 @@ JUMP_HOLD_MAX_WINDOW_S = 60.0
 MODEL_REL = 0.01
 #: Smallest slope standard error used as a weight (Pa/s).
 SE_FLOOR = 1e-6
+#: The shortest window (s) whose error is that of the sensors' own compensated
+#: pressure (``Fit.stderr_comp_pa_s``); shorter ones add the pressure's and the
+#: temperature's errors (a thermal swing barely curves over them).
+COMP_ERROR_MIN_WINDOW_S = 300.0
 
 
 class EstimateState(enum.IntEnum):
@@ -142,7 +146,7 @@ def fuse_slopes(slope, se, use, member, volume_of):
 
 
 def _fuse_pair(slope2, se2, use, MT, volume_of):
-    """``fuse_slopes`` of two ``(nW, C)`` slope sets stacked ``(2, nW, C)`` with the
+    """``fuse_slopes`` of ``(nW, C)`` slope sets stacked ``(k, nW, C)`` with the
     same ``use``, bit for bit: the element-wise steps run once on the stack, each
     volume sum is the same matrix product of one ``(nW, C)`` set as in
     ``fuse_slopes``.  Run under ``np.errstate(invalid="ignore", divide="ignore")``."""
@@ -152,15 +156,16 @@ def _fuse_pair(slope2, se2, use, MT, volume_of):
     w = np.where(valid, 1.0 / np.maximum(se2, SE_FLOOR) ** 2, 0.0)
     sv = np.where(valid, slope2, 0.0)
     ws = w * sv
-    sw = np.empty((2, ws.shape[1], MT.shape[1]))
+    k = len(slope2)
+    sw = np.empty((k, ws.shape[1], MT.shape[1]))
     fw = np.empty_like(sw)
-    for i in (0, 1):
+    for i in range(k):
         np.matmul(w[i], MT, out=sw[i])
         np.matmul(ws[i], MT, out=fw[i])
     f = fw / sw
     r = np.where(valid, (sv - f[:, :, volume_of]) ** 2 * w, 0.0)
     resid = np.empty_like(sw)
-    for i in (0, 1):
+    for i in range(k):
         np.matmul(r[i], MT, out=resid[i])
     cnt = valid.astype(float) @ MT  # counts: exact whatever the order of the sum
     birge = np.sqrt(np.maximum(1.0, resid / np.maximum(cnt - 1, 1)))
@@ -295,6 +300,9 @@ class VolumeEstimator:
         self._half_w = w * 0.5 + 0.0
         self._half_w_lag = w * 0.5 + lag_s
         self._cols = np.arange(channels.n_volumes)
+        self._long_w = w >= COMP_ERROR_MIN_WINDOW_S
+        self._alone_key: np.ndarray | None = None  # group_matrix of the cached _alone
+        self._alone = np.zeros(channels.n_volumes, dtype=bool)
         self._crack_key: tuple[Regime, ...] | None = None
         self._crack = np.zeros(channels.n_volumes, dtype=bool)
         self._n_crack = 0
@@ -353,30 +361,42 @@ class VolumeEstimator:
         # no longer describe the same samples)
         cov = fits.n_samples >= self._fill_w * rate_hz[None, :]
         use_w = use & cov  # (nW, C)
-        # raw and delayed slopes fused at once (rows 0 and 1)
+        # raw and delayed slopes fused at once (rows 0 and 1), and the delayed ones
+        # of the sensors whose delayed pressure spans the same time as their
+        # temperature (row 2, ``WindowFits.aligned``: not in a window's first lag
+        # after the channel's data began), which the estimates take; the onset
+        # test (below) compares rows 0 and 1
         # (np.stack's bytes, without its per-call overhead)
-        slope2 = np.empty((2,) + use_w.shape)
+        # (once every channel is aligned, rows 1 and 2 are the same: not fused twice)
+        k = 2 if fits.aligned.all() else 3
+        slope2 = np.empty((3,) + use_w.shape)
         slope2[0] = fits.slope_pa_s
         slope2[1] = fits.delayed_slope_pa_s
         se2 = np.empty_like(slope2)
         se2[0] = fits.stderr_pa_s
         se2[1] = fits.delayed_stderr_pa_s
-        f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
-        fp, fpd = f2[0], f2[1]  # (indexing: quicker than unpacking an array)
-        fpse, fpdse = f2se[0], f2se[1]
+        se2[2] = fits.delayed_stderr_pa_s
+        if k == 2:
+            slope2[2] = slope2[1]
+        else:
+            np.copyto(slope2[2], np.where(fits.aligned, fits.delayed_slope_pa_s, np.nan))
+        f2, f2se = _fuse_pair(slope2[:k], se2[:k], use_w, MT, vch)
+        fp, fpd, fpa = f2[0], f2[1], f2[k - 1]  # (indexing: quicker than unpacking an array)
+        fpse, fpdse, fpase = f2se[0], f2se[1], f2se[k - 1]
         # temperatures from the same sensors as the pressures; a volume with none
         # of those borrows from any sensor whose data is not suspect (a sensor left
         # out for its pressure, stale say, still tells its module's temperature)
         finite_T = np.isfinite(slope_T)
         finite_T &= np.isfinite(mean_T)
         tv = use_w & finite_T
+        tv &= fits.aligned  # (a partial window's temperature spans more than its pressure)
         fallback = trusted & cov
         fallback &= finite_T
         # counts (exact in any order): sensors with a temperature, and of the
         # undelayed and delayed slopes per volume
         flags = np.empty((3,) + tv.shape)
         np.copyto(flags[0], tv)
-        np.isfinite(slope2, out=flags[1:])
+        np.isfinite(slope2[0::2], out=flags[1:])
         flags[1:] *= use_w
         counts = flags @ MT
         none = counts[0] == 0  # (nW, V)
@@ -399,6 +419,9 @@ class VolumeEstimator:
         nl = lv.astype(float) @ MT
         p_now = np.where(lv, fits.level_now_pa, 0.0) @ MT / nl
         scale = self.config.t_ref_k / T_eff
+        pm = use_w & np.isfinite(fits.mid_pa)
+        p_mid = (np.where(pm, fits.mid_pa, 0.0) @ MT) / (pm.astype(float) @ MT)
+        p_mid = np.where(np.isfinite(p_mid), p_mid, p_now)
         # a volume of the group without any temperature: its thermal swing is unknown
         miss = 1.0 - vg / groups.volume_m3_sum
         extra = miss * p_now / T_eff * np.fmax(np.abs(dT_eff), THERMAL_RATE_K_S)
@@ -430,17 +453,59 @@ class VolumeEstimator:
         # the new one (an isolated module would inherit its old group's fall)
         start = (now_s - windows_s[:, None]) - np.where(now_u, 0.0, lag_s)
         filled &= start >= groups.changed_t + est.hatch_settle_s
-        fsel = np.where(now_u, fp, fpd)
-        fsel_se = np.where(now_u, fpse, fpdse)
-        fq = scale * (fsel - p_now * dT_eff / T_eff)
-        fse = scale * np.sqrt(fsel_se**2 + thermal_se2)
+        fsel = np.where(now_u, fp, fpa)
+        fsel_se = np.where(now_u, fpse, fpase)
+        fq = scale * (fsel - p_mid * dT_eff / T_eff)
         # per sensor, compensated with its group's temperature, the same choice
         now_c = now_u[:, vch]
-        s_sel = np.where(now_c, slope2[0], slope2[1])
-        se_sel = np.where(now_c, se2[0], se2[1])
-        sq_c = scale[:, vch] * (s_sel - p_now[vch] * dT_eff[:, vch] / T_eff[:, vch])
+        s_sel = np.where(now_c, slope2[0], slope2[2])
+        se_sel = np.where(now_c, se2[0], se2[2])
+        sq_c = scale[:, vch] * (s_sel - p_mid[:, vch] * dT_eff[:, vch] / T_eff[:, vch])
         sq_c = np.where(cov, sq_c, np.nan)
-        se_c = scale[:, vch] * np.sqrt(se_sel**2 + thermal_se2[:, vch])
+        # The errors.  A straight line through a thermal swing leaves the swing's
+        # curvature in both the pressure's and the temperature's residuals, so their
+        # errors added overstate what is left after compensation (a 0.8 K orbit
+        # leaves 1.3 kg/day of error on 30 min in 900 m3 without any noise).  Where
+        # a volume is a group alone and each of its sensors has its own temperature,
+        # the error is that of each sensor's compensated pressure (its residuals
+        # after p - (P/T) T: the channels' noise, not the swing), fused with the
+        # slopes' weights and their Birge ratio; elsewhere (a temperature borrowed or
+        # mixed from other volumes) the two errors added, which is larger.
+        # (windows of at least COMP_ERROR_MIN_WINDOW_S only: over a minute the swing
+        # barely curves, and the compensated residuals' scatter, from a few slots, is
+        # itself noisy; a 10-s window stating a chance 0.4 Pa/s for a true 0.53 was
+        # taken as the best one and raised a reserve EMERGENCY on one estimation)
+        # (the Birge ratio of the pressure slopes scales only the pressure noise's
+        # share: applied to the whole error it scaled the temperature noise too, and
+        # one taken from the compensated slopes scatters with the temperature noise
+        # of two sensors, a 1-dof ratio that tripled the 30-min error for minutes)
+        sez_sel = np.where(now_c, fits.stderr_comp_pa_s, fits.delayed_stderr_comp_pa_s)
+        valid = use_w & np.isfinite(s_sel) & np.isfinite(se_sel)
+        zok = valid & finite_T & np.isfinite(sez_sel)
+        wz = np.where(zok, 1.0 / np.maximum(se_sel, SE_FLOOR) ** 2, 0.0)
+        sw = wz @ MT
+        var_z = np.where(zok, (wz * sez_sel) ** 2, 0.0) @ MT / sw**2
+        nz = zok.astype(float) @ MT
+        gm = groups.group_matrix
+        if gm is not self._alone_key:
+            self._alone = gm.sum(axis=1) == 1.0
+            self._alone_key = gm
+        own = self._alone & self._long_w & (nz == (valid.astype(float) @ MT)) & (sw > 0)
+        pn = np.fmin(fits.noise_stderr_pa_s, se_sel)  # the pressure noise's share
+        pn = np.where(np.isnan(pn), se_sel, pn)
+        var_pn = np.where(zok, (wz * pn) ** 2, 0.0) @ MT / sw**2
+        birge2 = np.maximum(1.0, fsel_se**2 * sw)
+        fse = scale * np.where(
+            own,
+            np.sqrt(var_z + (birge2 - 1.0) * var_pn + extra**2),
+            np.sqrt(fsel_se**2 + thermal_se2),
+        )
+        own_c = own[:, vch] & zok
+        se_c = scale[:, vch] * np.where(
+            own_c,
+            np.sqrt(sez_sel**2 + extra[:, vch] ** 2),
+            np.sqrt(se_sel**2 + thermal_se2[:, vch]),
+        )
         # A straight line through a decaying pressure gives the slope at the middle
         # of its data (half a window ago, plus the lag if delayed).  A leak's flow
         # falls with the pressure (dP/dt = -a P^n: n = 1 orifice, 2 crack), so the

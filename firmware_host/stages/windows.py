@@ -51,20 +51,29 @@ class WindowFits:
     pressure slope and its error as fitted a temperature lag ago;
     ``noise_stderr_pa_s`` the error the sensor's white noise alone gives
     (``noise_slope_stderr``: a difference between sensors, where a common misfit
-    cancels).
+    cancels); ``stderr_comp_pa_s`` (and delayed) that of the channel's own
+    compensated pressure (``ringbuffer.Fit``).  ``aligned`` ``(nW, C)``: the
+    channel's data began at least the window and a temperature lag ago, so the
+    window's temperature fit and its delayed pressure fit span the same time
+    (before, the pressure's span is a lag shorter: the two fits' middles are
+    half a lag apart, which on a 0.8 K orbit is 3 kg/day in 900 m3).
     """
 
     slope_pa_s: np.ndarray
     stderr_pa_s: np.ndarray
+    stderr_comp_pa_s: np.ndarray
     noise_stderr_pa_s: np.ndarray
     slope_temp_k_s: np.ndarray
     stderr_temp_k_s: np.ndarray
     level_pa: np.ndarray
     level_now_pa: np.ndarray
+    mid_pa: np.ndarray
     mean_temp_c: np.ndarray
     n_samples: np.ndarray
     delayed_slope_pa_s: np.ndarray
     delayed_stderr_pa_s: np.ndarray
+    delayed_stderr_comp_pa_s: np.ndarray
+    aligned: np.ndarray
 
 
 class WindowBank:
@@ -124,10 +133,14 @@ class WindowBank:
         self.slow_period_s = slow_period_s = estimation_period_s(config)
         self.lag_ticks = lag_periods(config)
         self.lag_s = self.lag_ticks * slow_period_s
-        self._lag_history = np.full((self.lag_ticks + 1, 2, self.n_windows, C), np.nan)
+        self._lag_history = np.full((self.lag_ticks + 1, 3, self.n_windows, C), np.nan)
         self._lag_t = np.full(self.lag_ticks + 1, np.nan)  # when each entry was fitted (s)
         self._fits_done = 0
         self._cols = np.arange(C)
+        #: when each channel's data (since its last reset) began (s; inf: none yet)
+        self.t_first = np.full(C, np.inf)
+        self._t_first_open = True  # some channel has no data yet
+        self._span_needed = self.windows_s[:, None] + self.lag_s  # (nW, 1)
 
     # --- every tick -----------------------------------------------------------------
     def push(self, now_s: float, sums: np.ndarray) -> bool:
@@ -137,6 +150,11 @@ class WindowBank:
         Returns True when a 60-s bin closed (the regime test is due)."""
         C = self.n_channels
         n = sums[0]
+        if self._t_first_open:
+            new = (n > 0) & np.isinf(self.t_first)
+            if new.any():
+                self.t_first = np.where(new, now_s, self.t_first)
+                self._t_first_open = bool(np.isinf(self.t_first).any())
         means = np.zeros((3, C))
         if np.count_nonzero(n):  # (a tick without samples: the means stay 0)
             np.divide(sums[1:], n, out=means, where=n > 0)
@@ -216,26 +234,32 @@ class WindowBank:
         i = self._fits_done % (L + 1)
         hist[i, 0] = slope_p
         hist[i, 1] = se_p
+        hist[i, 2] = fit.stderr_comp_pa_s
         self._lag_t[i] = now_s
         di, dn, w = self._delayed_entries(now_s, i)
         self._fits_done += 1
         if w > 0.0:  # between two fits of a quiet stretch: interpolated in time
             delayed_slope = hist[di, 0] + w * (hist[dn, 0] - hist[di, 0])
             delayed_se = hist[di, 1] + w * (hist[dn, 1] - hist[di, 1])
+            delayed_se_z = hist[di, 2] + w * (hist[dn, 2] - hist[di, 2])
         else:
-            delayed_slope, delayed_se = hist[di, 0], hist[di, 1]
+            delayed_slope, delayed_se, delayed_se_z = hist[di, 0], hist[di, 1], hist[di, 2]
         return WindowFits(
             slope_pa_s=slope_p,
             stderr_pa_s=se_p,
+            stderr_comp_pa_s=fit.stderr_comp_pa_s,
             noise_stderr_pa_s=se_noise,
             slope_temp_k_s=slope_T,
             stderr_temp_k_s=se_T,
             level_pa=level_p,
             level_now_pa=level_now,
+            mid_pa=fit.mean_pa - slope_p * self.lag_s,
             mean_temp_c=mean_T,
             n_samples=nsamp,
             delayed_slope_pa_s=delayed_slope,
             delayed_stderr_pa_s=delayed_se,
+            delayed_stderr_comp_pa_s=delayed_se_z,
+            aligned=(now_s - self.t_first) >= self._span_needed,
         )
 
     def _delayed_entries(self, now_s: float, newest: int) -> tuple[int, int, float]:
@@ -275,6 +299,9 @@ class WindowBank:
             tier.clear_channels(mask)
         for acc in self._bin_sums:
             acc[:, mask] = 0.0
+        if np.any(mask):
+            self.t_first = np.where(mask, np.inf, self.t_first)
+            self._t_first_open = True
 
     @property
     def memory_bytes(self) -> int:

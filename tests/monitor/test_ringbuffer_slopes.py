@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from firmware_host.ringbuffer import Tier, fit_from_sums
+from firmware_host.ringbuffer import SK, Tier, fit_from_sums
 
 
 def _push_all(tier: Tier, t, p, temp, n):
@@ -56,6 +56,31 @@ def test_slopes_and_errors_match_polyfit_on_random_data():
         s, se = _window_polyfit(t, p, m)
         np.testing.assert_allclose(fit.slope_pa_s[w], s, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(fit.stderr_pa_s[w], se, rtol=1e-6)
+
+
+def test_compensated_error_is_the_polyfit_error_of_p_minus_p_over_t_times_t():
+    """``stderr_comp_pa_s``: the error of a straight line through the channel's own
+    compensated pressure p - (P/T) T, P/T at the window's means (T in K), against
+    np.polyfit; a thermal swing's curvature, common to both, does not inflate it."""
+    rng = np.random.default_rng(7)
+    C, N = 3, 1800
+    tier = Tier(C, 1.0, 1800, [60, 600, 1800], rebase_every=0)
+    t = 2e4 + np.arange(N, dtype=float)[:, None] * np.ones(C)
+    temp_k = 295.15 + 0.8 * np.sin(2 * np.pi * t / 5520.0 + np.array([0.3, 1.2, 2.5]))
+    temp_k += rng.normal(0, 0.02, (N, C))
+    temp = (temp_k - 273.15).astype(np.float32)
+    temp_k = temp.astype(np.float64) + 273.15  # what the tier stores
+    p = 101325.0 * temp_k / 295.15 - 0.002 * (t - t[0]) + rng.normal(0, 2.0, (N, C))
+    _push_all(tier, t, p, temp, np.ones((N, C), dtype=np.float32))
+    fit = tier.fit()
+    for w, m in enumerate([60, 600, 1800]):
+        c = p[-m:].mean(axis=0) / temp_k[-m:].mean(axis=0)
+        _, se_z = _window_polyfit(t, p - c * temp_k, m)
+        np.testing.assert_allclose(fit.stderr_comp_pa_s[w], se_z, rtol=1e-5)
+        _, se_p = _window_polyfit(t, p, m)
+        if m == 1800:  # the raw pressure's error carries the swing's curvature
+            assert (fit.stderr_pa_s[w] > 5 * fit.stderr_comp_pa_s[w]).all()
+            np.testing.assert_allclose(fit.stderr_pa_s[w], se_p, rtol=1e-6)
 
 
 def test_weighted_slots_equal_per_sample_fit():
@@ -219,8 +244,8 @@ def _plain_pressure_slopes(sums, windows, min_samples):
         sxy = s[:, 4] - tb * s[:, 2]
         slope = sxy / sxx
         sse = np.maximum(s[:, 5] - s[:, 2] * s[:, 2] / s0 - slope * sxy, 0.0)
-        se = np.sqrt(sse / (s[:, 9] - 2) / sxx)
-    bad = (s[:, 9] < 3) | (s0 < min_samples)
+        se = np.sqrt(sse / (s[:, SK] - 2) / sxx)
+    bad = (s[:, SK] < 3) | (s0 < min_samples)
     slope[bad] = np.nan
     se[bad] = np.nan
     return slope, se

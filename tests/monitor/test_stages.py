@@ -299,6 +299,40 @@ def test_the_lag_history_gives_the_fit_a_temperature_lag_old_at_any_cadence():
             assert got[t] == pytest.approx(t - 20.0), (t, got[t])
 
 
+def test_a_window_is_aligned_once_its_data_spans_the_window_and_the_lag():
+    """``WindowFits.aligned``: a channel's window counts for the delayed estimates
+    only once its data began at least the window plus the temperature lag ago (at
+    start, and again after a reset such as a reboot); channels count apart."""
+    sensors = [synth.SynthSensor(addr=a, rate_hz=1.0) for a in (1, 2)]
+    cfg = synth.config_for(sensors, 50, rate_hz=1.0)
+    bank = MonitorCore(cfg).windows
+    W = bank.windows_s
+    noise = np.full(2, np.nan)
+    sums = np.zeros((4, 2))
+
+    def push(t, n):
+        sums[0] = n
+        sums[1] = np.asarray(n) * t
+        sums[2] = np.asarray(n) * 101325.0
+        sums[3] = np.asarray(n) * 22.0
+        bank.push(t, sums)
+
+    for t in range(0, 100):
+        push(float(t), [1.0, 1.0 if t >= 30 else 0.0])  # channel 1 starts 30 s later
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = bank.fits(99.0, noise).aligned
+    assert a.shape == (len(W), 2)
+    assert list(a[:, 0]) == list(W + bank.lag_s <= 99.0)
+    assert list(a[:, 1]) == list(W + bank.lag_s <= 69.0)
+    bank.clear_channels(np.array([True, False]))
+    for t in range(100, 140):
+        push(float(t), [1.0, 1.0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = bank.fits(139.0, noise).aligned
+    assert list(a[:, 0]) == list(W + bank.lag_s <= 39.0)  # counted again from 100 s
+    assert list(a[:, 1]) == list(W + bank.lag_s <= 109.0)
+
+
 def test_busy_while_a_hatch_settles_or_a_sensor_is_flagged():
     """After a quiet start: a hatch move keeps the core busy for its settling time, a
     conditioner flag (spike, status, reboot) until the next estimation takes it."""
