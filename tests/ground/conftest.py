@@ -13,7 +13,7 @@ from firmware_host.ground.layout import GroundLayout
 from harness.derive import config_from_scenario
 from hil.scenario import load_scenario
 
-#: The scenario and window of the run: the leak's CAUTION is raised at 11081 s.
+#: The scenario and window of the run: the leak's CAUTION is raised at 11131 s.
 SCENARIO = "soyuz-ms09-2018"
 
 
