@@ -301,8 +301,6 @@ class VolumeEstimator:
         self._half_w_lag = w * 0.5 + lag_s
         self._cols = np.arange(channels.n_volumes)
         self._long_w = w >= COMP_ERROR_MIN_WINDOW_S
-        self._alone_key: np.ndarray | None = None  # group_matrix of the cached _alone
-        self._alone = np.zeros(channels.n_volumes, dtype=bool)
         self._crack_key: tuple[Regime, ...] | None = None
         self._crack = np.zeros(channels.n_volumes, dtype=bool)
         self._n_crack = 0
@@ -367,22 +365,20 @@ class VolumeEstimator:
         # after the channel's data began), which the estimates take; the onset
         # test (below) compares rows 0 and 1
         # (np.stack's bytes, without its per-call overhead)
-        # (once every channel is aligned, rows 1 and 2 are the same: not fused twice)
-        k = 2 if fits.aligned.all() else 3
-        slope2 = np.empty((3,) + use_w.shape)
+        # (once every channel is aligned, rows 1 and 2 are the same: row 1 is both,
+        # so row ``a`` is the aligned delayed row either way)
+        a = 1 if fits.aligned.all() else 2
+        slope2 = np.empty((a + 1,) + use_w.shape)
         slope2[0] = fits.slope_pa_s
         slope2[1] = fits.delayed_slope_pa_s
         se2 = np.empty_like(slope2)
         se2[0] = fits.stderr_pa_s
-        se2[1] = fits.delayed_stderr_pa_s
-        se2[2] = fits.delayed_stderr_pa_s
-        if k == 2:
-            slope2[2] = slope2[1]
-        else:
+        se2[1:] = fits.delayed_stderr_pa_s
+        if a == 2:
             np.copyto(slope2[2], np.where(fits.aligned, fits.delayed_slope_pa_s, np.nan))
-        f2, f2se = _fuse_pair(slope2[:k], se2[:k], use_w, MT, vch)
-        fp, fpd, fpa = f2[0], f2[1], f2[k - 1]  # (indexing: quicker than unpacking an array)
-        fpse, fpdse, fpase = f2se[0], f2se[1], f2se[k - 1]
+        f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
+        fp, fpd, fpa = f2[0], f2[1], f2[a]  # (indexing: quicker than unpacking an array)
+        fpse, fpdse, fpase = f2se[0], f2se[1], f2se[a]
         # temperatures from the same sensors as the pressures; a volume with none
         # of those borrows from any sensor whose data is not suspect (a sensor left
         # out for its pressure, stale say, still tells its module's temperature)
@@ -396,7 +392,7 @@ class VolumeEstimator:
         # undelayed and delayed slopes per volume
         flags = np.empty((3,) + tv.shape)
         np.copyto(flags[0], tv)
-        np.isfinite(slope2[0::2], out=flags[1:])
+        np.isfinite(slope2[0::a], out=flags[1:])  # rows 0 and a
         flags[1:] *= use_w
         counts = flags @ MT
         none = counts[0] == 0  # (nW, V)
@@ -458,8 +454,8 @@ class VolumeEstimator:
         fq = scale * (fsel - p_mid * dT_eff / T_eff)
         # per sensor, compensated with its group's temperature, the same choice
         now_c = now_u[:, vch]
-        s_sel = np.where(now_c, slope2[0], slope2[2])
-        se_sel = np.where(now_c, se2[0], se2[2])
+        s_sel = np.where(now_c, slope2[0], slope2[a])
+        se_sel = np.where(now_c, se2[0], se2[a])
         sq_c = scale[:, vch] * (s_sel - p_mid[:, vch] * dT_eff[:, vch] / T_eff[:, vch])
         sq_c = np.where(cov, sq_c, np.nan)
         # The errors.  A straight line through a thermal swing leaves the swing's
@@ -486,13 +482,8 @@ class VolumeEstimator:
         sw = wz @ MT
         var_z = np.where(zok, (wz * sez_sel) ** 2, 0.0) @ MT / sw**2
         nz = zok.astype(float) @ MT
-        gm = groups.group_matrix
-        if gm is not self._alone_key:
-            self._alone = gm.sum(axis=1) == 1.0
-            self._alone_key = gm
-        own = self._alone & self._long_w & (nz == (valid.astype(float) @ MT)) & (sw > 0)
-        pn = np.fmin(fits.noise_stderr_pa_s, se_sel)  # the pressure noise's share
-        pn = np.where(np.isnan(pn), se_sel, pn)
+        own = groups.alone & self._long_w & (nz == (valid.astype(float) @ MT)) & (sw > 0)
+        pn = np.fmin(fits.noise_stderr_pa_s, se_sel)  # the pressure noise's share (fmin: NaN-free)
         var_pn = np.where(zok, (wz * pn) ** 2, 0.0) @ MT / sw**2
         birge2 = np.maximum(1.0, fsel_se**2 * sw)
         fse = scale * np.where(

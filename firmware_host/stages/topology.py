@@ -58,7 +58,8 @@ class HatchGroups:
     ``group_id[v]`` is a representative volume of ``v``'s group,
     ``group_matrix`` the ``(V, V)`` 0/1 same-group matrix, ``group_m3[v]``
     the group's total volume (m3) (``volume_m3_sum`` the same as the product
-    ``volume_m3 @ group_matrix.T``) and ``members[v]`` its volume names.
+    ``volume_m3 @ group_matrix.T``), ``members[v]`` its volume names and
+    ``alone[v]`` whether ``v`` is its group's only volume.
     """
 
     def __init__(self, config: MonitorConfig, channels: Channels):
@@ -86,6 +87,8 @@ class HatchGroups:
         self.members = [
             tuple(ch.volume_names[j] for j in np.flatnonzero(roots == roots[i])) for i in range(V)
         ]
+        #: the volumes that are a group alone (``(V,)`` bool)
+        self.alone = np.array([len(m) == 1 for m in self.members], dtype=bool)
 
     def set_hatch(self, name: str, is_open: bool, now_s: float) -> None:
         """Record a hatch's state at host time ``now_s`` (s); the volumes whose group

@@ -47,7 +47,9 @@ class WindowFits:
     """Fits of every window (rows, ``(nW, C)``) for every channel at one slow tick.
 
     ``level_pa`` is the fitted pressure at the tick, ``level_now_pa`` ``(C,)`` that
-    of the shortest window that has one; ``delayed_*`` the
+    of the shortest window that has one, ``mid_pa`` the pressure at the middle of
+    each delayed window (its mean a lag back: the moment the window's mean
+    temperature describes); ``delayed_*`` the
     pressure slope and its error as fitted a temperature lag ago;
     ``noise_stderr_pa_s`` the error the sensor's white noise alone gives
     (``noise_slope_stderr``: a difference between sensors, where a common misfit
@@ -55,7 +57,7 @@ class WindowFits:
     compensated pressure (``ringbuffer.Fit``).  ``aligned`` ``(nW, C)``: the
     channel's data began at least the window and a temperature lag ago, so the
     window's temperature fit and its delayed pressure fit span the same time
-    (before, the pressure's span is a lag shorter: the two fits' middles are
+    (until then the pressure's span is a lag shorter: the two fits' middles are
     half a lag apart, which on a 0.8 K orbit is 3 kg/day in 900 m3).
     """
 
@@ -239,11 +241,10 @@ class WindowBank:
         di, dn, w = self._delayed_entries(now_s, i)
         self._fits_done += 1
         if w > 0.0:  # between two fits of a quiet stretch: interpolated in time
-            delayed_slope = hist[di, 0] + w * (hist[dn, 0] - hist[di, 0])
-            delayed_se = hist[di, 1] + w * (hist[dn, 1] - hist[di, 1])
-            delayed_se_z = hist[di, 2] + w * (hist[dn, 2] - hist[di, 2])
+            delayed = hist[di] + w * (hist[dn] - hist[di])
         else:
-            delayed_slope, delayed_se, delayed_se_z = hist[di, 0], hist[di, 1], hist[di, 2]
+            delayed = hist[di]
+        delayed_slope, delayed_se, delayed_se_z = delayed[0], delayed[1], delayed[2]
         return WindowFits(
             slope_pa_s=slope_p,
             stderr_pa_s=se_p,
