@@ -12,18 +12,23 @@ monitor's ``Limits.clear_s``) without it; ``alarms`` lists the raises as
   6 standard deviations of the difference of two white-noise readings,
   6 * sqrt(2) * noise: about 1e-9 false alarms per reading on white noise.
 * ``SlopePanel``: least-squares slope of one sensor's raw pressure over a
-  fixed moving window (``window_s``, 60 s) against the sensor's own
-  timestamps; alarm when the slope is below ``-threshold_pa_s``, the fall
+  fixed moving window (``window_s``, 60 s, both ends in: a sample exactly
+  60 s old is in) against the sensor's own timestamps; alarm when the slope is below ``-threshold_pa_s``, the fall
   rate of the monitor's CAUTION mass rate in that volume
   (``slope_threshold_pa_s``).  When a sensor's timestamps go backwards (a
   reboot) its window restarts: the least any slope needs to compute at all.
   The first slope is computed once the window holds ``window_s`` of data.
+
+Both panels buffer the samples and judge them a round at a time, each
+sensor's vectorized (``SampleBuffer``); ``alarms`` is up to date when read.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Iterator
+
+import numpy as np
 
 from common.gas import fall_rate_pa_s
 from drivers.decoder import StreamDecoder
@@ -75,6 +80,7 @@ class _Latch:
         self.alarms: list[tuple[float, str]] = []
 
     def update(self, key: str, cond: bool, t_s: float) -> None:
+        """One evaluation of ``key``'s condition at ``t_s`` (s)."""
         if cond:
             if key not in self.active:
                 self.active.add(key)
@@ -83,16 +89,100 @@ class _Latch:
         elif key in self.active and t_s - self.last_true[key] >= self.clear_s:
             self.active.discard(key)
 
+    def update_many(self, key: str, cond: np.ndarray, t_s: np.ndarray) -> None:
+        """``update`` for each of ``key``'s evaluations ``cond`` at ``t_s`` (s,
+        non-decreasing), at once: the same raises and the same state after.
+
+        A true evaluation raises unless the alarm is active: it was raised by an
+        earlier true one and no false one since came ``clear_s`` after that.
+        Time not decreasing, the last false one before it is the one to ask."""
+        if not len(cond):
+            return
+        idx = np.flatnonzero(cond)
+        clear = self.clear_s
+        active = key in self.active
+        last = self.last_true.get(key)
+        if not len(idx):
+            if active and t_s[-1] - last >= clear:
+                self.active.discard(key)
+            return
+        raise_ = np.empty(len(idx), dtype=bool)
+        # the first true one: after the state carried in
+        i0 = int(idx[0])
+        raise_[0] = not active or (i0 > 0 and t_s[i0 - 1] - last >= clear)
+        # the others: after the true one before them, with false ones between
+        prev = idx[:-1]
+        cur = idx[1:]
+        gap = cur - 1 > prev
+        raise_[1:] = gap & (t_s[np.maximum(cur - 1, 0)] - t_s[prev] >= clear)
+        self.alarms.extend((t, key) for t in t_s[idx[raise_]].tolist())
+        last = float(t_s[idx[-1]])
+        self.last_true[key] = last
+        if int(idx[-1]) < len(cond) - 1 and t_s[-1] - last >= clear:
+            self.active.discard(key)
+        else:
+            self.active.add(key)
+
+
+class SampleBuffer:
+    """SAMPLE records of several links buffered as they come, handed out per
+    sensor (``link:addr``) in stream order, vectorized: ``CHUNK`` samples a round."""
+
+    #: buffered samples (all sensors) that make a round
+    CHUNK = 4096
+
+    def __init__(self):
+        # (link, addr, sensor time us, pressure Pa, arrival s) of each batch
+        self._buf: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, float]] = []
+        self._n = 0
+
+    def add(self, link: str, recs: np.ndarray, now_s: float) -> bool:
+        """Buffer ``recs`` of ``link`` that arrived at ``now_s`` (s); True when a round is full."""
+        if len(recs):
+            # (copies: the caller may reuse its buffer; columns: a structured
+            # array's concatenation costs a type promotion per array)
+            self._buf.append(
+                (link, recs["addr"].copy(), recs["t_us"].copy(), recs["pressure_pa"].copy(), now_s)
+            )
+            self._n += len(recs)
+        return self._n >= self.CHUNK
+
+    def drain(self) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """Each sensor's buffered samples, emptying the buffer: ``(sensor id, sensor
+        time s, pressure Pa, arrival s)``."""
+        by_link: dict[str, list] = {}
+        for b in self._buf:
+            by_link.setdefault(b[0], []).append(b)
+        self._buf = []
+        self._n = 0
+        for link, items in by_link.items():
+            addr = np.concatenate([b[1] for b in items])
+            order = np.argsort(addr, kind="stable")
+            addr = addr[order]
+            t = (np.concatenate([b[2] for b in items]) * 1e-6)[order]
+            p = np.concatenate([b[3] for b in items]).astype(np.float64)[order]
+            now = np.repeat([b[4] for b in items], [len(b[1]) for b in items])[order]
+            cuts = np.flatnonzero(addr[1:] != addr[:-1]) + 1
+            for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(addr)], strict=True):
+                yield f"{link}:{addr[lo]}", t[lo:hi], p[lo:hi], now[lo:hi]
+
 
 class _Panel:
+    """Samples are buffered (``SampleBuffer``) and processed per sensor, a round at
+    a time and whenever ``alarms`` is read, so the alarms are up to date when
+    read (their times are those at which the bytes reached the panel)."""
+
     name = "panel"
 
     def __init__(self, clear_s: float = 30.0):
         self.decoders: dict[str, StreamDecoder] = {}
         self.latch = _Latch(clear_s)
+        self._buf = SampleBuffer()
 
     @property
     def alarms(self) -> list[tuple[float, str]]:
+        """``(t_s, sensor id)`` of every raise so far, in time order."""
+        self._drain()
         return self.latch.alarms
 
     def feed(self, link: str, data: bytes, now_s: float) -> None:
@@ -100,16 +190,25 @@ class _Panel:
         dec = self.decoders.get(link)
         if dec is None:
             dec = self.decoders[link] = StreamDecoder()
-        recs = dec.feed(data, now_s).samples
-        if not len(recs):
-            return
-        addrs = recs["addr"].tolist()
-        ts = (recs["t_us"] * 1e-6).tolist()
-        ps = recs["pressure_pa"].tolist()
-        for a, t, p in zip(addrs, ts, ps, strict=True):
-            self._sample(f"{link}:{a}", t, p, now_s)
+        self.feed_records(link, dec.feed(data, now_s).samples, now_s)
 
-    def _sample(self, sid: str, t: float, p: float, now_s: float) -> None:
+    def feed_records(self, link: str, recs: np.ndarray, now_s: float) -> None:
+        """SAMPLE records of ``link`` (decoded) that reached the panel at ``now_s`` (s)."""
+        if self._buf.add(link, recs, now_s):
+            self._drain()
+
+    def _drain(self) -> None:
+        alarms = self.latch.alarms
+        n0 = len(alarms)
+        for sid, t, p, now in self._buf.drain():
+            self.process(sid, t, p, now)
+        # a round's alarms come sensor by sensor: in time order (they all came
+        # after the earlier rounds' samples)
+        alarms[n0:] = sorted(alarms[n0:], key=lambda a: a[0])
+
+    def process(self, sid: str, t: np.ndarray, p: np.ndarray, now: np.ndarray) -> None:
+        """Sensor ``sid``'s next samples, in stream order: sensor time ``t`` (s),
+        pressure ``p`` (Pa), arrival ``now`` (s)."""
         raise NotImplementedError
 
 
@@ -123,56 +222,28 @@ class StepPanel(_Panel):
         self.step_pa = step_pa
         self.last: dict[str, float] = {}
 
-    def _sample(self, sid: str, t: float, p: float, now_s: float) -> None:
+    def process(self, sid: str, t: np.ndarray, p: np.ndarray, now: np.ndarray) -> None:
         prev = self.last.get(sid)
-        self.last[sid] = p
-        if prev is not None:
-            self.latch.update(sid, abs(p - prev) > self.step_pa, now_s)
+        self.last[sid] = float(p[-1])
+        if prev is None:
+            d, now = np.diff(p), now[1:]
+        else:
+            d = np.diff(p, prepend=prev)
+        self.latch.update_many(sid, np.abs(d) > self.step_pa, now)
 
 
-class _Window:
-    """Running sums of (t, p) over the last ``window_s`` seconds (t relative to t0)."""
-
-    __slots__ = ("q", "t0", "n", "st", "sp", "stt", "stp")
-
-    def __init__(self):
-        self.q: deque = deque()
-        self.t0 = None
-        self.n = 0
-        self.st = self.sp = self.stt = self.stp = 0.0
-
-    def add(self, t: float, p: float) -> None:
-        if self.t0 is None:
-            self.t0 = t
-        x = t - self.t0
-        self.q.append((x, p))
-        self.n += 1
-        self.st += x
-        self.sp += p
-        self.stt += x * x
-        self.stp += x * p
-
-    def pop(self) -> None:
-        x, p = self.q.popleft()
-        self.n -= 1
-        self.st -= x
-        self.sp -= p
-        self.stt -= x * x
-        self.stp -= x * p
-
-    def slope(self) -> float:
-        n = self.n
-        den = n * self.stt - self.st * self.st
-        if n < 3 or den <= 0:
-            return math.nan
-        return (n * self.stp - self.st * self.sp) / den
+_EMPTY = np.empty(0)
+#: Half the sensor clock's resolution (1 us), s: a sample exactly ``window_s``
+#: before another is in its window whatever the rounding of their times.
+TIE_S = 0.5e-6
 
 
 class SlopePanel(_Panel):
     """Alarm when one sensor's least-squares slope over ``window_s`` is below ``-threshold``.
 
-    The pressures are offset by the sensor's first reading before summing, so
-    the running sums keep their precision.
+    The pressures are offset by the sensor's first reading, and the times by
+    each processed stretch's first, before summing, so the sums keep their
+    precision.
     """
 
     name = "slope panel"
@@ -181,34 +252,51 @@ class SlopePanel(_Panel):
         super().__init__(clear_s)
         self.threshold = threshold_pa_s
         self.window_s = window_s
-        self.win: dict[str, _Window] = {}
         self.p_ref: dict[str, float] = {}
         self.last_t: dict[str, float] = {}
+        # each sensor's samples of its current segment within the last window_s
+        self._tail: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _sample(self, sid: str, t: float, p: float, now_s: float) -> None:
-        w = self.win.get(sid)
-        if w is None or t <= self.last_t.get(sid, -math.inf):
-            w = self.win[sid] = _Window()  # first sample, or the sensor's clock restarted
-            self.p_ref.setdefault(sid, p)
-        self.last_t[sid] = t
-        w.add(t, p - self.p_ref[sid])
-        x_new = t - w.t0
-        while w.q and w.q[0][0] < x_new - self.window_s:
-            w.pop()
-        if x_new - w.q[0][0] < self.window_s * 0.98:
-            return  # not a full window yet
-        s = w.slope()
-        if not math.isnan(s):
-            self.latch.update(sid, s < -self.threshold, now_s)
-        if w.q[0][0] > 3600.0:  # long runs: move the time origin to the window's start
-            self.win[sid] = _recentred(w)
+    def process(self, sid: str, t: np.ndarray, p: np.ndarray, now: np.ndarray) -> None:
+        if sid not in self.p_ref:
+            self.p_ref[sid] = float(p[0])
+        q = p - self.p_ref[sid]
+        # a sample not after the one before it: the sensor's clock restarted
+        prev = np.concatenate(([self.last_t.get(sid, -math.inf)], t[:-1]))
+        starts = np.flatnonzero(t <= prev).tolist()
+        self.last_t[sid] = float(t[-1])
+        tail_t, tail_q = self._tail.get(sid, (_EMPTY, _EMPTY))
+        cont = not starts or starts[0] != 0  # the first sample continues the last segment
+        bounds = sorted({0, *starts, len(t)})
+        for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if k == 0 and cont:
+                ts = np.concatenate((tail_t, t[lo:hi]))
+                qs = np.concatenate((tail_q, q[lo:hi]))
+                first = len(tail_t)
+            else:
+                ts, qs, first = t[lo:hi], q[lo:hi], 0
+            self._segment(sid, ts, qs, first, now[lo:hi])
+            tail_from = int(np.searchsorted(ts, ts[-1] - (self.window_s + TIE_S), side="left"))
+            self._tail[sid] = (ts[tail_from:], qs[tail_from:])
 
-
-def _recentred(w: _Window) -> _Window:
-    """The same window with its time origin at its first point (and fresh sums)."""
-    base = w.q[0][0]
-    nw = _Window()
-    nw.t0 = w.t0 + base
-    for x, q in w.q:
-        nw.add(nw.t0 + x - base, q)
-    return nw
+    def _segment(self, sid, ts, qs, first, now) -> None:
+        """The slopes at samples ``first``... of a segment (times ``ts`` increasing)."""
+        W = self.window_s
+        # the window holds the samples up to W old, ties included
+        left = np.searchsorted(ts, ts - (W + TIE_S), side="left")[first:]
+        i = np.arange(first, len(ts))
+        full = ts[i] - ts[left] >= 0.98 * W
+        if not np.count_nonzero(full):
+            return
+        x = ts - ts[0]
+        c = np.zeros((4, len(ts) + 1))
+        np.cumsum(x, out=c[0, 1:])
+        np.cumsum(qs, out=c[1, 1:])
+        np.cumsum(x * x, out=c[2, 1:])
+        np.cumsum(x * qs, out=c[3, 1:])
+        s = c[:, i + 1] - c[:, left]  # window sums of x, q, xx, xq
+        n = (i - left + 1).astype(np.float64)
+        den = n * s[2] - s[0] * s[0]
+        ok = full & (n >= 3) & (den > 0)
+        slope = (n[ok] * s[3][ok] - s[0][ok] * s[1][ok]) / den[ok]
+        self.latch.update_many(sid, slope < -self.threshold, now[ok])

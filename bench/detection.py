@@ -28,6 +28,7 @@ import tomllib
 from pathlib import Path
 
 from bench.baselines import (
+    SampleBuffer,
     SlopePanel,
     StepPanel,
     floor_time_s,
@@ -565,33 +566,28 @@ class _Panels:
     """Per-sensor panel sets (each panel configured for its sensor) fed the
     samples the monitor's own decoders gave (``run_simulation``'s
     ``on_samples``): the same records, at the same ticks, the monitor ingests,
-    decoded once for all."""
+    decoded once for all, buffered and handed to each sensor's panels a round
+    at a time."""
 
     def __init__(self, *sets: dict):
         self.sets = sets
-        self._sids: dict = {}  # (link, addr) -> (sensor id, its panel in each set)
+        self._buf = SampleBuffer()
 
     def feed_samples(self, link: str, recs, now_s: float) -> None:
-        """Hand SAMPLE records of ``link`` (decoded by ``now_s``, s) to each sensor's panels."""
-        if not len(recs):
-            return
-        sids = self._sids
-        for a, t, p in zip(
-            recs["addr"].tolist(),
-            (recs["t_us"] * 1e-6).tolist(),
-            recs["pressure_pa"].tolist(),
-            strict=True,
-        ):
-            entry = sids.get((link, a))
-            if entry is None:
-                sid = f"{link}:{a}"
-                entry = sids[(link, a)] = (sid, [s[sid] for s in self.sets if sid in s])
-            sid, pnls = entry
-            for pnl in pnls:
-                pnl._sample(sid, t, p, now_s)
+        """Take SAMPLE records of ``link`` (decoded by ``now_s``, s)."""
+        if self._buf.add(link, recs, now_s):
+            self._drain()
+
+    def _drain(self) -> None:
+        for sid, t, p, now in self._buf.drain():
+            for s in self.sets:
+                pnl = s.get(sid)
+                if pnl is not None:
+                    pnl.process(sid, t, p, now)
 
     def count(self, i: int) -> int:
         """Alarms raised so far by the panels of set ``i``."""
+        self._drain()
         return sum(len(p.alarms) for p in self.sets[i].values())
 
 

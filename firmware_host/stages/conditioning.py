@@ -150,15 +150,20 @@ class SampleConditioner:
             # each batch is sorted by channel: a stable sort of them all, one after
             # the other, keeps each channel's samples in stream order
             chs = np.concatenate([b[0] for b in pending])
-            host = np.empty(len(chs))
-            i = 0
-            for b in pending:
-                host[i : i + len(b[0])] = b[2]
-                i += len(b[0])
-            order = np.argsort(chs, kind="stable")
-            chs = chs[order]
-            host = host[order]
-            cols = tuple(np.concatenate([b[1][k] for b in pending])[order] for k in range(4))
+            h0 = pending[0][2]
+            if all(b[2] == h0 for b in pending):
+                host = h0  # (the usual tick: every link read at the same time)
+            else:
+                host = np.concatenate([np.full(len(b[0]), b[2]) for b in pending])
+            cols = tuple(np.concatenate([b[1][k] for b in pending]) for k in range(4))
+            if np.count_nonzero(chs[1:] <= chs[:-1]):
+                # (links of disjoint, ascending channels, one batch each, are in
+                # order already: the usual tick needs no sort)
+                order = np.argsort(chs, kind="stable")
+                chs = chs[order]
+                if isinstance(host, np.ndarray):
+                    host = host[order]
+                cols = tuple(c[order] for c in cols)
         m = len(chs)
         new = chs[1:] != chs[:-1]
         if np.count_nonzero(new) == m - 1:  # one sample per channel: a single round

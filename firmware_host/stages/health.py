@@ -339,10 +339,13 @@ class SensorHealth:
                 tot = np.nansum(x, axis=1, keepdims=True)
                 tot_e = np.sqrt(np.nansum(e**2, axis=1, keepdims=True))
                 pair = cnt == 2
-                with warnings.catch_warnings():  # windows nobody covered: NaN
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    med = np.nanmedian(x, axis=1, keepdims=True)
-                    med_e = np.nanmedian(e, axis=1, keepdims=True)
+                if len(m) == 2:  # a pair or less in every window: no median used
+                    med = med_e = np.nan
+                else:
+                    with warnings.catch_warnings():  # windows nobody covered: NaN
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        med = np.nanmedian(x, axis=1, keepdims=True)
+                        med_e = np.nanmedian(e, axis=1, keepdims=True)
                 ref = np.where(pair, tot - x, med)
                 ref_e = np.where(pair, np.sqrt(np.maximum(tot_e**2 - e**2, 0.0)), med_e)
                 dev = x - ref

@@ -4,7 +4,8 @@ For dP/dt = -a P^n, n = P P'' / P'^2: 1 for an orifice (exponential decay), 2
 for a crack (1/P linear in time).  Every closed minute, a parabola is fitted to
 each healthy sensor's 1-min history since its volume's group last changed; a
 volume is decided once it has decayed by ``regime_min_decay`` and the exponent's
-standard error is at most ``regime_max_sigma``.
+standard error is at most ``regime_max_sigma``.  A sensor whose compensated
+pressure spans less than a tenth of that decay is not fitted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import numpy as np
 from common.gas import KELVIN
 from firmware_host.config import MonitorConfig
 from firmware_host.stages.topology import Channels
+
+
+#: A sensor's fit is skipped when its compensated pressure spans less than
+#: ``regime_min_decay / _RANGE_MARGIN`` of its level: a parabola fitted to data
+#: within that range moves by far less than the decay asked for between the span's
+#: ends, so no decision can come of it (the fit costs about 100 us a sensor).
+_RANGE_MARGIN = 10.0
 
 
 class Regime(enum.Enum):
@@ -59,6 +67,9 @@ class RegimeTracker:
                 temp = view.temperature_c[ok, c].astype(float)
                 temp = np.interp(t + lag, t, temp)
                 q = view.pressure_pa[ok, c] * (self.config.t_ref_k / (temp + KELVIN))
+                q_lo = q.min()
+                if (q.max() - q_lo) * _RANGE_MARGIN < est.regime_min_decay * q_lo:
+                    continue  # it has not decayed (a leak-free sensor: most of them)
                 tau = t - 0.5 * (t[0] + t[-1])  # at mid-span the cubic term leaks least
                 try:
                     coef, cov = np.polyfit(tau, q, 2, w=np.sqrt(nn[ok]), cov=True)

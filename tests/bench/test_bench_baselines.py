@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bench.baselines import (
+    SampleBuffer,
     SlopePanel,
     StepPanel,
     floor_time_s,
@@ -119,6 +120,108 @@ def test_slope_panel_restarts_its_window_when_the_clock_goes_back():
     for i in range(len(t2)):
         panel.feed("bus0", frames(1, t2[i : i + 1], np.full(1, 100325.0)), 121.0 + i)
     assert panel.alarms == []  # no slope across the restart (and none until a full window)
+
+
+class _ScalarReference:
+    """The panels' rules sample by sample (how they were first written): the
+    oracle the vectorized panels are checked against."""
+
+    def __init__(self, step_pa, slope_thr, window_s=60.0, clear_s=30.0):
+        self.step_pa, self.thr, self.w, self.clear = step_pa, slope_thr, window_s, clear_s
+        self.last, self.win, self.p_ref, self.last_t = {}, {}, {}, {}
+        self.state = {"step": ({}, set(), []), "slope": ({}, set(), [])}
+
+    def _latch(self, which, key, cond, t):
+        last_true, active, alarms = self.state[which]
+        if cond:
+            if key not in active:
+                active.add(key)
+                alarms.append((t, key))
+            last_true[key] = t
+        elif key in active and t - last_true[key] >= self.clear:
+            active.discard(key)
+
+    def sample(self, sid, t, p, now):
+        prev = self.last.get(sid)
+        self.last[sid] = p
+        if prev is not None:
+            self._latch("step", sid, abs(p - prev) > self.step_pa, now)
+        q = self.win.get(sid)
+        if q is None or t <= self.last_t.get(sid, -math.inf):
+            q = self.win[sid] = []
+            self.p_ref.setdefault(sid, p)
+        self.last_t[sid] = t
+        q.append((t, p - self.p_ref[sid]))
+        while q[0][0] < t - self.w - 0.5e-6:  # (ties in the window, whatever the rounding)
+            q.pop(0)
+        if t - q[0][0] < 0.98 * self.w or len(q) < 3:
+            return
+        x = np.array([a for a, _ in q]) - q[0][0]
+        y = np.array([b for _, b in q])
+        n = len(q)
+        den = n * np.sum(x * x) - np.sum(x) ** 2
+        if den > 0:
+            s = (n * np.sum(x * y) - np.sum(x) * np.sum(y)) / den
+            self._latch("slope", sid, s < -self.thr, now)
+
+
+@pytest.mark.parametrize("seed,whole_seconds", [(0, False), (1, False), (2, True), (3, True)])
+def test_vectorized_panels_raise_what_the_sample_by_sample_rules_raise(
+    seed, whole_seconds, monkeypatch
+):
+    """Two sensors interleaved on one link, batches of 1-25 samples, rounds of 64
+    samples: falls that start and stop, one at the threshold (the slope's
+    condition flickering), spikes 10-60 s apart (the latch raising, clearing
+    after 30 s or not, raising again), a gap and a clock restart; sample times
+    jittered, or whole seconds (windows that end exactly on a sample); every
+    alarm the same."""
+    monkeypatch.setattr(SampleBuffer, "CHUNK", 64)
+    rng = np.random.default_rng(seed)
+    step_pa, thr = 20.0, 0.05
+    step, slope = StepPanel(step_pa), SlopePanel(thr)
+    ref = _ScalarReference(step_pa, thr)
+    streams = {}
+    for addr in (1, 2):
+        if whole_seconds:
+            t = np.arange(3000, dtype=float) + addr
+        else:
+            t = np.cumsum(rng.uniform(0.3, 1.7, 3000)) + rng.uniform(0, 5)
+        t[1500:] += 400.0  # a gap of 400 s
+        t[2200:] -= t[2200] - 3.0  # a reboot: the clock starts again
+        p = 101325.0 + rng.normal(0, 0.5, t.size)
+        for a, b in ((300, 700), (1000, 1200), (1600, 1650), (2500, 2900)):
+            p[a:b] -= rng.uniform(0.03, 0.2) * (np.arange(b - a) * 1.0)  # falls
+            p[b:] += rng.normal(0, 1.0)
+        p[1700:2100] -= thr * (t[1700:2100] - t[1700])  # at the threshold
+        p[1700 + 400 :] -= thr * (t[2099] - t[1700])
+        spikes = np.cumsum(rng.integers(10, 61, 40)) + 50
+        p[spikes[spikes < t.size]] += 50.0
+        streams[addr] = (t, p)
+    # one stream of frames, the two sensors interleaved, in batches
+    recs = []
+    for addr, (t, p) in streams.items():
+        recs += [(i, addr, ti, pi) for i, (ti, pi) in enumerate(zip(t, p, strict=True))]
+    recs.sort(key=lambda r: (r[0], r[1]))
+    now = 0.0
+    i = 0
+    while i < len(recs):
+        k = int(rng.integers(1, 26))
+        batch = recs[i : i + k]
+        i += k
+        now += 0.5 * k  # two sensors at about 1 Hz
+        for pnl in (step, slope):
+            pnl.feed(
+                "bus0",
+                b"".join(frames(a, np.array([ti]), np.array([pi])) for _, a, ti, pi in batch),
+                now,
+            )
+        for _, addr, ti, pi in batch:
+            # what the frame carries: t in whole us, p as float32
+            ref.sample(f"bus0:{addr}", round(ti * 1e6) * 1e-6, float(np.float32(pi)), now)
+    # (in time order; alarms of one arrival may come in another sensor order)
+    assert step.alarms == sorted(ref.state["step"][2])
+    assert slope.alarms == sorted(ref.state["slope"][2])
+    assert len(step.alarms) >= 20 and len(slope.alarms) >= 8  # (the test tests something)
 
 
 # --- grid scenarios -------------------------------------------------------------
