@@ -13,8 +13,9 @@ monitor's ``Limits.clear_s``) without it; ``alarms`` lists the raises as
   6 * sqrt(2) * noise: about 1e-9 false alarms per reading on white noise.
 * ``SlopePanel``: least-squares slope of one sensor's raw pressure over a
   fixed moving window (``window_s``, 60 s, both ends in: a sample exactly
-  60 s old is in) against the sensor's own timestamps; alarm when the slope is below ``-threshold_pa_s``, the fall
-  rate of the monitor's CAUTION mass rate in that volume
+  60 s old is in) against the sensor's own timestamps; alarm when the slope
+  is below ``-threshold_pa_s``, the fall rate of the monitor's CAUTION mass
+  rate in that volume
   (``slope_threshold_pa_s``).  When a sensor's timestamps go backwards (a
   reboot) its window restarts: the least any slope needs to compute at all.
   The first slope is computed once the window holds ``window_s`` of data.

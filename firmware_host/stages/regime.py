@@ -18,7 +18,6 @@ from common.gas import KELVIN
 from firmware_host.config import MonitorConfig
 from firmware_host.stages.topology import Channels
 
-
 #: A sensor's fit is skipped when its compensated pressure spans less than
 #: ``regime_min_decay / _RANGE_MARGIN`` of its level: a parabola fitted to data
 #: within that range moves by far less than the decay asked for between the span's
