@@ -45,7 +45,7 @@ test-fast: $(STAMP) lint
 
 # The micro-benchmarks (minutes), then the full detection scorecard: the leak
 # sweep, sensor-faults and link-faults for a day each and nominal for 30 days
-# (about 1 h on this 2-core machine; docs/DETECTION.md).
+# (the scorecard about 15 min on this 2-core machine; docs/DETECTION.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	mkdir -p build
