@@ -117,6 +117,7 @@ def close_all(*things):
 def test_picture_and_retained_assessment_from_three_boards(broker):
     bs = boards(broker)
     agg = make_agg(broker)
+    early = Listener(broker)
     try:
         publish_estimates(bs)
         every = {"usos", "rs", "mrm1", "soyuz_bo", "soyuz_sa"}
@@ -129,19 +130,24 @@ def test_picture_and_retained_assessment_from_three_boards(broker):
         _, hatches, segs = agg.fake.calls[-1]
         assert hatches == dict.fromkeys(ALL_OPEN, True)
         assert segs[0].mass_rate_kg_day == pytest.approx(20.0)
+
         # retained, JSON, content type set: a client that comes later gets it
+        def proposed(i):
+            return i[0]["leaking"] and (i[0]["proposal"] or {}).get("hatch") == "mrm1-soyuz"
+
+        # (once a subscriber has it the broker holds it: a client that came while
+        # the publish was on its way would get it live, not retained)
+        early.wait(proposed)
         late = Listener(broker)
         # (the newest: an earlier one, before every hatch was known, may come first)
-        payload, retain, ctype = late.wait(
-            lambda i: i[0]["leaking"] and (i[0]["proposal"] or {}).get("hatch") == "mrm1-soyuz"
-        )
+        payload, retain, ctype = late.wait(proposed)
         assert retain and ctype == wire.CONTENT_TYPE
         msg = wire.decode(wire.TopicKind.ASSESSMENT, json.dumps(payload).encode())
         assert msg.station == ST and msg.proposal["hatch"] == "mrm1-soyuz"
         assert msg.message.startswith("SUSPECT")
         late.close()
     finally:
-        close_all(agg, bs)
+        close_all(early, agg, bs)
 
 
 def test_advisor_called_at_least_once_a_second_without_news(broker):
