@@ -80,23 +80,15 @@ class _Latch:
         self.active: set[str] = set()
         self.alarms: list[tuple[float, str]] = []
 
-    def update(self, key: str, cond: bool, t_s: float) -> None:
-        """One evaluation of ``key``'s condition at ``t_s`` (s)."""
-        if cond:
-            if key not in self.active:
-                self.active.add(key)
-                self.alarms.append((t_s, key))
-            self.last_true[key] = t_s
-        elif key in self.active and t_s - self.last_true[key] >= self.clear_s:
-            self.active.discard(key)
-
     def update_many(self, key: str, cond: np.ndarray, t_s: np.ndarray) -> None:
-        """``update`` for each of ``key``'s evaluations ``cond`` at ``t_s`` (s,
-        non-decreasing), at once: the same raises and the same state after.
+        """``key``'s next evaluations ``cond`` of its condition, at ``t_s`` (s,
+        non-decreasing), in order.
 
-        A true evaluation raises unless the alarm is active: it was raised by an
-        earlier true one and no false one since came ``clear_s`` after that.
-        Time not decreasing, the last false one before it is the one to ask."""
+        A true evaluation raises the alarm unless it is active; a false one
+        ``clear_s`` or more after the last true one clears it.  So a true one
+        raises unless an earlier true one did and no false one since came
+        ``clear_s`` after it: time not decreasing, the last false one before it
+        is the one to ask."""
         if not len(cond):
             return
         idx = np.flatnonzero(cond)
@@ -266,19 +258,19 @@ class SlopePanel(_Panel):
         prev = np.concatenate(([self.last_t.get(sid, -math.inf)], t[:-1]))
         starts = np.flatnonzero(t <= prev).tolist()
         self.last_t[sid] = float(t[-1])
+        # the last segment's tail first (context only), then the new samples
         tail_t, tail_q = self._tail.get(sid, (_EMPTY, _EMPTY))
-        cont = not starts or starts[0] != 0  # the first sample continues the last segment
-        bounds = sorted({0, *starts, len(t)})
-        for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-            if k == 0 and cont:
-                ts = np.concatenate((tail_t, t[lo:hi]))
-                qs = np.concatenate((tail_q, q[lo:hi]))
-                first = len(tail_t)
-            else:
-                ts, qs, first = t[lo:hi], q[lo:hi], 0
-            self._segment(sid, ts, qs, first, now[lo:hi])
-            tail_from = int(np.searchsorted(ts, ts[-1] - (self.window_s + TIE_S), side="left"))
-            self._tail[sid] = (ts[tail_from:], qs[tail_from:])
+        k = len(tail_t)
+        ts_all = np.concatenate((tail_t, t))
+        qs_all = np.concatenate((tail_q, q))
+        bounds = sorted({0, *(i + k for i in starts), len(ts_all)})
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            first = max(k - lo, 0)  # the tail's samples are judged already
+            now_seg = now[max(lo - k, 0) : hi - k]
+            self._segment(sid, ts_all[lo:hi], qs_all[lo:hi], first, now_seg)
+        ts, qs = ts_all[lo:hi], qs_all[lo:hi]
+        tail_from = int(np.searchsorted(ts, ts[-1] - (self.window_s + TIE_S), side="left"))
+        self._tail[sid] = (ts[tail_from:], qs[tail_from:])
 
     def _segment(self, sid, ts, qs, first, now) -> None:
         """The slopes at samples ``first``... of a segment (times ``ts`` increasing)."""

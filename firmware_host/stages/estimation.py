@@ -145,7 +145,7 @@ def fuse_slopes(slope, se, use, member, volume_of):
     return f, birge / np.sqrt(sw)
 
 
-def _fuse_pair(slope2, se2, use, MT, volume_of):
+def _fuse_stack(slope2, se2, use, MT, volume_of):
     """``fuse_slopes`` of ``(nW, C)`` slope sets stacked ``(k, nW, C)`` with the
     same ``use``, bit for bit: the element-wise steps run once on the stack, each
     volume sum is the same matrix product of one ``(nW, C)`` set as in
@@ -376,7 +376,7 @@ class VolumeEstimator:
         se2[1:] = fits.delayed_stderr_pa_s
         if a == 2:
             np.copyto(slope2[2], np.where(fits.aligned, fits.delayed_slope_pa_s, np.nan))
-        f2, f2se = _fuse_pair(slope2, se2, use_w, MT, vch)
+        f2, f2se = _fuse_stack(slope2, se2, use_w, MT, vch)
         fp, fpd, fpa = f2[0], f2[1], f2[a]  # (indexing: quicker than unpacking an array)
         fpse, fpdse, fpase = f2se[0], f2se[1], f2se[a]
         # temperatures from the same sensors as the pressures; a volume with none

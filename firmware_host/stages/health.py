@@ -339,7 +339,7 @@ class SensorHealth:
                 tot = np.nansum(x, axis=1, keepdims=True)
                 tot_e = np.sqrt(np.nansum(e**2, axis=1, keepdims=True))
                 pair = cnt == 2
-                if len(m) == 2:  # a pair or less in every window: no median used
+                if not np.count_nonzero(cnt >= 3):  # the median is for three or more
                     med = med_e = np.nan
                 else:
                     with warnings.catch_warnings():  # windows nobody covered: NaN

@@ -21,7 +21,7 @@ from firmware_host.stages.topology import Channels
 #: A sensor's fit is skipped when its compensated pressure spans less than
 #: ``regime_min_decay / _RANGE_MARGIN`` of its level: a parabola fitted to data
 #: within that range moves by far less than the decay asked for between the span's
-#: ends, so no decision can come of it (the fit costs about 100 us a sensor).
+#: ends, so no decision can come of it (and a leak-free sensor costs no fit).
 _RANGE_MARGIN = 10.0
 
 
